@@ -1,0 +1,77 @@
+// config.h — the run configuration: one struct, filled from defaults, a JSON file and dotted
+// command-line overrides, all typed and range-checked by one schema table (config.c). The key
+// names are an interface: shell scripts sweep them. docs/config.md documents every key.
+#ifndef AOE_CONFIG_H
+#define AOE_CONFIG_H
+
+#include <stdint.h>
+
+#define CFG_STR 512
+
+typedef struct {
+    char type[16];        // dense | moe | aoe
+    int d_ff;             // dense width / MoE expert width D
+    int n_experts;        // n
+    int top_k;            // K
+    int d_low;            // AoE rank r
+    int d_wide;           // AoE expert width; 0 = parameter-matched to an MoE of width d_ff (Eq.5)
+    int every;            // MoE/AoE in every k-th layer (others dense); 1 = every layer
+    int first;            // index of the first MoE layer
+    char gate[16];        // topk_softmax (softmax over the K selected) | softmax (full, no renorm)
+    float lb_coef;        // Switch load-balancing loss weight alpha
+    int lb_div_k;         // divide the balancing loss by K (megablocks convention)
+    float z_loss;         // router z-loss weight (router MoE only)
+    char select[16];      // topk | topp | expert_choice | etr (method, see src/select)
+    float top_p;          // Top-P threshold
+    float topp_ent_coef;  // Top-P entropy loss weight
+    float capacity;       // capacity factor (0 = dropless) for token choice; expert choice: factor
+    float erc_coef;       // ERC loss weight (0 = off)
+    float erc_alpha;      // ERC alpha
+    int erc_detach_router;
+    int erc_allow_alpha_gt1;
+    float etr_cap_start, etr_cap_end;  // ETR capacity factor schedule (linear over training)
+    float etr_loc_coef;   // ETR locality loss weight mu
+    int etr_groups;       // ETR expert/token groups ("nodes")
+    char etr_gate[16];    // grap | cosine
+} FfnConfig;
+
+typedef struct {
+    // model
+    int vocab_size;       // 0 = take it from the tokenizer / shards
+    int d_model, n_layer, n_head, seq_len;
+    int tie_embeddings;
+    float rope_theta, norm_eps, init_std;
+    FfnConfig ffn;
+    // train
+    int steps, batch_size, grad_accum, warmup, log_every, eval_every, eval_batches, ckpt_every,
+        keep_ckpts, threads;
+    float lr, min_lr, beta1, beta2, eps, weight_decay, grad_clip;
+    uint64_t seed;
+    // data
+    char train_path[CFG_STR], val_path[CFG_STR], tokenizer[CFG_STR];
+    // run
+    char out[CFG_STR];
+    int ckpt_compress;
+} Config;
+
+// Fills defaults. Then config_load_file, then config_set for each override, then config_validate.
+void config_defaults(Config *c);
+// Parses a JSON file into c; on any problem prints one line (file, key path or line:col, what was
+// expected) and exits 2.
+void config_load_file(Config *c, const char *path);
+// Applies "key.path=value"; `src` names where it came from for messages. Exits 2 on error.
+void config_set(Config *c, const char *assignment, const char *src);
+// Cross-key checks (top_k <= n_experts, d_low < d_model, ...). Exits 2 naming the keys.
+void config_validate(const Config *c, const char *src);
+// Resolved config as pretty JSON (caller frees).
+char *config_to_json(const Config *c);
+// Parses JSON text (e.g. from a checkpoint) strictly into c; returns 0 or -1 with err filled.
+int config_from_json_text(Config *c, const char *text, const char *src, char *err, int errlen);
+// Markdown table of every key (type, default, range, meaning): docs/config.md is generated from it.
+void config_print_doc(void);
+// Derived: the AoE expert width (d_wide, or Eq.5 rounded when 0).
+int ffn_d_wide(const Config *c);
+// Is layer l an MoE/AoE layer?
+int ffn_is_sparse_layer(const Config *c, int l);
+
+#endif

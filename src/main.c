@@ -1,0 +1,44 @@
+// main.c — `aoe <command> [args]`: dispatch to the command table. Every command prints its own
+// usage for --help; an unknown command prints the list on stderr and exits 2.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name, *summary;
+    int (*run)(int argc, char **argv);
+} Command;
+
+// One line per command, in data-flow order.
+static const Command commands[] = {
+    {"prepare", "train a BPE tokenizer and encode text into zlib token shards", cmd_prepare},
+    {"tokenize", "encode or decode a string with a tokenizer", cmd_tokenize},
+    {"train", "train a dense / MoE / AoE decoder from a JSON config", cmd_train},
+    {"stats", "summarise load-distribution statistics of a run, with plots", cmd_stats},
+};
+static const int n_commands = sizeof commands / sizeof commands[0];
+
+int wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: aoe <command> [args]   (aoe <command> --help for details)\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "aoe: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
