@@ -7,6 +7,8 @@ int cmd_train(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 // True if any argument is -h or --help.
 int wants_help(int argc, char **argv);

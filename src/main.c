@@ -16,14 +16,10 @@ static const Command commands[] = {
     {"tokenize", "encode or decode a string with a tokenizer", cmd_tokenize},
     {"train", "train a dense / MoE / AoE decoder from a JSON config", cmd_train},
     {"stats", "summarise load-distribution statistics of a run, with plots", cmd_stats},
+    {"inspect", "verify a checkpoint or shard and show its header, tables and statistics", cmd_inspect},
+    {"bench", "time training steps against the sgemm ceiling measured in the same process", cmd_bench},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
-
-int wants_help(int argc, char **argv) {
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
-    return 0;
-}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: aoe <command> [args]   (aoe <command> --help for details)\n\ncommands:\n");

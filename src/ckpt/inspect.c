@@ -1,0 +1,167 @@
+// inspect.c — `aoe inspect FILE...`: the checker for aoe's own binary files. A checkpoint shows its
+// header, config, training state and tensor table and has every CRC verified; a shard shows its
+// header, is fully verified (src/data/shard.h) and gets token statistics. Exit 0 when every file
+// is intact, 2 on the first corrupt or unknown file (message: file, byte offset, expectation).
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt/ckpt_format.h"
+#include "cli.h"
+#include "data/shard.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: aoe inspect FILE... [--quiet]\n\n"
+            "Checks aoe checkpoints (*.aoec) and token shards and prints what they hold.\n"
+            "  checkpoint: header, resolved config, step / RNG / loader position, tensor table with\n"
+            "              CRC32 verification of parameters and AdamW moments, tokens seen\n"
+            "  shard:      header, full CRC verification, token statistics\n"
+            "  a run directory is read through its `latest` pointer\n"
+            "  --quiet     only verify; print one line per file\n"
+            "  -h, --help  this help\n\n"
+            "Exit status: 0 all files intact, 2 corrupt or unreadable (file, byte offset, expectation).\n");
+}
+
+static void shape_str(char *b, size_t n, const uint32_t *shape, uint32_t ndim) {
+    size_t k = 0;
+    b[0] = 0;
+    for (uint32_t i = 0; i < ndim && k < n; i++) k += snprintf(b + k, n - k, "%s%u", i ? "x" : "", shape[i]);
+}
+
+static int inspect_ckpt(const char *path, int quiet) {
+    CkptFile cf;
+    ckpt_file_open(&cf, path);  // exits 2 on a structural problem
+    const CkptHeader *h = &cf.h;
+    const Config *c = &cf.cfg;
+    float *w = falloc(cf.total);
+    if (!quiet) {
+        printf("%s: aoe checkpoint, version %u, %llu bytes\n", path, h->version, (unsigned long long)h->file_size);
+        printf("sections: header 0+%d, config %llu+%llu, meta %llu+%llu, table %llu+%llu, payload %llu+%llu (%s",
+               CKPT_HEADER_BYTES, (unsigned long long)h->off[SEC_CONFIG], (unsigned long long)h->len[SEC_CONFIG],
+               (unsigned long long)h->off[SEC_META], (unsigned long long)h->len[SEC_META], (unsigned long long)h->off[SEC_TABLE],
+               (unsigned long long)h->len[SEC_TABLE], (unsigned long long)h->off[SEC_PAYLOAD], (unsigned long long)h->len[SEC_PAYLOAD],
+               (h->flags & CKPT_FLAG_ZLIB) ? "zlib" : "raw");
+        if (h->flags & CKPT_FLAG_ZLIB)
+            printf(", %llu bytes inflated, ratio %.3f", (unsigned long long)h->payload_raw,
+                   (double)h->len[SEC_PAYLOAD] / (double)(h->payload_raw ? h->payload_raw : 1));
+        printf(")\nheader, config, meta and table CRCs: ok\n");
+        const TrainMeta *mt = &cf.meta;
+        long tokens = mt->step * (long)c->batch_size * c->seq_len * c->grad_accum;
+        printf("step %ld of %d, AdamW t %ld, tokens seen %ld (%ld steps x %d x %d x %d)\n", mt->step, c->steps, cf.adam_t,
+               tokens, mt->step, c->batch_size, c->seq_len, c->grad_accum);
+        printf("vocab %d, tokenizer hash %016llx, model %s ffn, %d layers, d_model %d\n", cf.V,
+               (unsigned long long)mt->tok_hash, c->ffn.type, c->n_layer, c->d_model);
+        printf("rng state %016llx %016llx %016llx %016llx\n", (unsigned long long)mt->rng.s[0],
+               (unsigned long long)mt->rng.s[1], (unsigned long long)mt->rng.s[2], (unsigned long long)mt->rng.s[3]);
+        printf("loader position: epoch %llu, cursor %llu, seed %llu, %llu windows\n", (unsigned long long)mt->pos.epoch,
+               (unsigned long long)mt->pos.cursor, (unsigned long long)mt->pos.seed, (unsigned long long)mt->pos.n_windows);
+        printf("config:\n%s\n", cf.config_json);
+    }
+    ckpt_file_read_payload(&cf, w, NULL, NULL, 1, 1);  // every array, every CRC; failures listed
+    if (!quiet) {
+        double nparam = 0;
+        printf("tensors (%u, fp32; offsets in floats into each payload array):\n", h->n_tensors);
+        printf("  %-36s %-14s %10s %10s %10s %10s %10s %10s %s\n", "name", "shape", "offset", "elements", "rms", "crc(w)",
+               "crc(m)", "crc(v)", "");
+        for (uint32_t i = 0; i < h->n_tensors; i++) {
+            const CkptTensor *t = &cf.t[i];
+            char sh[64];
+            shape_str(sh, sizeof sh, t->shape, t->ndim);
+            double ss = 0;
+            for (uint64_t j = 0; j < t->n; j++) ss += (double)w[t->off + j] * w[t->off + j];
+            uint32_t got = ckpt_crc(0, w + t->off, t->n * 4);
+            printf("  %-36s %-14s %10llu %10llu %10.4g   %08x   %08x   %08x %s\n", t->name, sh, (unsigned long long)t->off,
+                   (unsigned long long)t->n, t->n ? sqrt(ss / t->n) : 0.0, t->crc[ARR_W], t->crc[ARR_M], t->crc[ARR_V],
+                   got == t->crc[ARR_W] ? "" : "BAD");
+            nparam += t->n;
+        }
+        printf("parameters: %.0f (%.3fM)\n", nparam, nparam / 1e6);
+    }
+    int bad = cf.n_bad;
+    unsigned nt = h->n_tensors;
+    free(w);
+    ckpt_file_close(&cf);
+    if (bad) die_input("%s: %d CRC failure(s); the checkpoint is corrupt (see the BAD lines above)", path, bad);
+    printf("%s: ok (all %u x 3 tensor CRCs and the payload CRC match)\n", path, nt);
+    return 0;
+}
+
+typedef struct { uint64_t n; int id; } IdCount;
+static int cmp_count(const void *a, const void *b) {
+    const IdCount *x = a, *y = b;
+    return x->n < y->n ? 1 : x->n > y->n ? -1 : x->id - y->id;
+}
+
+static int inspect_shard(const char *path, int quiet) {
+    Shard *s = shard_open(path);  // exits 2 on a bad header or index
+    shard_verify(s);              // every chunk CRC, the document table; exits 2 on corruption
+    if (!quiet) {
+        printf("%s: aoe shard, %llu bytes\n", path, (unsigned long long)s->file_size);
+        printf("vocab %u, tokenizer hash %016llx, EOT id %u, %u-byte tokens\n", s->vocab, (unsigned long long)s->tok_hash,
+               s->eot, s->token_bytes);
+        printf("tokens %llu, documents %llu, chunks %llu of up to %u tokens (index at %llu, documents at %llu)\n",
+               (unsigned long long)s->n_tokens, (unsigned long long)s->n_docs, (unsigned long long)s->n_chunks,
+               s->chunk_tokens, (unsigned long long)s->index_offset, (unsigned long long)s->docs_offset);
+        uint64_t *hist = xcalloc(s->vocab, sizeof(uint64_t)), comp = 0;
+        unsigned char *cb = xmalloc(shard_max_comp(s)), *rb = xmalloc((size_t)s->chunk_tokens * s->token_bytes);
+        int32_t *ids = xmalloc(sizeof(int32_t) * s->chunk_tokens);
+        for (uint64_t ch = 0; ch < s->n_chunks; ch++) {
+            shard_read_chunk(s, ch, cb, rb, ids);
+            comp += s->chunks[ch].comp_bytes;
+            for (uint32_t j = 0; j < s->chunks[ch].n_tokens; j++) hist[ids[j]]++;
+        }
+        double H = 0, N = (double)s->n_tokens;
+        int used = 0;
+        IdCount *top = xmalloc(sizeof(IdCount) * s->vocab);
+        for (uint32_t i = 0; i < s->vocab; i++) {
+            top[i] = (IdCount){hist[i], (int)i};
+            if (hist[i]) { used++; H -= hist[i] / N * log2(hist[i] / N); }
+        }
+        qsort(top, s->vocab, sizeof(IdCount), cmp_count);
+        printf("token statistics: %d of %u ids used, unigram entropy %.3f bits/token, mean document %.1f tokens, "
+               "compressed %.2f bytes/token\n", used, s->vocab, H, s->n_docs ? N / s->n_docs : 0.0, N ? comp / N : 0.0);
+        printf("most frequent ids:");
+        for (uint32_t i = 0; i < s->vocab && i < 10 && top[i].n; i++)
+            printf(" %d (%.2f%%)", top[i].id, 100.0 * top[i].n / N);
+        printf("\n");
+        free(hist); free(cb); free(rb); free(ids); free(top);
+    }
+    printf("%s: ok (all %llu chunk CRCs and the document table verified)\n", path, (unsigned long long)s->n_chunks);
+    shard_close(s);
+    return 0;
+}
+
+int cmd_inspect(int argc, char **argv) {
+    if (wants_help(argc, argv)) { usage(stdout); return 0; }
+    int quiet = 0, nfiles = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "aoe inspect: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else nfiles++;
+    }
+    if (!nfiles) { usage(stderr); return 2; }
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] == '-') continue;
+        char *path = NULL;
+        if (is_directory(argv[i])) {  // a run directory: its newest checkpoint
+            path = ckpt_latest(argv[i]);
+            if (!path) die_input("%s: no checkpoint in this run directory (expected a `latest` file or ckpt-<step>.aoec)", argv[i]);
+        } else path = xstrdup(argv[i]);
+        FILE *f = fopen(path, "rb");
+        if (!f) die_input("%s: cannot open: %s", path, strerror(errno));
+        char magic[8] = {0};
+        size_t got = fread(magic, 1, 8, f);
+        fclose(f);
+        if (got == 8 && !memcmp(magic, "AOESHARD", 8)) inspect_shard(path, quiet);
+        else if (got == 8 && !memcmp(magic, CKPT_MAGIC, 8)) inspect_ckpt(path, quiet);
+        else die_input("%s: byte 0: unknown file type (expected magic \"AOECKPT\\0\" for a checkpoint or \"AOESHARD\" for a shard)", path);
+        if (!quiet && i + 1 < argc) printf("\n");
+        free(path);
+    }
+    return 0;
+}

@@ -1,0 +1,316 @@
+// config.c — one schema table drives defaults, JSON parsing, dotted overrides, range checks, the
+// resolved-config JSON and docs/config.md, so a key can never be parsed one way and documented
+// another. Every error is one line: file, key path (or line:col), what was expected; exit 2.
+#include "config/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/common.h"
+
+typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_ENUM, T_U64 } KeyType;
+
+typedef struct {
+    const char *path;
+    KeyType type;
+    size_t off;
+    const char *def;       // default as text (parsed with the same code as overrides)
+    double min, max;       // inclusive range for numbers
+    const char *choices;   // T_ENUM: '|'-separated
+    const char *doc;
+} Key;
+
+#define O(f) offsetof(Config, f)
+#define BIG 1e18
+static const Key keys[] = {
+    {"model.vocab_size", T_INT, O(vocab_size), "0", 0, 1 << 20, 0, "vocabulary size; 0 = take it from the tokenizer"},
+    {"model.d_model", T_INT, O(d_model), "128", 8, 16384, 0, "model width d"},
+    {"model.n_layer", T_INT, O(n_layer), "4", 1, 256, 0, "number of transformer blocks"},
+    {"model.n_head", T_INT, O(n_head), "4", 1, 1024, 0, "attention heads (d_model must be divisible; head dim even for RoPE)"},
+    {"model.seq_len", T_INT, O(seq_len), "128", 2, 65536, 0, "context length in tokens"},
+    {"model.tie_embeddings", T_BOOL, O(tie_embeddings), "true", 0, 1, 0, "LM head shares the token embedding matrix"},
+    {"model.rope_theta", T_FLOAT, O(rope_theta), "10000", 1, BIG, 0, "RoPE base frequency"},
+    {"model.norm_eps", T_FLOAT, O(norm_eps), "1e-5", 1e-12, 1, 0, "RMSNorm epsilon"},
+    {"model.init_std", T_FLOAT, O(init_std), "0.02", 1e-6, 10, 0, "std of N(0, s^2) weight init (output projections scaled by 1/sqrt(2 n_layer))"},
+    {"model.ffn.type", T_ENUM, O(ffn.type), "dense", 0, 0, "dense|moe|aoe", "feed-forward kind"},
+    {"model.ffn.d_ff", T_INT, O(ffn.d_ff), "512", 1, 1 << 20, 0, "dense SwiGLU width, or MoE expert width D"},
+    {"model.ffn.n_experts", T_INT, O(ffn.n_experts), "8", 1, 1024, 0, "experts per MoE/AoE layer (n)"},
+    {"model.ffn.top_k", T_INT, O(ffn.top_k), "2", 1, 1024, 0, "experts per token (K)"},
+    {"model.ffn.d_low", T_INT, O(ffn.d_low), "64", 1, 1 << 20, 0, "AoE rank r of W_down (must be < d_model)"},
+    {"model.ffn.d_wide", T_INT, O(ffn.d_wide), "0", 0, 1 << 20, 0, "AoE expert width; 0 = parameter-matched to an MoE of width d_ff (AoE Eq.5, rounded)"},
+    {"model.ffn.every", T_INT, O(ffn.every), "1", 1, 256, 0, "sparse FFN in every k-th layer, counting from model.ffn.first; other layers dense"},
+    {"model.ffn.first", T_INT, O(ffn.first), "0", 0, 255, 0, "index of the first sparse layer"},
+    {"model.ffn.gate", T_ENUM, O(ffn.gate), "topk_softmax", 0, 0, "topk_softmax|softmax", "gates: softmax over the K selected scores (AoE paper), or full softmax without renormalisation"},
+    {"model.ffn.lb_coef", T_FLOAT, O(ffn.lb_coef), "0.01", 0, 100, 0, "Switch load-balancing loss weight alpha (0 = off)"},
+    {"model.ffn.lb_div_k", T_BOOL, O(ffn.lb_div_k), "false", 0, 1, 0, "divide the balancing loss by K (balanced value 1 instead of K)"},
+    {"model.ffn.z_loss", T_FLOAT, O(ffn.z_loss), "0", 0, 100, 0, "router z-loss weight (router MoE)"},
+    {"model.ffn.select", T_STR, O(ffn.select), "topk", 0, 0, 0, "expert-selection method (see docs/config.md, src/select)"},
+    {"model.ffn.top_p", T_FLOAT, O(ffn.top_p), "0.6", 0, 1, 0, "Top-P threshold P in (0, 1]"},
+    {"model.ffn.topp_ent_coef", T_FLOAT, O(ffn.topp_ent_coef), "1e-4", 0, 100, 0, "Top-P selection-entropy loss weight"},
+    {"model.ffn.capacity", T_FLOAT, O(ffn.capacity), "0", 0, 1e6, 0, "capacity factor; 0 = dropless token choice (expert choice: factor, default 2 if 0)"},
+    {"model.ffn.erc_coef", T_FLOAT, O(ffn.erc_coef), "0", 0, 100, 0, "ERC loss weight (0 = off; paper: 1)"},
+    {"model.ffn.erc_alpha", T_FLOAT, O(ffn.erc_alpha), "1", 0, 100, 0, "ERC alpha in [0, 1] (above 1 only with erc_allow_alpha_gt1)"},
+    {"model.ffn.erc_detach_router", T_BOOL, O(ffn.erc_detach_router), "false", 0, 1, 0, "ERC loss trains W_g only, not the router"},
+    {"model.ffn.erc_allow_alpha_gt1", T_BOOL, O(ffn.erc_allow_alpha_gt1), "false", 0, 1, 0, "allow erc_alpha > 1"},
+    {"model.ffn.etr_cap_start", T_FLOAT, O(ffn.etr_cap_start), "1.1", 1e-3, 1e6, 0, "ETR capacity factor at step 0"},
+    {"model.ffn.etr_cap_end", T_FLOAT, O(ffn.etr_cap_end), "0.66", 1e-3, 1e6, 0, "ETR capacity factor at the last step (linear schedule)"},
+    {"model.ffn.etr_loc_coef", T_FLOAT, O(ffn.etr_loc_coef), "0.01", 0, 100, 0, "ETR locality loss weight mu"},
+    {"model.ffn.etr_groups", T_INT, O(ffn.etr_groups), "2", 1, 1024, 0, "ETR expert/token groups emulating nodes"},
+    {"model.ffn.etr_gate", T_ENUM, O(ffn.etr_gate), "grap", 0, 0, "grap|cosine", "ETR gate: softmax of GrAP logits or of cosine affinities"},
+    {"train.steps", T_INT, O(steps), "200", 1, 1e9, 0, "optimizer steps"},
+    {"train.batch_size", T_INT, O(batch_size), "8", 1, 1 << 20, 0, "sequences per micro-batch"},
+    {"train.grad_accum", T_INT, O(grad_accum), "1", 1, 1 << 16, 0, "micro-batches per optimizer step"},
+    {"train.lr", T_FLOAT, O(lr), "1e-3", 0, 10, 0, "peak learning rate"},
+    {"train.min_lr", T_FLOAT, O(min_lr), "1e-4", 0, 10, 0, "learning rate at the end of the cosine decay"},
+    {"train.warmup", T_INT, O(warmup), "20", 0, 1e9, 0, "linear warmup steps"},
+    {"train.beta1", T_FLOAT, O(beta1), "0.9", 0, 0.999999, 0, "AdamW beta1"},
+    {"train.beta2", T_FLOAT, O(beta2), "0.95", 0, 0.999999, 0, "AdamW beta2"},
+    {"train.eps", T_FLOAT, O(eps), "1e-8", 0, 1, 0, "AdamW epsilon"},
+    {"train.weight_decay", T_FLOAT, O(weight_decay), "0.1", 0, 10, 0, "AdamW decoupled weight decay (not applied to norms)"},
+    {"train.grad_clip", T_FLOAT, O(grad_clip), "1.0", 0, 1e9, 0, "clip the global gradient norm to this (0 = off)"},
+    {"train.seed", T_U64, O(seed), "1", 0, 1.8e19, 0, "seed for init, data order and noise"},
+    {"train.log_every", T_INT, O(log_every), "10", 1, 1e9, 0, "steps between progress lines, metrics.jsonl and load.jsonl records"},
+    {"train.eval_every", T_INT, O(eval_every), "100", 0, 1e9, 0, "steps between validation losses (0 = only at the end)"},
+    {"train.eval_batches", T_INT, O(eval_batches), "8", 1, 1e9, 0, "validation batches per evaluation"},
+    {"train.ckpt_every", T_INT, O(ckpt_every), "0", 0, 1e9, 0, "steps between checkpoints (0 = only at the end)"},
+    {"train.keep_ckpts", T_INT, O(keep_ckpts), "2", 1, 1000, 0, "checkpoints kept in the run directory"},
+    {"train.threads", T_INT, O(threads), "0", 0, 1024, 0, "threads for OpenMP and BLIS; 0 = OMP_NUM_THREADS or all cores"},
+    {"data.train", T_STR, O(train_path), "data/prepared/train-*.shard", 0, 0, 0, "training shards: a glob or comma-separated list"},
+    {"data.val", T_STR, O(val_path), "data/prepared/val-*.shard", 0, 0, 0, "validation shards (empty = no validation)"},
+    {"data.tokenizer", T_STR, O(tokenizer), "data/prepared/tokenizer.bpe", 0, 0, 0, "tokenizer file the shards were encoded with"},
+    {"run.out", T_STR, O(out), "runs/default", 0, 0, 0, "run directory (config.json, metrics.jsonl, load.jsonl, checkpoints)"},
+    {"run.ckpt_compress", T_BOOL, O(ckpt_compress), "false", 0, 1, 0, "zlib-compress checkpoint payloads"},
+};
+static const int n_keys = sizeof keys / sizeof keys[0];
+
+static const Key *find_key(const char *path) {
+    for (int i = 0; i < n_keys; i++)
+        if (!strcmp(keys[i].path, path)) return &keys[i];
+    return NULL;
+}
+
+static const char *type_name(const Key *k) {
+    switch (k->type) {
+    case T_INT: case T_U64: return "integer";
+    case T_FLOAT: return "number";
+    case T_BOOL: return "boolean";
+    case T_ENUM: return "string";
+    default: return "string";
+    }
+}
+
+// Stores a value given as text. Returns NULL or a static description of what was expected.
+static const char *set_text(Config *c, const Key *k, const char *v, char *why, size_t wl) {
+    char *end;
+    void *dst = (char *)c + k->off;
+    errno = 0;
+    switch (k->type) {
+    case T_INT: case T_U64: {
+        double d = strtod(v, &end);
+        if (end == v || *end || errno || d != floor(d)) return "an integer";
+        if (d < k->min || d > k->max) { snprintf(why, wl, "an integer in [%.0f, %.0f], got %s", k->min, k->max, v); return why; }
+        if (k->type == T_INT) *(int *)dst = (int)d;
+        else *(uint64_t *)dst = strtoull(v, NULL, 10);
+        return NULL;
+    }
+    case T_FLOAT: {
+        double d = strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(d)) return "a number";
+        if (d < k->min || d > k->max) { snprintf(why, wl, "a number in [%g, %g], got %s", k->min, k->max, v); return why; }
+        *(float *)dst = (float)d;
+        return NULL;
+    }
+    case T_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1")) *(int *)dst = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0")) *(int *)dst = 0;
+        else return "true or false";
+        return NULL;
+    case T_ENUM: {
+        size_t n = strlen(v);
+        for (const char *p = k->choices; p && *p;) {
+            const char *bar = strchr(p, '|');
+            size_t len = bar ? (size_t)(bar - p) : strlen(p);
+            if (len == n && !strncmp(p, v, n)) { snprintf(dst, 16, "%s", v); return NULL; }
+            p = bar ? bar + 1 : NULL;
+        }
+        snprintf(why, wl, "one of %s, got \"%s\"", k->choices, v);
+        return why;
+    }
+    case T_STR:
+        if (strlen(v) >= (k->off == O(ffn.select) ? 16 : CFG_STR)) return "a shorter string";
+        snprintf(dst, k->off == O(ffn.select) ? 16 : CFG_STR, "%s", v);
+        return NULL;
+    }
+    return "a value";
+}
+
+void config_defaults(Config *c) {
+    char why[128];
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < n_keys; i++)
+        if (set_text(c, &keys[i], keys[i].def, why, sizeof why)) die("internal: bad default for %s", keys[i].path);
+}
+
+void config_set(Config *c, const char *assignment, const char *src) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq) die_input("%s: '%s': expected key.path=value", src, assignment);
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)(eq - assignment), assignment);
+    const Key *k = find_key(path);
+    if (!k) die_input("%s: unknown key '%s' (see docs/config.md)", src, path);
+    char why[160];
+    const char *err = set_text(c, k, eq + 1, why, sizeof why);
+    if (err) die_input("%s: %s: expected %s", src, path, err);
+}
+
+// Walks a JSON object; every leaf must be a known key of the right JSON type.
+static void load_object(Config *c, const cJSON *obj, const char *prefix, const char *file) {
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
+        if (cJSON_IsObject(it)) {
+            int is_prefix = 0;
+            size_t n = strlen(path);
+            for (int i = 0; i < n_keys && !is_prefix; i++)
+                is_prefix = !strncmp(keys[i].path, path, n) && keys[i].path[n] == '.';
+            if (!is_prefix) die_input("%s: unknown section '%s' (see docs/config.md)", file, path);
+            load_object(c, it, path, file);
+            continue;
+        }
+        const Key *k = find_key(path);
+        if (!k) die_input("%s: unknown key '%s' (see docs/config.md)", file, path);
+        char text[CFG_STR + 32], why[160];
+        int ok;
+        switch (k->type) {
+        case T_INT: case T_U64: case T_FLOAT:
+            ok = cJSON_IsNumber(it);
+            if (ok) snprintf(text, sizeof text, k->type == T_FLOAT ? "%.17g" : "%.0f", it->valuedouble);
+            if (ok && k->type != T_FLOAT && it->valuedouble != floor(it->valuedouble)) ok = 0;
+            break;
+        case T_BOOL:
+            ok = cJSON_IsBool(it);
+            if (ok) snprintf(text, sizeof text, "%s", cJSON_IsTrue(it) ? "true" : "false");
+            break;
+        default:
+            ok = cJSON_IsString(it);
+            if (ok) snprintf(text, sizeof text, "%s", it->valuestring);
+        }
+        if (!ok) die_input("%s: %s: expected %s", file, path, k->type == T_ENUM ? k->choices : type_name(k));
+        const char *err = set_text(c, k, text, why, sizeof why);
+        if (err) die_input("%s: %s: expected %s", file, path, err);
+    }
+}
+
+static int parse_json(const char *text, cJSON **out, char *err, int errlen) {
+    *out = cJSON_Parse(text);
+    if (*out && cJSON_IsObject(*out)) return 0;
+    if (*out) { cJSON_Delete(*out); *out = NULL; snprintf(err, errlen, "line 1: expected a JSON object at the top level"); return -1; }
+    const char *at = cJSON_GetErrorPtr();
+    int line = 1, col = 1;
+    for (const char *p = text; at && p < at && *p; p++) {
+        if (*p == '\n') { line++; col = 1; } else col++;
+    }
+    snprintf(err, errlen, "line %d, column %d: malformed JSON", line, col);
+    return -1;
+}
+
+void config_load_file(Config *c, const char *path) {
+    size_t len;
+    char *text = read_file(path, &len);
+    if (len == 0) die_input("%s: empty file, expected a JSON object", path);
+    cJSON *root;
+    char err[128];
+    if (parse_json(text, &root, err, sizeof err)) die_input("%s: %s", path, err);
+    load_object(c, root, "", path);
+    cJSON_Delete(root);
+    free(text);
+}
+
+int config_from_json_text(Config *c, const char *text, const char *src, char *err, int errlen) {
+    cJSON *root;
+    if (parse_json(text, &root, err, errlen)) return -1;
+    config_defaults(c);
+    load_object(c, root, "", src);  // a checkpoint's config was written by us: errors are fatal
+    cJSON_Delete(root);
+    return 0;
+}
+
+int ffn_d_wide(const Config *c) {
+    if (c->ffn.d_wide > 0) return c->ffn.d_wide;
+    // AoE Eq.5: d*r + r*dw + 2*d*dw = 3*d*D  =>  dw = (3 d D - r d) / (r + 2 d), rounded to nearest
+    double d = c->d_model, r = c->ffn.d_low, D = c->ffn.d_ff;
+    long dw = lround((3 * d * D - r * d) / (r + 2 * d));
+    return dw > 0 ? (int)dw : 1;
+}
+
+int ffn_is_sparse_layer(const Config *c, int l) {
+    if (!strcmp(c->ffn.type, "dense")) return 0;
+    return l >= c->ffn.first && (l - c->ffn.first) % c->ffn.every == 0;
+}
+
+void config_validate(const Config *c, const char *src) {
+    const FfnConfig *f = &c->ffn;
+    if (c->d_model % c->n_head) die_input("%s: model.d_model (%d) must be divisible by model.n_head (%d)", src, c->d_model, c->n_head);
+    if ((c->d_model / c->n_head) % 2) die_input("%s: model.d_model / model.n_head (%d) must be even for RoPE", src, c->d_model / c->n_head);
+    if (c->min_lr > c->lr) die_input("%s: train.min_lr (%g) must not exceed train.lr (%g)", src, c->min_lr, c->lr);
+    if (!strcmp(f->type, "dense")) return;
+    if (f->top_k > f->n_experts) die_input("%s: model.ffn.top_k (%d) must not exceed model.ffn.n_experts (%d)", src, f->top_k, f->n_experts);
+    if (f->first >= c->n_layer) die_input("%s: model.ffn.first (%d) must be < model.n_layer (%d): no layer would be sparse", src, f->first, c->n_layer);
+    if (!strcmp(f->type, "aoe")) {
+        if (f->d_low >= c->d_model) die_input("%s: model.ffn.d_low (%d) must be < model.d_model (%d)", src, f->d_low, c->d_model);
+        if (f->d_wide == 0 && ffn_d_wide(c) < 1) die_input("%s: model.ffn.d_wide: parameter matching gives no width; set it explicitly", src);
+    }
+    if (f->erc_alpha > 1 && !f->erc_allow_alpha_gt1)
+        die_input("%s: model.ffn.erc_alpha (%g) must be in [0, 1] unless model.ffn.erc_allow_alpha_gt1 is true", src, f->erc_alpha);
+    if (f->top_p <= 0) die_input("%s: model.ffn.top_p must be in (0, 1]", src);
+}
+
+char *config_to_json(const Config *c) {
+    cJSON *root = cJSON_CreateObject();
+    for (int i = 0; i < n_keys; i++) {
+        const Key *k = &keys[i];
+        cJSON *obj = root;
+        char path[256];
+        snprintf(path, sizeof path, "%s", k->path);
+        char *seg = path, *dot;
+        while ((dot = strchr(seg, '.'))) {  // descend/create sections
+            *dot = 0;
+            cJSON *sub = cJSON_GetObjectItemCaseSensitive(obj, seg);
+            if (!sub) sub = cJSON_AddObjectToObject(obj, seg);
+            obj = sub;
+            seg = dot + 1;
+        }
+        const void *src = (const char *)c + k->off;
+        switch (k->type) {
+        case T_INT: cJSON_AddNumberToObject(obj, seg, *(const int *)src); break;
+        case T_U64: cJSON_AddNumberToObject(obj, seg, (double)*(const uint64_t *)src); break;
+        case T_FLOAT: {
+            char buf[32];  // shortest text that reads back as the same float
+            snprintf(buf, sizeof buf, "%.9g", *(const float *)src);
+            cJSON_AddItemToObject(obj, seg, cJSON_CreateRaw(buf));
+            break;
+        }
+        case T_BOOL: cJSON_AddBoolToObject(obj, seg, *(const int *)src); break;
+        default: cJSON_AddStringToObject(obj, seg, (const char *)src);
+        }
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+void config_print_doc(void) {
+    printf("| key | type | default | range / choices | meaning |\n|---|---|---|---|---|\n");
+    for (int i = 0; i < n_keys; i++) {
+        const Key *k = &keys[i];
+        char range[96] = "";
+        if (k->type == T_ENUM) snprintf(range, sizeof range, "%s", k->choices);
+        else if (k->type == T_INT || k->type == T_U64 || k->type == T_FLOAT) snprintf(range, sizeof range, "[%g, %g]", k->min, k->max);
+        for (char *p = range; *p; p++) if (*p == '|') *p = '/';
+        printf("| `%s` | %s | `%s` | %s | %s |\n", k->path, type_name(k), k->def, range, k->doc);
+    }
+}

@@ -1,0 +1,258 @@
+// run.c — one task on one model: build lm-eval's requests (few-shot prefix + context,
+// delimiter + continuation), tokenize them (EOT prefix, left-truncated to S+1 tokens), score them
+// in length-sorted batches that keep all choices of a question together, and turn the scores into
+// metrics. Perplexity tasks use lm-eval's rolling windows (disjoint windows of S predicted tokens,
+// the first one conditioned on EOT). Shard perplexity ("shards:GLOB") scores the loader's windows.
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/loader.h"
+#include "eval/eval.h"
+#include "util/common.h"
+
+static char *join(const char *a, const char *b, const char *c) {
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = xmalloc(la + lb + lc + 1);
+    memcpy(s, a, la); memcpy(s + la, b, lb); memcpy(s + la + lb, c, lc); s[la + lb + lc] = 0;
+    return s;
+}
+
+static int n_requests(const Task *t, int i) { return t->kind == TK_CLOZE ? 1 : t->items[i].n_opts; }
+
+// The text of item s as a solved example: context + " " + gold target.
+static char *shot_text(const Task *t, int s) {
+    const Item *it = &t->items[s];
+    switch (t->kind) {
+    case TK_MC: return join(it->ctx, " ", it->opts[it->gold]);
+    case TK_PARTIAL: return join(it->opts[it->gold], " ", it->cont);
+    case TK_CLOZE: return join(it->ctx, " ", it->cont);
+    default: return xstrdup(it->opts[0]);
+    }
+}
+
+// Few-shot prefix of item i: `shots` distinct other items drawn with a seed that depends only on
+// (seed, task, i), so --limit and batch order do not change any prompt.
+static char *fewshot_prefix(const Task *t, int i, int shots, uint64_t seed) {
+    if (shots <= 0 || t->kind == TK_PAIR || t->kind == TK_PPL || t->n < 2) return xstrdup("");
+    if (shots > t->n - 1) shots = t->n - 1;
+    Rng r;
+    rng_seed(&r, hash64(t->name, strlen(t->name), seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i));
+    int *pick = xmalloc(sizeof(int) * shots);
+    int k = 0;
+    while (k < shots) {
+        int s = (int)rng_below(&r, t->n);
+        int dup = s == i;
+        for (int q = 0; q < k && !dup; q++) dup = pick[q] == s;
+        if (!dup) pick[k++] = s;
+    }
+    char *out = xstrdup("");
+    for (int q = 0; q < k; q++) {
+        char *st = shot_text(t, pick[q]);
+        char *n = join(out, st, t->fewshot_sep);
+        free(out); free(st);
+        out = n;
+    }
+    free(pick);
+    return out;
+}
+
+void build_request(const Task *t, int i, int j, int shots, uint64_t seed, char **ctx, char **cont) {
+    const Item *it = &t->items[i];
+    char *pre = fewshot_prefix(t, i, shots, seed);
+    switch (t->kind) {
+    case TK_MC: *ctx = join(pre, it->ctx, ""); *cont = join(" ", it->opts[j], ""); break;
+    case TK_PARTIAL: *ctx = join(pre, it->opts[j], ""); *cont = join(" ", it->cont, ""); break;
+    case TK_CLOZE: *ctx = join(pre, it->ctx, ""); *cont = join(" ", it->cont, ""); break;
+    case TK_PAIR: *ctx = xstrdup(""); *cont = join(" ", it->opts[j], ""); break;
+    default: die("internal: build_request on a perplexity task");
+    }
+    free(pre);
+}
+
+// Characters (UTF-8 code points), Python's len(): the acc_norm divisor.
+static int utf8_len(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+typedef struct { int item, maxlen; } Order;
+static int cmp_order(const void *a, const void *b) {
+    const Order *x = a, *y = b;
+    if (x->maxlen != y->maxlen) return y->maxlen - x->maxlen;  // longest first, like lm-eval
+    return x->item - y->item;
+}
+
+static void set_result(TaskResult *r, const char *name, const Task *t, int n_orig, int shots) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->task, sizeof r->task, "%s", name);
+    r->n_original = n_orig;
+    r->shots = shots;
+    r->kind = t->kind;
+    r->main_metric = t->main_metric;
+}
+
+static int eval_choice_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, int shots,
+                            uint64_t seed, TaskResult *out, int max_out, int S) {
+    double t0 = now_sec();
+    long tok0 = scorer_tokens(sc);
+    int *first = xmalloc(sizeof(int) * (n + 1));
+    first[0] = 0;
+    for (int i = 0; i < n; i++) first[i + 1] = first[i] + n_requests(t, i);
+    int nr = first[n];
+    Seq *seqs = xcalloc(nr ? nr : 1, sizeof(Seq));
+    int *clen = xcalloc(nr ? nr : 1, sizeof(int));
+    Order *ord = xcalloc(n ? n : 1, sizeof(Order));
+    // tokenize all requests (in parallel: the tokenizer is read-only)
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int i = 0; i < n; i++) {
+        ord[i].item = i;
+        for (int j = 0; j < n_requests(t, i); j++) {
+            char *ctx, *cont;
+            build_request(t, i, j, shots, seed, &ctx, &cont);
+            Seq *q = &seqs[first[i] + j];
+            q->tok = encode_pair(tk, ctx, cont, S + 1, &q->n, &q->ncont);
+            clen[first[i] + j] = utf8_len(cont) - 1;  // without the delimiter, as lm-eval's len(choice)
+            if (q->n > ord[i].maxlen) ord[i].maxlen = q->n;
+            free(ctx); free(cont);
+        }
+    }
+    qsort(ord, n, sizeof(Order), cmp_order);
+    // flatten in sorted order; each question's requests stay adjacent (one batch when they fit)
+    Seq *flat = xmalloc(sizeof(Seq) * (nr ? nr : 1));
+    int *where = xmalloc(sizeof(int) * (nr ? nr : 1));
+    for (int k = 0, f = 0; k < n; k++) {
+        int i = ord[k].item;
+        for (int j = first[i]; j < first[i + 1]; j++) { flat[f] = seqs[j]; where[f++] = j; }
+    }
+    SeqScore *fs = xmalloc(sizeof(SeqScore) * (nr ? nr : 1)), *res = xmalloc(sizeof(SeqScore) * (nr ? nr : 1));
+    Progress p;
+    progress_start(&p, t->name, "items", n);
+    int done_items = 0;
+    for (int k = 0, start = 0; k < n;) {
+        // chunks of whole items, about 256 requests, for progress updates
+        int k2 = k, cnt = 0;
+        while (k2 < n && cnt < 256) { cnt += n_requests(t, ord[k2].item); k2++; }
+        scorer_run(sc, flat + start, cnt, fs + start);
+        start += cnt;
+        done_items += k2 - k;
+        k = k2;
+        progress_update(&p, done_items);
+    }
+    progress_end(&p, n);
+    for (int f = 0; f < nr; f++) res[where[f]] = fs[f];
+
+    int ng = t->n_groups > 1 ? t->n_groups : 1, nout = 0;
+    for (int g = -1; g < ng && nout < max_out; g++) {
+        if (g >= 0 && t->n_groups <= 1) break;
+        // g = -1: the whole task; g >= 0: sub-task of group g
+        int m = 0;
+        int *nopt = xmalloc(sizeof(int) * (n ? n : 1)), *gold = xmalloc(sizeof(int) * (n ? n : 1));
+        int *greedy = xmalloc(sizeof(int) * (n ? n : 1));
+        double *ll1 = xmalloc(sizeof(double) * (n ? n : 1));
+        const double **lls = xmalloc(sizeof(double *) * (n ? n : 1));
+        const int **cl = xmalloc(sizeof(int *) * (n ? n : 1));
+        double *llv = xmalloc(sizeof(double) * (nr ? nr : 1));
+        for (int f = 0; f < nr; f++) llv[f] = res[f].ll;
+        for (int i = 0; i < n; i++) {
+            if (g >= 0 && t->items[i].group != g) continue;
+            nopt[m] = n_requests(t, i);
+            gold[m] = t->items[i].gold;
+            lls[m] = llv + first[i];
+            cl[m] = clen + first[i];
+            ll1[m] = res[first[i]].ll;
+            greedy[m] = res[first[i]].greedy;
+            m++;
+        }
+        char name[160];
+        if (g < 0) snprintf(name, sizeof name, "%s", t->name);
+        else snprintf(name, sizeof name, "%s_%s", strncmp(t->name, "blimp", 5) ? t->name : "blimp", t->groups[g]);
+        TaskResult *r = &out[nout++];
+        set_result(r, name, t, g < 0 ? t->n : m, t->kind == TK_PAIR ? 0 : shots);
+        if (g >= 0) { r->n_original = 0; for (int i = 0; i < t->n; i++) r->n_original += t->items[i].group == g; }
+        if (t->kind == TK_CLOZE) metrics_cloze(r, m, ll1, greedy);
+        else metrics_mc(r, m, nopt, lls, cl, gold, t->kind == TK_MC);
+        r->seconds = now_sec() - t0;
+        r->tokens = (double)(scorer_tokens(sc) - tok0);
+        free(nopt); free(gold); free(greedy); free(ll1); free(lls); free(cl); free(llv);
+    }
+    for (int j = 0; j < nr; j++) free((void *)seqs[j].tok);
+    free(seqs); free(clen); free(ord); free(flat); free(where); free(fs); free(res); free(first);
+    return nout;
+}
+
+// lm-eval count_words: len(re.split(r"\s+", doc)).
+static double count_words(const char *s) {
+    double n = 1;
+    for (const char *p = s; *p;) {
+        if (isspace((unsigned char)*p)) {
+            n++;
+            while (*p && isspace((unsigned char)*p)) p++;
+        } else p++;
+    }
+    return n;
+}
+
+// Rolling windows of one document (lm-eval get_rolling_token_windows, context_len 1).
+static int rolling_windows(const int32_t *full /*[EOT]+tokens*/, int ntok, int S, Seq *out) {
+    int nw = 0;
+    if (ntok <= 0) return 0;
+    int first = ntok < S ? ntok : S;
+    out[nw++] = (Seq){full, first + 1, first};
+    int predicted = first;
+    const int32_t *tok = full + 1;
+    while (predicted < ntok) {
+        int w = ntok - predicted < S ? ntok - predicted : S;
+        int end = predicted + w;
+        out[nw++] = (Seq){tok + end - S - 1, S + 1, w};
+        predicted += w;
+    }
+    return nw;
+}
+
+static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, TaskResult *out, int S) {
+    double t0 = now_sec();
+    long tok0 = scorer_tokens(sc);
+    double nll = 0, words = 0, bytes = 0, ntoks = 0;
+    Progress p;
+    progress_start(&p, t->name, "docs", n);
+    for (int d = 0; d < n; d++) {
+        const char *doc = t->docs[d];
+        size_t len = strlen(doc);
+        int nt = 0;
+        int32_t *ids = tok_encode(tk, doc, len, &nt);
+        int32_t *full = xmalloc(sizeof(int32_t) * (nt + 1));
+        full[0] = tok_eot(tk);
+        memcpy(full + 1, ids, sizeof(int32_t) * nt);
+        Seq *w = xmalloc(sizeof(Seq) * (nt / (S > 0 ? S : 1) + 2));
+        int nw = rolling_windows(full, nt, S, w);
+        SeqScore *r = xmalloc(sizeof(SeqScore) * (nw ? nw : 1));
+        scorer_run(sc, w, nw, r);
+        for (int i = 0; i < nw; i++) nll -= r[i].ll;
+        words += count_words(doc);
+        bytes += len;
+        ntoks += nt;
+        free(ids); free(full); free(w); free(r);
+        progress_update(&p, d + 1);
+    }
+    progress_end(&p, n);
+    set_result(out, t->name, t, t->n_docs, 0);
+    out->n = n;
+    metrics_ppl(out, nll, words, bytes, ntoks);
+    out->seconds = now_sec() - t0;
+    out->tokens = (double)(scorer_tokens(sc) - tok0);
+    return 1;
+}
+
+int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int shots, uint64_t seed,
+              TaskResult *out, int max_out) {
+    int S = scorer_seq_len(sc);
+    if (t->kind == TK_PPL) {
+        int n = limit > 0 && limit < t->n_docs ? limit : t->n_docs;
+        return eval_ppl_task(sc, tk, t, n, out, S);
+    }
+    int n = limit > 0 && limit < t->n ? limit : t->n;
+    return eval_choice_task(sc, tk, t, n, shots, seed, out, max_out, S);
+}

@@ -1,0 +1,12 @@
+// ffn.c — the table from `model.ffn.type` to an FfnOps implementation.
+#include <string.h>
+
+#include "model/ffn.h"
+
+static const FfnOps *const table[] = {&ffn_dense_ops};
+
+const FfnOps *ffn_ops_for(const char *type) {
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i]->name, type)) return table[i];
+    return NULL;
+}

@@ -1,0 +1,199 @@
+// model.c — see model.h. Residual stream per block l: x -> xmid = x + Attn(RMSNorm(x)) ->
+// x_{l+1} = xmid + FFN(RMSNorm(xmid)).
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kernels.h"
+#include "model/layers.h"
+#include "util/common.h"
+#include "util/prof.h"
+
+Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {
+    Model *m = xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->V = V; m->d = cfg->d_model; m->L = cfg->n_layer; m->H = cfg->n_head;
+    m->hd = m->d / m->H; m->S = cfg->seq_len; m->max_B = max_B;
+    int d = m->d, T = max_B * m->S;
+    float std = cfg->init_std, out_std = cfg->init_std / sqrtf(2.0f * m->L);
+    Params *P = &m->P;
+    char nm[64];
+    m->wte = params_add(P, "wte", 1, INIT_NORMAL, std, 2, V, d);
+    m->blocks = xcalloc(m->L, sizeof(Block));
+    for (int l = 0; l < m->L; l++) {
+        Block *b = &m->blocks[l];
+#define ADD(field, suffix, decay, init, sc, ...) \
+        snprintf(nm, sizeof nm, "layers.%d.%s", l, suffix); b->field = params_add(P, nm, decay, init, sc, __VA_ARGS__)
+        ADD(attn_norm, "attn_norm", 0, INIT_ONES, 0, 1, d);
+        ADD(wq, "attn.wq", 1, INIT_NORMAL, std, 2, d, d);
+        ADD(wk, "attn.wk", 1, INIT_NORMAL, std, 2, d, d);
+        ADD(wv, "attn.wv", 1, INIT_NORMAL, std, 2, d, d);
+        ADD(wo, "attn.wo", 1, INIT_NORMAL, out_std, 2, d, d);
+        ADD(ffn_norm, "ffn_norm", 0, INIT_ONES, 0, 1, d);
+#undef ADD
+        b->ffn = ffn_is_sparse_layer(cfg, l) ? ffn_ops_for(cfg->ffn.type) : &ffn_dense_ops;
+        if (!b->ffn) die_input("model.ffn.type: '%s' is not built into this aoe", cfg->ffn.type);
+        b->ffn_state = b->ffn->create(P, cfg, l, T);
+    }
+    m->final_norm = params_add(P, "final_norm", 0, INIT_ONES, 0, 1, d);
+    if (!cfg->tie_embeddings) m->lm_head = params_add(P, "lm_head", 1, INIT_NORMAL, std, 2, d, V);
+    params_alloc(P);
+    Rng rng;
+    rng_seed(&rng, seed);
+    params_init(P, &rng);
+
+    size_t Td = (size_t)T * d, att = (size_t)max_B * m->H * m->S * m->S;
+    for (int l = 0; l < m->L; l++) {
+        Block *b = &m->blocks[l];
+        b->x = falloc(Td); b->ln1 = falloc(Td); b->rstd1 = falloc(T); b->q = falloc(Td); b->k = falloc(Td);
+        b->v = falloc(Td); b->att = falloc(att); b->atty = falloc(Td); b->xmid = falloc(Td);
+        b->ln2 = falloc(Td); b->rstd2 = falloc(T); b->ffo = falloc(Td);
+    }
+    m->xL = falloc(Td); m->lnf = falloc(Td); m->rstdf = falloc(T); m->logits = falloc((size_t)T * V);
+    m->cosb = falloc((size_t)m->S * m->hd / 2); m->sinb = falloc((size_t)m->S * m->hd / 2);
+    rope_tables(m->cosb, m->sinb, m->S, m->hd, cfg->rope_theta);
+    m->dres = falloc(Td); m->dln = falloc(Td); m->dq = falloc(Td); m->dk = falloc(Td); m->dv = falloc(Td);
+    m->datty = falloc(Td); m->datt = falloc(att); m->dlnf = falloc(Td);
+    return m;
+}
+
+void model_free(Model *m) {
+    if (!m) return;
+    for (int l = 0; l < m->L; l++) {
+        Block *b = &m->blocks[l];
+        b->ffn->destroy(b->ffn_state);
+        float *bufs[] = {b->x, b->ln1, b->rstd1, b->q, b->k, b->v, b->att, b->atty, b->xmid, b->ln2, b->rstd2, b->ffo};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    }
+    float *bufs[] = {m->xL, m->lnf, m->rstdf, m->logits, m->cosb, m->sinb, m->dres, m->dln, m->dq, m->dk,
+                     m->dv, m->datty, m->datt, m->dlnf};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(m->blocks);
+    params_free(&m->P);
+    free(m);
+}
+
+static void add_into(float *y, const float *a, const float *b, long n) {
+#pragma omp parallel for
+    for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, int B, int S,
+                     float *losses, int train, Rng *rng) {
+    if (B > m->max_B || S != m->S) die("internal: model_forward shape [%d,%d] exceeds [%d,%d]", B, S, m->max_B, m->S);
+    int d = m->d, T = B * S, V = m->V;
+    const float *W = m->P.w;
+    float eps = m->cfg.norm_eps;
+    m->B = B; m->T = T; m->tokens = tokens; m->aux = 0;
+    double t0 = prof_begin();
+    embedding_forward(m->blocks[0].x, tokens, W + m->wte, T, d);
+    prof_end(PROF_ELEM, t0);
+    for (int l = 0; l < m->L; l++) {
+        Block *b = &m->blocks[l];
+        float *xnext = l + 1 < m->L ? m->blocks[l + 1].x : m->xL;
+        // attention: ln1 [T,d] -> q,k,v [T,d] -> atty [T,d] -> xmid = x + atty·Wo
+        t0 = prof_begin();
+        rmsnorm_forward(b->ln1, b->rstd1, b->x, W + b->attn_norm, T, d, eps);
+        prof_end(PROF_ELEM, t0);
+        t0 = prof_begin();
+        matmul(b->q, d, b->ln1, d, W + b->wq, d, T, d, d, 0, 0, 1, 0);
+        matmul(b->k, d, b->ln1, d, W + b->wk, d, T, d, d, 0, 0, 1, 0);
+        matmul(b->v, d, b->ln1, d, W + b->wv, d, T, d, d, 0, 0, 1, 0);
+        rope_apply(b->q, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
+        rope_apply(b->k, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
+        attention_forward(b->atty, b->att, b->q, b->k, b->v, B, S, m->H, m->hd);
+        memcpy(b->xmid, b->x, sizeof(float) * T * d);
+        matmul(b->xmid, d, b->atty, d, W + b->wo, d, T, d, d, 0, 0, 1, 1);
+        prof_end(PROF_ATTN, t0);
+        // feed-forward: ln2 -> ffo -> x_{l+1} = xmid + ffo (the FFN times its own phases)
+        t0 = prof_begin();
+        rmsnorm_forward(b->ln2, b->rstd2, b->xmid, W + b->ffn_norm, T, d, eps);
+        prof_end(PROF_ELEM, t0);
+        b->ffn->forward(b->ffn_state, &m->P, b->ffo, b->ln2, T, train, rng);
+        if (train) m->aux += b->ffn->aux_loss(b->ffn_state);
+        t0 = prof_begin();
+        add_into(xnext, b->xmid, b->ffo, (long)T * d);
+        prof_end(PROF_ELEM, t0);
+    }
+    t0 = prof_begin();
+    rmsnorm_forward(m->lnf, m->rstdf, m->xL, W + m->final_norm, T, d, eps);
+    if (m->cfg.tie_embeddings) matmul(m->logits, V, m->lnf, d, W + m->wte, d, T, V, d, 0, 1, 1, 0);
+    else matmul(m->logits, V, m->lnf, d, W + m->lm_head, V, T, V, d, 0, 0, 1, 0);
+    double loss = crossentropy_forward(m->logits, losses, targets, T, V);
+    prof_end(PROF_HEAD, t0);
+    return loss;
+}
+
+void model_backward(Model *m, const int32_t *targets, float loss_scale) {
+    int d = m->d, T = m->T, V = m->V, B = m->B, S = m->S;
+    const float *W = m->P.w;
+    float *G = m->P.g;
+    int counted = 0;
+    double t0 = prof_begin();
+    for (int t = 0; t < T; t++) counted += targets[t] >= 0;
+    crossentropy_backward(m->logits, targets, T, V, counted ? loss_scale / counted : 0);
+    float *dlogits = m->logits;  // [T,V]
+    if (m->cfg.tie_embeddings) {
+        matmul(m->dlnf, d, dlogits, V, W + m->wte, d, T, d, V, 0, 0, 1, 0);   // dlnf = dlogits·wte
+        matmul(G + m->wte, d, dlogits, V, m->lnf, d, V, d, T, 1, 0, 1, 1);    // dwte += dlogits^T lnf
+    } else {
+        matmul(m->dlnf, d, dlogits, V, W + m->lm_head, V, T, d, V, 0, 1, 1, 0);
+        matmul(G + m->lm_head, V, m->lnf, d, dlogits, V, d, V, T, 1, 0, 1, 1);
+    }
+    prof_end(PROF_HEAD, t0);
+    t0 = prof_begin();
+    float *dres = m->dres;  // gradient of the residual stream, flowing down
+    memset(dres, 0, sizeof(float) * T * d);
+    rmsnorm_backward(dres, G + m->final_norm, m->dlnf, m->xL, W + m->final_norm, m->rstdf, T, d);
+    prof_end(PROF_ELEM, t0);
+    for (int l = m->L - 1; l >= 0; l--) {
+        Block *b = &m->blocks[l];
+        // FFN branch: d(ln2) from dres, then into the residual via RMSNorm
+        b->ffn->backward(b->ffn_state, &m->P, m->dln, dres, b->ln2, T, loss_scale);
+        t0 = prof_begin();
+        rmsnorm_backward(dres, G + b->ffn_norm, m->dln, b->xmid, W + b->ffn_norm, b->rstd2, T, d);
+        prof_end(PROF_ELEM, t0);
+        // attention output projection
+        t0 = prof_begin();
+        matmul(G + b->wo, d, b->atty, d, dres, d, d, d, T, 1, 0, 1, 1);
+        matmul(m->datty, d, dres, d, W + b->wo, d, T, d, d, 0, 1, 1, 0);
+        attention_backward(m->dq, m->dk, m->dv, m->datt, m->datty, b->q, b->k, b->v, b->att, B, S, m->H, m->hd);
+        rope_apply(m->dq, m->cosb, m->sinb, B, S, m->H, m->hd, 1);
+        rope_apply(m->dk, m->cosb, m->sinb, B, S, m->H, m->hd, 1);
+        matmul(G + b->wq, d, b->ln1, d, m->dq, d, d, d, T, 1, 0, 1, 1);
+        matmul(G + b->wk, d, b->ln1, d, m->dk, d, d, d, T, 1, 0, 1, 1);
+        matmul(G + b->wv, d, b->ln1, d, m->dv, d, d, d, T, 1, 0, 1, 1);
+        matmul(m->dln, d, m->dq, d, W + b->wq, d, T, d, d, 0, 1, 1, 0);
+        matmul(m->dln, d, m->dk, d, W + b->wk, d, T, d, d, 0, 1, 1, 1);
+        matmul(m->dln, d, m->dv, d, W + b->wv, d, T, d, d, 0, 1, 1, 1);
+        prof_end(PROF_ATTN, t0);
+        t0 = prof_begin();
+        rmsnorm_backward(dres, G + b->attn_norm, m->dln, b->x, W + b->attn_norm, b->rstd1, T, d);
+        prof_end(PROF_ELEM, t0);
+    }
+    t0 = prof_begin();
+    embedding_backward(G + m->wte, dres, m->tokens, T, d, V);
+    prof_end(PROF_ELEM, t0);
+}
+
+void model_count(const Config *cfg, int V, double *total, double *active, double *flops_fwd) {
+    double d = cfg->d_model, tot = 0, act = 0, fl = 0;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        const FfnOps *ops = ffn_is_sparse_layer(cfg, l) ? ffn_ops_for(cfg->ffn.type) : &ffn_dense_ops;
+        double t = 0, a = 0, f = 0;
+        if (ops) ops->count(cfg, &t, &a, &f);
+        tot += 4 * d * d + 2 * d + t;
+        act += 4 * d * d + 2 * d + a;
+        fl += 2 * 4 * d * d + 2 * 2 * cfg->seq_len * d + f;  // projections, QK^T and PV, FFN
+    }
+    double emb = (double)V * d, head = cfg->tie_embeddings ? 0 : (double)V * d;
+    *total = tot + emb + head + d;
+    *active = act + emb + head + d;
+    *flops_fwd = fl + 2 * d * V;
+}
+
+void model_write_stats(Model *m, FILE *f, long step) {
+    for (int l = 0; l < m->L; l++) m->blocks[l].ffn->write_stats(m->blocks[l].ffn_state, f, step, l);
+}

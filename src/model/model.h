@@ -1,0 +1,56 @@
+// model.h — the Llama-style decoder: token embedding, n_layer pre-RMSNorm blocks (causal MHA with
+// RoPE, then the FFN slot: dense / MoE / AoE), final RMSNorm, LM head (tied or untied). fp32.
+// All activations of a training forward are kept for the backward pass.
+#ifndef AOE_MODEL_H
+#define AOE_MODEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config/config.h"
+#include "model/ffn.h"
+#include "model/params.h"
+
+typedef struct {
+    size_t attn_norm, wq, wk, wv, wo, ffn_norm;  // parameter offsets
+    const FfnOps *ffn;
+    void *ffn_state;
+    // activations [T,d] unless noted
+    float *x, *ln1, *rstd1, *q, *k, *v, *att /*[B,H,S,S]*/, *atty, *xmid, *ln2, *rstd2, *ffo;
+} Block;
+
+typedef struct {
+    Config cfg;
+    int V, d, L, H, hd, S, max_B;
+    Params P;
+    size_t wte, final_norm, lm_head;  // lm_head [d,V] untied; tied uses wte [V,d] transposed
+    Block *blocks;
+    float *xL, *lnf, *rstdf, *logits /*[T,V] -> probs after forward*/, *cosb, *sinb;
+    // backward scratch
+    float *dres, *dln, *dq, *dk, *dv, *datty, *datt, *dlnf;
+    int B, T;  // shape of the last forward
+    const int32_t *tokens;
+    double aux;  // weighted auxiliary loss of the last training forward
+} Model;
+
+// Builds the parameter table for cfg (vocab V) and allocates activations for up to max_B
+// sequences of cfg->seq_len. Parameters are initialised from `seed`.
+Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed);
+void model_free(Model *m);
+
+// Forward over tokens [B,S]; targets [B,S] (negative = ignored). Returns mean cross-entropy.
+// losses [B*S] optional (per-token NLL). train = 1 keeps caches and computes aux losses.
+// After it, m->logits holds softmax probabilities [B*S, V].
+double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, int B, int S,
+                     float *losses, int train, Rng *rng);
+// Backward of the last training forward; grads accumulate (+=) into m->P.g. loss_scale multiplies
+// the mean-loss gradient and the auxiliary gradients (1/grad_accum).
+void model_backward(Model *m, const int32_t *targets, float loss_scale);
+
+// Counts: total and active (per-token) parameters, forward FLOPs per token (matrix products,
+// attention over the full context).
+void model_count(const Config *cfg, int V, double *total, double *active, double *flops_fwd);
+// Writes one load-statistics line per sparse layer and resets the accumulators.
+void model_write_stats(Model *m, FILE *f, long step);
+
+#endif

@@ -1,0 +1,357 @@
+// stats.c — `aoe stats RUN_DIR`: reads RUN_DIR/load.jsonl (schema: docs/stats.md), prints a
+// per-layer summary (last interval and mean over training) and writes PNG plots with gnuplot:
+// a layers × experts load heatmap, per-expert load over training and, for AoE, the mean key norm
+// per expert over training. It does not recompute anything from checkpoints.
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "util/common.h"
+
+#define STATS_VERSION 1  // newest load.jsonl schema this reader understands
+
+typedef struct {
+    long step, dead, dropped, tokens;
+    double ent_load, ent_conf, cv, mm, lb;
+    double *frac;   // [n] load fractions counts/Σcounts
+    double *norm;   // [n] AoE mean key norms, or NULL
+} Rec;
+
+typedef struct {
+    int layer, n, k;
+    char type[16];
+    Rec *r;
+    int nr, cap;
+} Layer;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: aoe stats RUN_DIR [--no-plots]\n\n"
+            "Summarises RUN_DIR/load.jsonl, the expert-load statistics that `aoe train` writes for every\n"
+            "MoE/AoE layer each train.log_every steps (schema: docs/stats.md). Prints one row per layer\n"
+            "for the last interval and for the mean over all intervals, and writes with gnuplot:\n"
+            "  RUN_DIR/plots/load_heatmap.png    layers x experts load fraction (last interval)\n"
+            "  RUN_DIR/plots/load_over_time.png  per-expert load fraction over training, one panel per layer\n"
+            "  RUN_DIR/plots/norm_over_time.png  AoE only: mean key norm per expert over training\n\n"
+            "options:\n"
+            "  --no-plots   only print the table\n\n"
+            "exit status: 0 ok (also when gnuplot is missing: the table is still printed), 1 plotting\n"
+            "failed, 2 bad usage or malformed load.jsonl.\n");
+}
+
+// ---- reading ----
+static _Noreturn void bad_line(const char *path, int line, const char *what, const char *key) {
+    die_input("%s:%d: %s%s%s (schema: docs/stats.md)", path, line, what, key ? " " : "", key ? key : "");
+}
+
+static double num_key(cJSON *j, const char *key, const char *path, int line) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "missing or non-numeric key '%s'", key);
+        bad_line(path, line, msg, NULL);
+    }
+    return v->valuedouble;
+}
+
+// Reads a numeric array of length n (n < 0: any length, returned in *n) into a fresh buffer.
+static double *arr_key(cJSON *j, const char *key, int *n, const char *path, int line, int required) {
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!a && !required) return NULL;
+    char msg[128];
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) < 1) {
+        snprintf(msg, sizeof msg, "key '%s' must be a non-empty array of numbers", key);
+        bad_line(path, line, msg, NULL);
+    }
+    int m = cJSON_GetArraySize(a);
+    if (*n >= 0 && m != *n) {
+        snprintf(msg, sizeof msg, "key '%s' has %d entries, expected %d (one per expert)", key, m, *n);
+        bad_line(path, line, msg, NULL);
+    }
+    *n = m;
+    double *v = xmalloc(sizeof(double) * m);
+    int i = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        if (!cJSON_IsNumber(e)) {
+            snprintf(msg, sizeof msg, "key '%s' entry %d is not a number", key, i);
+            bad_line(path, line, msg, NULL);
+        }
+        v[i++] = e->valuedouble;
+    }
+    return v;
+}
+
+static Layer *find_layer(Layer **ls, int *nl, int layer) {
+    for (int i = 0; i < *nl; i++)
+        if ((*ls)[i].layer == layer) return &(*ls)[i];
+    *ls = xrealloc(*ls, sizeof(Layer) * (*nl + 1));
+    Layer *L = &(*ls)[(*nl)++];
+    memset(L, 0, sizeof *L);
+    L->layer = layer;
+    L->n = -1;
+    return L;
+}
+
+static void parse_line(char *text, const char *path, int line, Layer **ls, int *nl) {
+    cJSON *j = cJSON_Parse(text);
+    if (!cJSON_IsObject(j)) bad_line(path, line, "not a JSON object", NULL);
+    double v = num_key(j, "v", path, line);
+    if (v < 1 || v > STATS_VERSION) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "schema version %g is not one this aoe reads (1..%d)", v, STATS_VERSION);
+        bad_line(path, line, msg, NULL);
+    }
+    int layer = (int)num_key(j, "layer", path, line);
+    if (layer < 0) bad_line(path, line, "key 'layer' must be >= 0", NULL);
+    Layer *L = find_layer(ls, nl, layer);
+    Rec r = {0};
+    r.step = (long)num_key(j, "step", path, line);
+    r.ent_load = num_key(j, "ent_load", path, line);
+    r.ent_conf = num_key(j, "ent_conf", path, line);
+    r.cv = num_key(j, "cv", path, line);
+    r.mm = num_key(j, "max_minus_min", path, line);
+    r.dead = (long)num_key(j, "dead", path, line);
+    r.dropped = (long)num_key(j, "dropped", path, line);
+    r.lb = num_key(j, "lb_loss", path, line);
+    cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "tokens");
+    r.tokens = cJSON_IsNumber(tk) ? (long)tk->valuedouble : 0;
+    int n = L->n;
+    r.frac = arr_key(j, "counts", &n, path, line, 1);
+    double sum = 0;
+    for (int e = 0; e < n; e++) {
+        if (r.frac[e] < 0) bad_line(path, line, "negative entry in", "'counts'");
+        sum += r.frac[e];
+    }
+    for (int e = 0; e < n; e++) r.frac[e] = sum > 0 ? r.frac[e] / sum : 0;
+    r.norm = arr_key(j, "norm_mean", &n, path, line, 0);
+    L->n = n;
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type"), *k = cJSON_GetObjectItemCaseSensitive(j, "k");
+    if (cJSON_IsString(t)) snprintf(L->type, sizeof L->type, "%s", t->valuestring);
+    if (cJSON_IsNumber(k)) L->k = k->valueint;
+    if (L->nr == L->cap) L->r = xrealloc(L->r, sizeof(Rec) * (L->cap = L->cap ? 2 * L->cap : 64));
+    L->r[L->nr++] = r;
+    cJSON_Delete(j);
+}
+
+static int cmp_layer(const void *a, const void *b) { return ((const Layer *)a)->layer - ((const Layer *)b)->layer; }
+
+// ---- table ----
+static void print_table(const char *path, Layer *ls, int nl) {
+    long s0 = ls[0].r[0].step, s1 = s0, nrec = 0;
+    for (int i = 0; i < nl; i++) {
+        nrec += ls[i].nr;
+        for (int j = 0; j < ls[i].nr; j++) {
+            if (ls[i].r[j].step < s0) s0 = ls[i].r[j].step;
+            if (ls[i].r[j].step > s1) s1 = ls[i].r[j].step;
+        }
+    }
+    printf("%s: %ld records, %d sparse layers, steps %ld..%ld\n", path, nrec, nl, s0, s1);
+    printf("ent_load = -sum f log f of load fractions (max ln n), ent_conf = mean per-token entropy of\n"
+           "softmax(scores), cv = std/mean of counts, max-min = max - min load fraction\n\n");
+    const char *hdr = "%5s %-4s %3s %2s %6s | %8s %8s %6s %7s %4s %8s %8s\n";
+    for (int part = 0; part < 2; part++) {
+        printf("%s\n", part ? "mean over training intervals (dead: mean per interval, dropped: total)"
+                            : "last interval");
+        printf(hdr, "layer", "type", "n", "k", part ? "ints" : "step", "ent_load", "ent_conf", "cv", "max-min",
+               "dead", "dropped", "lb_loss");
+        double sum_mm = 0;
+        for (int i = 0; i < nl; i++) {
+            Layer *L = &ls[i];
+            Rec *r = &L->r[L->nr - 1];
+            if (!part) {
+                printf("%5d %-4s %3d %2d %6ld | %8.4f %8.4f %6.3f %7.4f %4ld %8ld %8.4f\n", L->layer,
+                       L->type[0] ? L->type : "?", L->n, L->k, r->step, r->ent_load, r->ent_conf, r->cv, r->mm,
+                       r->dead, r->dropped, r->lb);
+                sum_mm += r->mm;
+                continue;
+            }
+            double el = 0, ec = 0, cv = 0, mm = 0, dead = 0, lb = 0;
+            long dropped = 0;
+            for (int j = 0; j < L->nr; j++) {
+                Rec *q = &L->r[j];
+                el += q->ent_load; ec += q->ent_conf; cv += q->cv; mm += q->mm; dead += q->dead; lb += q->lb;
+                dropped += q->dropped;
+            }
+            double m = L->nr;
+            printf("%5d %-4s %3d %2d %6d | %8.4f %8.4f %6.3f %7.4f %4.1f %8ld %8.4f\n", L->layer,
+                   L->type[0] ? L->type : "?", L->n, L->k, L->nr, el / m, ec / m, cv / m, mm / m, dead / m,
+                   dropped, lb / m);
+            sum_mm += mm / m;
+        }
+        printf("sum over layers of max-min: %.4f\n\n", sum_mm);
+    }
+}
+
+// ---- plots ----
+static FILE *open_out(const char *dir, const char *name) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (!f) die("%s: cannot write: %s", p, strerror(errno));
+    return f;
+}
+
+static int have_gnuplot(void) {
+    return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+// Writes the data files and stats.gp into dir (RUN_DIR/plots) and runs gnuplot there.
+// Returns gnuplot's exit status (-1 if it could not run).
+static int make_plots(const char *dir, Layer *ls, int nl) {
+    int nmax = 0, any_norm = 0;
+    for (int i = 0; i < nl; i++) {
+        if (ls[i].n > nmax) nmax = ls[i].n;
+        any_norm |= ls[i].r[ls[i].nr - 1].norm != NULL;
+    }
+    FILE *f = open_out(dir, "load_heatmap.dat");  // rows: layers (in order), columns: experts
+    for (int i = 0; i < nl; i++) {
+        Rec *r = &ls[i].r[ls[i].nr - 1];
+        for (int e = 0; e < nmax; e++) fprintf(f, "%s%.6g", e ? " " : "", e < ls[i].n ? r->frac[e] : NAN);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    for (int i = 0; i < nl; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "load_layer%d.dat", ls[i].layer);
+        f = open_out(dir, name);
+        fprintf(f, "# step, load fraction of expert 0..%d, mean key norm of expert 0..%d (AoE)\n", ls[i].n - 1,
+                ls[i].n - 1);
+        for (int j = 0; j < ls[i].nr; j++) {
+            Rec *r = &ls[i].r[j];
+            fprintf(f, "%ld", r->step);
+            for (int e = 0; e < ls[i].n; e++) fprintf(f, " %.6g", r->frac[e]);
+            for (int e = 0; e < ls[i].n; e++) fprintf(f, " %.6g", r->norm ? r->norm[e] : NAN);
+            fprintf(f, "\n");
+        }
+        fclose(f);
+    }
+    // heatmap
+    f = open_out(dir, "stats.gp");
+    fprintf(f, "# written by `aoe stats`; rerun with: cd %s && gnuplot stats.gp\n", dir);
+    fprintf(f, "set datafile missing 'nan'\n"
+               "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\n");
+    fprintf(f, "eval sprintf('set terminal %%s size %d,%d', T)\n", 160 + 60 * nmax, 140 + 40 * nl);
+    fprintf(f, "set output 'load_heatmap.png'\n"
+               "set title 'load fraction per expert (last logged interval)'\n"
+               "set xlabel 'expert'; set ylabel 'layer'\n"
+               "set cblabel 'fraction of assignments'\n"
+               "set palette defined (0 'white', 1 '#fdae61', 2 '#d7191c')\n"
+               "set xrange [-0.5:%d.5]; set yrange [%d.5:-0.5]\n"
+               "set xtics 1; set ytics (", nmax - 1, nl - 1);
+    for (int i = 0; i < nl; i++) fprintf(f, "%s'%d' %d", i ? ", " : "", ls[i].layer, i);
+    fprintf(f, ")\nplot 'load_heatmap.dat' matrix with image notitle, "
+               "'load_heatmap.dat' matrix using 1:2:(sprintf('%%.2f', $3)) with labels notitle\n"
+               "unset output; reset\nset datafile missing 'nan'\n");
+    // per-expert load (pass 0) and AoE key norms (pass 1) over training, one panel per layer
+    for (int pass = 0; pass < 1 + any_norm; pass++) {
+        int np = 0;
+        for (int i = 0; i < nl; i++) np += !pass || ls[i].r[ls[i].nr - 1].norm;
+        int cols = np == 1 ? 1 : np <= 4 ? 2 : 4, rows = (np + cols - 1) / cols;
+        fprintf(f, "eval sprintf('set terminal %%s size %d,%d', T)\n", 520 * cols, 320 * rows + 40);
+        fprintf(f, "set output '%s'\n", pass ? "norm_over_time.png" : "load_over_time.png");
+        fprintf(f, "set multiplot layout %d,%d title '%s'\n", rows, cols,
+                pass ? "mean key norm ||x W_down^e|| per expert over training"
+                     : "load fraction per expert over training (dashed: uniform)");
+        fprintf(f, "set xlabel 'step'; set ylabel '%s'; set key outside right font ',8'\n",
+                pass ? "norm" : "fraction");
+        for (int i = 0; i < nl; i++) {
+            int n = ls[i].n;
+            if (pass && !ls[i].r[ls[i].nr - 1].norm) continue;
+            fprintf(f, "set title 'layer %d (%s)'\n", ls[i].layer, ls[i].type[0] ? ls[i].type : "?");
+            fprintf(f, "plot for [e=0:%d] 'load_layer%d.dat' using 1:(column(e+%d)) with lines title sprintf('e%%d', e)",
+                    n - 1, ls[i].layer, pass ? 2 + n : 2);
+            if (!pass) fprintf(f, ", %.6g with lines dt 2 lc 'black' notitle", 1.0 / n);
+            fprintf(f, "\n");
+        }
+        fprintf(f, "unset multiplot\nunset output\n");
+    }
+    fclose(f);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (chdir(dir)) _exit(127);
+        FILE *log = freopen("gnuplot.log", "w", stderr);
+        (void)log;
+        execlp("gnuplot", "gnuplot", "stats.gp", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) < 0) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int cmd_stats(int argc, char **argv) {
+    if (wants_help(argc, argv)) { usage(stdout); return 0; }
+    const char *run = NULL;
+    int plots = 1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-plots")) plots = 0;
+        else if (argv[i][0] == '-' || run) {
+            fprintf(stderr, "aoe stats: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else run = argv[i];
+    }
+    if (!run) { usage(stderr); return 2; }
+    if (!is_directory(run)) die_input("%s: not a directory (expected a run directory, see run.out)", run);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/load.jsonl", run);
+    if (!file_exists(path))
+        die_input("%s: no such file; only runs with model.ffn.type moe or aoe write load statistics", path);
+    size_t len;
+    char *text = read_file(path, &len);
+    Layer *ls = NULL;
+    int nl = 0, line = 0;
+    for (char *p = text, *e; p < text + len; p = e + 1) {
+        e = strchr(p, '\n');
+        if (!e) e = text + len;
+        *e = 0;
+        line++;
+        char *q = p;
+        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+        if (*q) parse_line(p, path, line, &ls, &nl);
+    }
+    free(text);
+    if (!nl) {
+        printf("%s: no records yet (written every train.log_every steps)\n", path);
+        return 0;
+    }
+    qsort(ls, nl, sizeof *ls, cmp_layer);
+    print_table(path, ls, nl);
+    int rc = 0;
+    if (plots) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/plots", run);
+        if (!have_gnuplot()) {
+            fprintf(stderr, "aoe stats: gnuplot not found, no plots written (install it: apt-get install gnuplot-nox)\n");
+        } else if (mkdir_p(dir)) {
+            fprintf(stderr, "aoe stats: cannot create %s: %s\n", dir, strerror(errno));
+            rc = 1;
+        } else {
+            int st = make_plots(dir, ls, nl);
+            if (st) {
+                fprintf(stderr, "aoe stats: gnuplot failed (status %d); see %s/gnuplot.log\n", st, dir);
+                rc = 1;
+            } else {
+                printf("plots: %s/load_heatmap.png %s/load_over_time.png", dir, dir);
+                int any_norm = 0;
+                for (int i = 0; i < nl; i++) any_norm |= ls[i].r[ls[i].nr - 1].norm != NULL;
+                if (any_norm) printf(" %s/norm_over_time.png", dir);
+                printf("\n");
+            }
+        }
+    }
+    for (int i = 0; i < nl; i++) {
+        for (int j = 0; j < ls[i].nr; j++) { free(ls[i].r[j].frac); free(ls[i].r[j].norm); }
+        free(ls[i].r);
+    }
+    free(ls);
+    return rc;
+}

@@ -1,0 +1,144 @@
+// select.h — expert selection behind one small interface. A sparse FFN layer (src/model/moe.c)
+// produces a score matrix S [T,n] from its score source (router logits X·R, or AoE key norms
+// ||X·W_down^e||); a selection method turns S into per-token slots (expert index + gate weight),
+// maps d(gates) back to d(scores), owns the auxiliary losses on S (balancing, z-loss, ...) and
+// the load statistics. Adding a method = one file src/select/<name>.c defining a SelectMethod
+// plus one line in the table in select.c. The layer never looks inside a method.
+//
+// What this does not do: experts, dispatch and the score sources (their parameters and
+// backward) live in the layer; methods only ever see S [T,n].
+#ifndef AOE_SELECT_H
+#define AOE_SELECT_H
+
+#include <stdio.h>
+
+#include "config/config.h"
+#include "util/common.h"
+
+// Where S comes from. The layer computes it; a method may refuse a source in its check().
+typedef enum {
+    SCORE_ROUTER,    // S = X·R, R [d,n] (router MoE)
+    SCORE_AOE_NORM,  // S[t,e] = ||X[t]·W_down[:, e*r:(e+1)*r]||_2 (AoE)
+} ScoreSource;
+
+// Gate weight of a selected expert (model.ffn.gate).
+typedef enum {
+    GATE_TOPK_SOFTMAX,  // "topk_softmax": softmax over the selected scores (paper default)
+    GATE_SOFTMAX,       // "softmax": softmax over all n, selected entries, no renormalisation
+} GateKind;
+
+// Statistics accumulated over training forwards since the last select_stats_reset.
+typedef struct {
+    long forwards, tokens;
+    long dropped;        // (token, slot) assignments chosen but not processed (capacity)
+    long *counts;        // [n] processed assignments per expert
+    double ent_conf;     // Σ over tokens of the entropy of softmax(S[t]) over n
+    double lb, z;        // Σ over forwards of the raw (unweighted) balancing / z losses
+} SelectStats;
+
+struct SelectMethod;
+
+// The layer's selection-related parameters, for methods whose auxiliary loss looks at weights
+// rather than scores (ERC couples router rows with the experts' W_g). Router MoE only; NULL
+// pointers where the layer has no such tensor. Gradients accumulate (+=).
+typedef struct {
+    int d, n, D;
+    const float *R;    // router [d,n] (logits = X·R)
+    float *dR;
+    const float *Wg;   // expert gate projections [n,d,D]
+    float *dWg;
+} SelectParams;
+
+// One per layer. Buffers are sized for max_T tokens; the fields under "last forward" describe
+// the most recent select_forward and are what select_backward differentiates.
+typedef struct Selection {
+    const struct SelectMethod *m;
+    void *priv;               // method state (m->init / m->free)
+    ScoreSource src;
+    GateKind gate_kind;
+    int n, K, kmax, max_T;    // experts, config top_k, slots per token (m->slots)
+    float lb_coef, z_coef, capacity;
+    int lb_div_k;
+    // last forward
+    int T, train;
+    const float *S;           // [T,n] scores (owned by the layer, must live until backward)
+    float *prob;              // [T,n] softmax(S[t]) over all n
+    float *lse;               // [T] logsumexp(S[t])
+    int *choice;              // [T,kmax] expert chosen by the rule, -1 = empty slot
+    int *expert;              // [T,kmax] expert that processes the slot, -1 = empty or dropped
+    float *gate;              // [T,kmax] gate weight (0 for empty slots; dropped slots keep theirs)
+    long *load;               // [n] chosen (pre-capacity) assignments per expert: f_i = load_i/T
+    long dropped;             // assignments dropped in the last forward
+    double lb, z;             // raw balancing / z losses of the last training forward
+    double aux;               // weighted auxiliary loss of the last training forward
+    SelectStats st;
+} Selection;
+
+// A selection method. Required: name, summary, slots, select, gate_backward. NULL aux_* means
+// the standard pair (Switch balancing loss on softmax(S) + optional z-loss, below).
+typedef struct SelectMethod {
+    const char *name;      // value of model.ffn.select
+    const char *summary;   // one line for docs and error messages
+    // Slots per token (kmax) for this config, e.g. top_k for token choice, n for expert choice.
+    int (*slots)(const FfnConfig *c);
+    // Method-specific config check for score source src: NULL if fine, else a static message
+    // naming the keys ("model.ffn.top_k ..."). Called by select_check.
+    const char *(*check)(const FfnConfig *c, ScoreSource src);
+    void (*init)(Selection *s, const FfnConfig *c);  // optional: allocate s->priv
+    void (*free)(Selection *s);                      // optional
+    // Fills s->choice, s->expert, s->gate (all [T,kmax]), s->load and s->dropped from s->S and
+    // s->prob. Ties between equal scores go to the lower expert index. rng may be NULL.
+    void (*select)(Selection *s, Rng *rng);
+    // dS [T,n] += d(loss)/dS through the gates, given dgate [T,kmax] (0 where expert == -1).
+    // Selection itself is piecewise constant (no gradient through the choice).
+    void (*gate_backward)(const Selection *s, const float *dgate, float *dS);
+    // Sets s->lb, s->z (raw) and returns the weighted auxiliary loss. Training forwards only.
+    double (*aux_forward)(Selection *s);
+    // dS [T,n] += scale * d(weighted aux loss)/dS.
+    void (*aux_backward)(const Selection *s, float *dS, float scale);
+    // Optional: auxiliary loss on parameters (training forwards), returns its weighted value
+    // (added to the layer's aux loss); the backward adds scale * its gradient into v->dR, v->dWg.
+    double (*param_aux_forward)(Selection *s, const SelectParams *v, Rng *rng);
+    void (*param_aux_backward)(Selection *s, const SelectParams *v, float scale);
+    // Optional: extra JSON fields (",\"key\":value...") for the statistics line.
+    void (*write_stats)(const Selection *s, FILE *f);
+} SelectMethod;
+
+// ---- the table (select.c) ----
+const SelectMethod *select_find(const char *name);  // NULL if unknown
+const char *select_names(void);                     // "topk|..." for messages
+// Checks model.ffn.select / gate / top_k / n_experts / capacity for this source. Returns NULL if
+// the combination is valid, else a message naming the keys (static or in buf).
+const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buflen);
+int select_gate_kind(const char *name);             // GATE_* or -1
+
+// ---- the driver used by layers ----
+Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T);
+void select_destroy(Selection *s);
+// Runs the method on S [T,n]: prob, lse, slots; if train: aux losses and statistics.
+void select_forward(Selection *s, const float *S, int T, int train, Rng *rng);
+// dS [T,n] (overwritten) = gate path from dgate [T,kmax] + aux_scale * aux-loss gradient.
+void select_backward(const Selection *s, const float *dgate, float *dS, float aux_scale);
+// Writes the statistics fields (",\"tokens\":...,\"counts\":[...],...") without braces.
+void select_write_stats(const Selection *s, FILE *f);
+void select_stats_reset(Selection *s);
+
+// ---- shared building blocks for methods (select.c) ----
+// The K largest of row[0..n-1], descending, ties to the lower index; idx [K].
+void select_topk_row(const float *row, int n, int K, int *idx);
+// Gate weights of m selected experts idx [m] of one token (s->gate_kind), into g [m].
+void select_gates_row(const Selection *s, int t, const int *idx, int m, float *g);
+// Backward of select_gates_row for every token over its non-empty choice slots.
+void select_gates_backward(const Selection *s, const float *dgate, float *dS);
+// Capacity (token choice): each expert keeps at most ceil(capacity·T·K/n) assignments, slot 0 of
+// every token first, then slot 1, ...; within a slot, lower token index first. capacity <= 0:
+// dropless. Fills s->expert from s->choice and counts s->dropped; fills s->load from choice.
+void select_apply_capacity(Selection *s);
+// Standard auxiliary losses: Switch balancing  L_lb = n·Σ_i f_i·P_i (/K if lb_div_k) with
+// f_i = load_i/T, P_i = mean_t prob[t,i]; z-loss L_z = mean_t lse_t². Weighted: lb_coef, z_coef.
+double select_std_aux_forward(Selection *s);
+void select_std_aux_backward(const Selection *s, float *dS, float scale);
+
+extern const SelectMethod select_topk;
+
+#endif

@@ -1,0 +1,159 @@
+// bench.c — `aoe bench`: training-step speed of the bench configs against the sgemm ceiling
+// measured in the same process, with a per-phase breakdown and peak RSS. Each (config, threads)
+// runs in its own child process so peak RSS and BLIS thread settings do not leak between runs.
+// Tokens are random: the bench measures the step, not learning.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config/config.h"
+#include "model/kernels.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "util/common.h"
+#include "util/prof.h"
+
+typedef struct {
+    double tok_s, gflops, ceiling, step_s, phase_s[PROF_N], rss_mb;
+    double params, active, flops_tok;
+    int threads, steps;
+    char arch[32];
+} BenchResult;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: aoe bench [CONFIG.json ...] [--threads 1,2] [--steps N] [--json]\n\n"
+            "Times full training steps (forward, backward, clip, AdamW) on random tokens.\n"
+            "  CONFIG.json     configs to time (default: configs/bench-{dense,moe,aoe}.json)\n"
+            "  --threads LIST  thread counts to run (default 1,2)\n"
+            "  --steps N       timed steps after 2 warm-up steps (default 5)\n"
+            "  --json          one JSON object per run on stdout instead of the table\n"
+            "Reports tokens/s, achieved GFLOP/s (3 x forward FLOPs per token) as a fraction of the\n"
+            "sgemm ceiling (1024^3, best of ~1 s) measured in the same process, phase shares and peak RSS.\n");
+}
+
+static void run_one(const char *path, int threads, int steps, BenchResult *r) {
+    Config c;
+    config_defaults(&c);
+    config_load_file(&c, path);
+    config_validate(&c, path);
+    const char *arch = kernels_init(threads);
+    memset(r, 0, sizeof *r);
+    snprintf(r->arch, sizeof r->arch, "%s", arch);
+    r->threads = kernels_threads();
+    r->steps = steps;
+    r->ceiling = kernels_sgemm_gflops(1024, 1.0);
+    int V = c.vocab_size ? c.vocab_size : 8192, B = c.batch_size, S = c.seq_len, T = B * S;
+    Model *m = model_create(&c, V, B, c.seed);
+    model_count(&c, V, &r->params, &r->active, &r->flops_tok);
+    AdamW opt;
+    adamw_init(&opt, &m->P);
+    Rng rng;
+    rng_seed(&rng, 42);
+    int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
+    double t_total = 0;
+    for (int s = -2; s < steps; s++) {
+        for (int i = 0; i < T; i++) { x[i] = (int32_t)rng_below(&rng, V); y[i] = (int32_t)rng_below(&rng, V); }
+        if (s == 0) { prof_enabled = 1; prof_reset(); }
+        double t0 = now_sec();
+        params_zero_grad(&m->P);
+        model_forward(m, x, y, B, S, NULL, 1, &rng);
+        model_backward(m, y, 1.0f);
+        double to = prof_begin();
+        clip_grad(&m->P, c.grad_clip);
+        adamw_step(&opt, &m->P, &c, c.lr);
+        prof_end(PROF_OPT, to);
+        if (s >= 0) t_total += now_sec() - t0;
+    }
+    r->step_s = t_total / steps;
+    r->tok_s = T / r->step_s;
+    r->gflops = 3 * r->flops_tok * r->tok_s / 1e9;
+    for (int p = 0; p < PROF_N; p++) r->phase_s[p] = prof_acc[p] / steps;
+    r->rss_mb = peak_rss_kb() / 1024.0;
+    free(x); free(y);
+    adamw_free(&opt);
+    model_free(m);
+}
+
+// Runs one measurement in a child process; the result comes back through a pipe.
+static int run_child(const char *path, int threads, int steps, BenchResult *r) {
+    int fd[2];
+    if (pipe(fd)) die("bench: pipe: %s", strerror(errno));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("bench: fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fd[0]);
+        run_one(path, threads, steps, r);
+        ssize_t w = write(fd[1], r, sizeof *r);
+        _exit(w == (ssize_t)sizeof *r ? 0 : 1);
+    }
+    close(fd[1]);
+    ssize_t got = read(fd[0], r, sizeof *r);
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (got != (ssize_t)sizeof *r || !WIFEXITED(st) || WEXITSTATUS(st)) return WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1;
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (wants_help(argc, argv)) { usage(stdout); return 0; }
+    const char *cfgs[32];
+    int n_cfg = 0, steps = 5, json = 0, thr[8] = {1, 2}, n_thr = 2;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            n_thr = 0;
+            for (char *s = argv[++i]; *s && n_thr < 8; s = strchr(s, ',') ? strchr(s, ',') + 1 : s + strlen(s))
+                thr[n_thr++] = atoi(s);
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "aoe bench: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (n_cfg < 32) cfgs[n_cfg++] = argv[i];
+    }
+    if (steps < 1) die_input("bench: --steps must be >= 1");
+    if (!n_cfg) {
+        static const char *def[] = {"configs/bench-dense.json", "configs/bench-moe.json", "configs/bench-aoe.json"};
+        for (int i = 0; i < 3; i++) cfgs[n_cfg++] = def[i];
+    }
+    for (int i = 0; i < n_cfg; i++) {  // check every config before spending minutes on the first
+        Config c;
+        config_defaults(&c);
+        config_load_file(&c, cfgs[i]);
+        config_validate(&c, cfgs[i]);
+    }
+    if (!json) {
+        printf("%-26s %3s %9s %8s %7s %6s %8s  phases (attn/expert/dispatch/elem/head/opt %%)\n", "config", "thr",
+               "tok/s", "GFLOP/s", "ceiling", "ratio", "RSS MB");
+    }
+    for (int i = 0; i < n_cfg; i++)
+        for (int t = 0; t < n_thr; t++) {
+            BenchResult r;
+            int rc = run_child(cfgs[i], thr[t], steps, &r);
+            if (rc) return rc;
+            double ph = 0;
+            for (int p = 0; p < PROF_N; p++) ph += r.phase_s[p];
+            if (json) {
+                printf("{\"config\":\"%s\",\"threads\":%d,\"blis_arch\":\"%s\",\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
+                       "\"sgemm_ceiling_gflops\":%.2f,\"ratio\":%.4f,\"step_s\":%.5f,\"peak_rss_mb\":%.1f,"
+                       "\"params\":%.0f,\"active_params\":%.0f,\"flops_per_token_fwd\":%.0f,\"phases_s\":{",
+                       cfgs[i], r.threads, r.arch, r.tok_s, r.gflops, r.ceiling, r.gflops / r.ceiling, r.step_s,
+                       r.rss_mb, r.params, r.active, r.flops_tok);
+                for (int p = 0; p < PROF_N; p++) printf("%s\"%s\":%.5f", p ? "," : "", prof_name(p), r.phase_s[p]);
+                printf("}}\n");
+            } else {
+                printf("%-26s %3d %9.0f %8.1f %7.1f %5.1f%% %8.0f  ", cfgs[i], r.threads, r.tok_s, r.gflops, r.ceiling,
+                       100 * r.gflops / r.ceiling, r.rss_mb);
+                for (int p = 0; p < PROF_N; p++) printf("%s%.0f", p ? "/" : "", ph > 0 ? 100 * r.phase_s[p] / ph : 0);
+                printf("\n");
+            }
+            fflush(stdout);
+        }
+    return 0;
+}

@@ -1,0 +1,241 @@
+// train.c — `aoe train CONFIG.json [key.path=value ...]`: resolve the config, open the shards,
+// build the model, run AdamW steps with warmup+cosine, log progress, metrics.jsonl and
+// load.jsonl, evaluate on validation shards. All inputs are checked before anything is written.
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt/ckpt.h"
+#include "cli.h"
+#include "config/config.h"
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "model/kernels.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "train/train.h"
+#include "util/common.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: aoe train CONFIG.json [key.path=value ...] [--dry-run]\n"
+            "       aoe train --resume RUN_DIR [key.path=value ...]\n\n"
+            "Trains a decoder LM (dense, MoE or AoE feed-forward) on token shards.\n"
+            "  CONFIG.json        JSON config; every key and default is in docs/config.md\n"
+            "  key.path=value     override one key, e.g. model.ffn.d_low=128 train.seed=2\n"
+            "  --dry-run          print the resolved config as JSON and exit\n"
+            "  --resume RUN_DIR   continue from RUN_DIR's latest checkpoint with RUN_DIR/config.json;\n"
+            "                     overrides only for train.steps, log/eval/ckpt intervals, keep_ckpts,\n"
+            "                     threads, run.ckpt_compress, data.val\n"
+            "  --keys             print every config key (type, default, range, meaning) as Markdown\n"
+            "  -h, --help         this help\n\n"
+            "Writes <run.out>/config.json, metrics.jsonl (one JSON object per log interval),\n"
+            "load.jsonl (expert load statistics of sparse layers), ckpt-<step>.aoec every\n"
+            "train.ckpt_every steps and at the end (the newest train.keep_ckpts are kept; `latest`\n"
+            "names the newest). SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0.\n"
+            "Threads: train.threads, else OMP_NUM_THREADS, else all cores.\n");
+}
+
+// Parses argv into a validated config. Returns 0, or exits 2 with a clear message.
+void train_parse_args(int argc, char **argv, Config *c, int *dry_run, const char **resume) {
+    const char *file = NULL;
+    *dry_run = 0;
+    if (resume) *resume = NULL;
+    config_defaults(c);
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--dry-run")) *dry_run = 1;
+        else if (resume && !strcmp(argv[i], "--resume")) {
+            if (i + 1 >= argc) die_input("--resume needs a run directory");
+            *resume = argv[++i];
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "aoe train: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            exit(2);
+        } else if (strchr(argv[i], '=')) {
+            if (!file && !(resume && *resume)) die_input("train: the config file must come before overrides ('%s')", argv[i]);
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            fprintf(stderr, "aoe train: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (!file && !(resume && *resume)) { usage(stderr); exit(2); }
+    if (file) config_load_file(c, file);
+    for (int i = 0; i < argc; i++)
+        if (argv[i][0] != '-' && strchr(argv[i], '=') && !(i > 0 && !strcmp(argv[i - 1], "--resume")))
+            config_set(c, argv[i], "command line");
+    config_validate(c, file ? file : "command line");
+}
+
+// Mean validation loss over cfg.eval_batches batches from the start of the validation shards.
+double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y) {
+    const Config *c = &m->cfg;
+    LoaderPos start = {.epoch = 0, .cursor = 0, .seed = c->seed};
+    loader_set_pos(val, &start);
+    double sum = 0;
+    int n = c->eval_batches;
+    uint64_t avail = loader_n_windows(val) / c->batch_size;
+    if (avail > 0 && (uint64_t)n > avail) n = (int)avail;
+    for (int i = 0; i < n; i++) {
+        loader_next(val, x, y);
+        sum += model_forward(m, x, y, c->batch_size, c->seq_len, NULL, 0, NULL);
+    }
+    return n ? sum / n : NAN;
+}
+
+static FILE *open_append(const char *dir, const char *name) {
+    char path[CFG_STR + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "a");
+    if (!f) die("%s: cannot open for writing: %s", path, strerror(errno));
+    return f;
+}
+
+int cmd_train(int argc, char **argv) {
+    if (wants_help(argc, argv)) { usage(stdout); return 0; }
+    if (argc == 1 && !strcmp(argv[0], "--keys")) { config_print_doc(); return 0; }
+    Config c;
+    int dry;
+    const char *resume = NULL;
+    train_parse_args(argc, argv, &c, &dry, &resume);
+    if (resume) ckpt_resume_config(argc, argv, resume, &c);
+    if (dry) {
+        char *js = config_to_json(&c);
+        printf("%s\n", js);
+        free(js);
+        return 0;
+    }
+    const char *arch = kernels_init(c.threads);
+
+    // Inputs first: nothing is written until the tokenizer and shards check out.
+    Tokenizer *tok = tok_load(c.tokenizer);
+    int V = tok_vocab_size(tok);
+    if (c.vocab_size && c.vocab_size != V)
+        die_input("model.vocab_size (%d) does not match tokenizer %s (vocab %d)", c.vocab_size, c.tokenizer, V);
+    Loader *tr = loader_open(c.train_path, c.seq_len, c.batch_size, c.seed, 1, 0, 1);
+    Loader *val = c.val_path[0] ? loader_open(c.val_path, c.seq_len, c.batch_size, c.seed, 0, 0, 1) : NULL;
+    Loader *lds[2] = {tr, val};
+    const char *specs[2] = {c.train_path, c.val_path};
+    for (int i = 0; i < 2; i++) {
+        if (!lds[i]) continue;
+        if (loader_vocab(lds[i]) != V || loader_tok_hash(lds[i]) != tok_hash(tok))
+            die_input("%s: shards were encoded with a different tokenizer than %s (vocab %d vs %d)", specs[i],
+                      c.tokenizer, loader_vocab(lds[i]), V);
+        if (loader_n_windows(lds[i]) < (uint64_t)c.batch_size)
+            die_input("%s: too few tokens for one batch of %d x %d", specs[i], c.batch_size, c.seq_len + 1);
+    }
+    char *ckpt_from = resume ? ckpt_latest(resume) : NULL;
+    if (resume && !ckpt_from) die_input("%s: no checkpoint to resume from (no `latest` pointer or ckpt-<step>.aoec)", resume);
+    if (!resume && (ckpt_from = ckpt_latest(c.out)))
+        die_input("%s: this run directory already holds checkpoints (%s); continue it with --resume %s or choose "
+                  "another run.out", c.out, ckpt_from, c.out);
+    if (mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
+    char path[CFG_STR + 64];
+    char *js = config_to_json(&c);
+    snprintf(path, sizeof path, "%s/config.json", c.out);
+    write_file_atomic(path, js, strlen(js));
+    free(js);
+
+    Model *m = model_create(&c, V, c.batch_size, c.seed);
+    double tot, act, fl;
+    model_count(&c, V, &tot, &act, &fl);
+    printf("aoe train: BLIS kernels %s, %d threads\n", arch, kernels_threads());
+    printf("model: %s ffn, %d layers, d_model %d, vocab %d: %.2fM parameters (%.2fM active per token), "
+           "%.1f MFLOPs/token forward (%.1f train)\n",
+           c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
+    fflush(stdout);
+
+    AdamW opt;
+    adamw_init(&opt, &m->P);
+    Rng rng;
+    rng_seed(&rng, c.seed ^ 0x5eedULL);
+    TrainMeta meta = {0};
+    if (resume) {  // parameters, moments, step, RNG, loader position and the open log interval
+        ckpt_load_train(ckpt_from, m, &opt, &meta);
+        if (meta.tok_hash != tok_hash(tok))
+            die_input("%s: written with a different tokenizer than %s (hash %016llx vs %016llx)", ckpt_from, c.tokenizer,
+                      (unsigned long long)meta.tok_hash, (unsigned long long)tok_hash(tok));
+        loader_set_pos(tr, &meta.pos);
+        rng = meta.rng;
+        ckpt_clean_tmp(c.out);
+        ckpt_trim_logs(c.out, meta.step);
+        printf("resumed from %s at step %ld\n", ckpt_from, meta.step);
+        if (meta.step >= c.steps) {
+            printf("done: the run already has %ld of %d steps\n", meta.step, c.steps);
+            return 0;
+        }
+    }
+    free(ckpt_from);
+    ckpt_install_stop_handlers();
+    int T = c.batch_size * c.seq_len;
+    int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
+    FILE *metrics = open_append(c.out, "metrics.jsonl"), *load = open_append(c.out, "load.jsonl");
+    double t0 = now_sec() - meta.elapsed, t_log = now_sec(), loss_acc = meta.loss_acc, aux_acc = meta.aux_acc;
+    long tok_log = meta.tok_log, n_acc = meta.n_acc;
+    for (long step = meta.step; step < c.steps; step++) {
+        params_zero_grad(&m->P);
+        double loss = 0, aux = 0;
+        for (int a = 0; a < c.grad_accum; a++) {
+            loader_next(tr, x, y);
+            loss += model_forward(m, x, y, c.batch_size, c.seq_len, NULL, 1, &rng) / c.grad_accum;
+            aux += m->aux / c.grad_accum;
+            model_backward(m, y, 1.0f / c.grad_accum);
+        }
+        double gn = clip_grad(&m->P, c.grad_clip);
+        float lr = lr_at(&c, step);
+        adamw_step(&opt, &m->P, &c, lr);
+        ckpt_test_kill_hook(step + 1);
+        loss_acc += loss; aux_acc += aux; n_acc++;
+        tok_log += (long)T * c.grad_accum;
+        int last = step + 1 == c.steps;
+        double vloss = NAN;
+        if (val && ((c.eval_every && (step + 1) % c.eval_every == 0) || last)) vloss = evaluate(m, val, x, y);
+        if ((step + 1) % c.log_every == 0 || last || !isnan(vloss)) {
+            double now = now_sec(), tps = tok_log / (now - t_log);
+            double eta = (c.steps - step - 1) * (now - t0) / (step + 1);
+            printf("step %5ld/%d | loss %.4f | aux %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %.0fs",
+                   step + 1, c.steps, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps, eta);
+            if (!isnan(vloss)) printf(" | val %.4f", vloss);
+            printf("\n");
+            fflush(stdout);
+            fprintf(metrics, "{\"step\":%ld,\"loss\":%.6f,\"aux_loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
+                    "\"tokens_per_s\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f",
+                    step + 1, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps,
+                    (step + 1) * (long)T * c.grad_accum, now - t0);
+            if (!isnan(vloss)) fprintf(metrics, ",\"val_loss\":%.6f", vloss);
+            fprintf(metrics, "}\n");
+            fflush(metrics);
+            model_write_stats(m, load, step + 1);
+            fflush(load);
+            loss_acc = aux_acc = 0; n_acc = 0; tok_log = 0; t_log = now;
+        }
+        int stop = ckpt_stop_requested();
+        if ((c.ckpt_every && (step + 1) % c.ckpt_every == 0) || last || stop) {
+            meta = (TrainMeta){.step = step + 1, .rng = rng, .tok_hash = tok_hash(tok), .loss_acc = loss_acc,
+                               .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0};
+            loader_get_pos(tr, &meta.pos);
+            char err[CFG_STR + 256];
+            if (ckpt_save_run(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
+                die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
+        }
+        if (stop && !last) {
+            printf("stopped by %s after step %ld: saved %s/ckpt-%ld.aoec (continue with: aoe train --resume %s)\n",
+                   stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, c.out, step + 1, c.out);
+            break;
+        }
+    }
+    if (!ckpt_stop_requested())
+        printf("done: %d steps in %.1fs, peak RSS %.0f MB\n", c.steps, now_sec() - t0, peak_rss_kb() / 1024.0);
+    fclose(metrics); fclose(load);
+    free(x); free(y);
+    adamw_free(&opt);
+    model_free(m);
+    loader_close(tr);
+    if (val) loader_close(val);
+    tok_free(tok);
+    return 0;
+}

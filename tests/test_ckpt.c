@@ -1,0 +1,412 @@
+// test_ckpt.c — checkpoints: bit-exact save/load round trip (raw and zlib), every corruption case
+// (truncation, bit flips, wrong magic / version, mismatched config) rejected with exit 2 and a
+// message naming the file and byte offset, injected write failures that leave the previous
+// checkpoint intact, SIGKILL at several points + --resume giving the same final parameters as an
+// uninterrupted run, SIGTERM stopping cleanly, and `aoe inspect` on checkpoints and shards.
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt/ckpt.h"
+#include "ckpt/ckpt_format.h"
+#include "test.h"
+#include "util/common.h"
+
+// ---------------------------------------------------------------- helpers
+static char *tmp_path(const char *name) {
+    static char buf[8][600];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 600, "%s/%s", test_tmpdir(), name);
+    return p;
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { *n = 0; return NULL; }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc(len + 1);
+    *n = fread(b, 1, len, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
+static int sh(const char *cmd, char **out, char **err) { return run_capture(cmd, out, err); }
+
+static Model *tiny_model(Config *c, uint64_t seed) {
+    config_defaults(c);
+    config_set(c, "model.d_model=16", "t");
+    config_set(c, "model.n_layer=2", "t");
+    config_set(c, "model.n_head=2", "t");
+    config_set(c, "model.seq_len=8", "t");
+    config_set(c, "model.ffn.d_ff=24", "t");
+    config_set(c, "model.tie_embeddings=false", "t");
+    return model_create(c, 300, 1, seed);
+}
+
+static void fill(float *p, size_t n, Rng *r) {
+    for (size_t i = 0; i < n; i++) p[i] = rng_normal(r);
+}
+
+// Saves a checkpoint of a random model/optimizer state; returns the model and state used.
+static Model *make_ckpt(const char *path, int compress, AdamW *opt, TrainMeta *mt) {
+    Config c;
+    Model *m = tiny_model(&c, 7);
+    adamw_init(opt, &m->P);
+    Rng r;
+    rng_seed(&r, 99);
+    fill(m->P.w, m->P.total, &r); fill(opt->m, m->P.total, &r); fill(opt->v, m->P.total, &r);
+    opt->t = 123;
+    memset(mt, 0, sizeof *mt);
+    mt->step = 123;
+    rng_seed(&mt->rng, 5);
+    mt->pos = (LoaderPos){.epoch = 3, .cursor = 77, .seed = 11, .n_windows = 1000};
+    mt->tok_hash = 0x1234567890abcdefULL;
+    mt->loss_acc = 1.25; mt->aux_acc = 0.5; mt->elapsed = 3.5; mt->n_acc = 2; mt->tok_log = 64;
+    char err[512];
+    int rc = ckpt_save(path, m, opt, mt, compress, err, sizeof err);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    return m;
+}
+
+// ---------------------------------------------------------------- round trip
+static void roundtrip(int compress) {
+    AdamW o1, o2;
+    TrainMeta m1, m2;
+    const char *path = tmp_path(compress ? "rt-z.aoec" : "rt.aoec");
+    Model *a = make_ckpt(path, compress, &o1, &m1);
+    Config c;
+    Model *b = tiny_model(&c, 8);  // different init, overwritten by the load
+    adamw_init(&o2, &b->P);
+    ckpt_load_train(path, b, &o2, &m2);
+    size_t bytes = a->P.total * sizeof(float);
+    CHECK(!memcmp(a->P.w, b->P.w, bytes));
+    CHECK(!memcmp(o1.m, o2.m, bytes));
+    CHECK(!memcmp(o1.v, o2.v, bytes));
+    CHECK_EQ_INT(o2.t, 123);
+    CHECK_EQ_INT(m2.step, 123);
+    CHECK(!memcmp(&m1.rng, &m2.rng, sizeof(Rng)));
+    CHECK(!memcmp(&m1.pos, &m2.pos, sizeof(LoaderPos)));
+    CHECK(m2.tok_hash == m1.tok_hash);
+    CHECK(m2.loss_acc == 1.25 && m2.aux_acc == 0.5 && m2.elapsed == 3.5 && m2.n_acc == 2 && m2.tok_log == 64);
+    TrainMeta m3;
+    Model *e = ckpt_load_model(path, 2, &m3);  // inference load: config from the file
+    CHECK_EQ_INT(e->V, 300);
+    CHECK_EQ_INT(e->cfg.d_model, 16);
+    CHECK(!memcmp(a->P.w, e->P.w, bytes));
+    CHECK_EQ_INT(m3.step, 123);
+    model_free(e);
+    adamw_free(&o1); adamw_free(&o2);
+    model_free(a); model_free(b);
+}
+
+TEST(ckpt_roundtrip_raw) { roundtrip(0); }
+TEST(ckpt_roundtrip_zlib) { roundtrip(1); }
+
+// ---------------------------------------------------------------- corruption
+// `aoe inspect` on a damaged copy: exit 2, one line naming the file, the byte offset and `want`.
+static void expect_bad(const char *name, const char *img, size_t n, const char *want) {
+    const char *p = tmp_path(name);
+    spit(p, img, n);
+    char cmd[1024], *out, *err;
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), p);
+    int rc = sh(cmd, &out, &err);
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, p);
+    CHECK_STR_CONTAINS(err, "byte ");
+    CHECK_STR_CONTAINS(err, want);
+    if (rc != 2 || !strstr(err, want)) fprintf(stderr, "  (%s) stderr: %s\n", name, err);
+    free(out); free(err);
+}
+
+static void corruption(int compress) {
+    AdamW o;
+    TrainMeta mt;
+    const char *path = tmp_path(compress ? "c-z.aoec" : "c.aoec");
+    Model *m = make_ckpt(path, compress, &o, &mt);
+    size_t n;
+    char *img = slurp(path, &n), *bad = malloc(n);
+    REQUIRE(img && n > 4096);
+    char cmd[1024], *out, *err;
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), path);
+    CHECK_EQ_INT(sh(cmd, &out, &err), 0);
+    CHECK_STR_CONTAINS(out, "layers.1.ffn.w_out");
+    CHECK_STR_CONTAINS(out, ": ok");
+    free(out); free(err);
+
+    expect_bad("trunc.aoec", img, n - 1000, "truncated");
+    expect_bad("trunc-hdr.aoec", img, 60, "truncated inside the header");
+    memcpy(bad, img, n); bad[0] = 'X';
+    expect_bad("magic.aoec", bad, n, "bad magic");
+    memcpy(bad, img, n); bad[8] = 2;
+    expect_bad("version.aoec", bad, n, "unsupported checkpoint version 2 (expected 1)");
+    memcpy(bad, img, n); bad[20] ^= 1;  // file_size field: caught by the header CRC
+    expect_bad("hdr.aoec", bad, n, "CRC mismatch in header");
+    memcpy(bad, img, n); bad[CKPT_HEADER_BYTES + 20] ^= 4;
+    expect_bad("cfg.aoec", bad, n, "CRC mismatch in config section");
+    memcpy(bad, img, n); bad[n - 100] ^= 0x10;  // payload bit flip
+    expect_bad("flip.aoec", bad, n, compress ? "payload" : "CRC mismatch in tensor");
+    if (!compress) {  // a flip in a known tensor is reported at its own offset
+        const TensorInfo *t = params_find(&m->P, "layers.0.attn.wq");
+        uint64_t p0 = n - (uint64_t)3 * m->P.total * 4, at = p0 + t->off * 4 + 8;
+        memcpy(bad, img, n); bad[at] ^= 0x20;
+        char want[128];
+        snprintf(want, sizeof want, "byte %llu: CRC mismatch in tensor layers.0.attn.wq (expected 0x",
+                 (unsigned long long)(p0 + t->off * 4));
+        expect_bad("flip-wq.aoec", bad, n, want);
+    }
+    free(img); free(bad);
+    adamw_free(&o);
+    model_free(m);
+}
+
+TEST(ckpt_corrupt_raw) { corruption(0); }
+TEST(ckpt_corrupt_zlib) { corruption(1); }
+
+TEST(ckpt_inspect_unknown_file) {
+    const char *p = tmp_path("junk.bin");
+    spit(p, "hello world, not a checkpoint", 29);
+    char cmd[1024], *err;
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), p);
+    CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "unknown file type");
+    free(err);
+}
+
+// ---------------------------------------------------------------- CLI: data and runs
+static const char *data_dir(void) {
+    static char dir[600];
+    if (dir[0]) return dir;
+    snprintf(dir, sizeof dir, "%s/ckdata", test_tmpdir());
+    char txt[700], cmd[2048];
+    snprintf(txt, sizeof txt, "%s/ck-text.txt", test_tmpdir());
+    FILE *f = fopen(txt, "w");
+    static const char *w[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "big", "red",
+                              "house", "with", "green", "tree", "under", "blue", "sky", "while", "bird", "sings"};
+    Rng r;
+    rng_seed(&r, 3);
+    for (int d = 0; d < 40; d++) {
+        for (int i = 0; i < 250; i++) fprintf(f, "%s%s", w[rng_below(&r, 22)], i % 17 == 16 ? ".\n" : " ");
+        fprintf(f, "\n\n");
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s prepare --out %s --vocab 300 --doc-bytes 2000 --val-frac 0.1 %s", aoe_bin(), dir, txt);
+    char *err;
+    if (sh(cmd, NULL, &err)) fprintf(stderr, "  prepare failed: %s\n", err);
+    free(err);
+    return dir;
+}
+
+static const char *config_file(void) {
+    static char path[600];
+    if (path[0]) return path;
+    const char *d = data_dir();
+    snprintf(path, sizeof path, "%s/ck-config.json", test_tmpdir());
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"model\": {\"d_model\": 32, \"n_layer\": 2, \"n_head\": 2, \"seq_len\": 32, \"ffn\": {\"type\": \"dense\", \"d_ff\": 64}},\n"
+               " \"train\": {\"steps\": 30, \"batch_size\": 4, \"ckpt_every\": 5, \"log_every\": 3, \"eval_every\": 10,"
+               " \"eval_batches\": 2, \"warmup\": 5, \"keep_ckpts\": 2},\n"
+               " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"}}\n",
+            d, d, d);
+    fclose(f);
+    return path;
+}
+
+// aoe train, OMP_NUM_THREADS=2 throughout; env is prefixed (e.g. "AOE_TEST_KILL_AT_STEP=7").
+static int train(const char *env, const char *args, char **out, char **err) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s && %s OMP_NUM_THREADS=2 %s train %s", test_tmpdir(), env ? env : "", aoe_bin(), args);
+    return sh(cmd, out, err);
+}
+
+static int fresh_run(const char *run, const char *extra) {
+    char args[1200], *err;
+    snprintf(args, sizeof args, "%s run.out=%s %s", config_file(), run, extra ? extra : "");
+    int rc = train(NULL, args, NULL, &err);
+    if (rc) fprintf(stderr, "  train %s: %s\n", run, err);
+    free(err);
+    return rc;
+}
+
+// Payload (parameters and moments) of a checkpoint: the tail after the header and sections.
+static int same_payload(const char *a, const char *b) {
+    CkptFile fa, fb;
+    ckpt_file_open(&fa, a);
+    ckpt_file_open(&fb, b);
+    size_t na, nb;
+    char *ia = slurp(a, &na), *ib = slurp(b, &nb);
+    int same = fa.h.len[SEC_PAYLOAD] == fb.h.len[SEC_PAYLOAD] && fa.meta.step == fb.meta.step &&
+               !memcmp(ia + fa.h.off[SEC_PAYLOAD], ib + fb.h.off[SEC_PAYLOAD], fa.h.len[SEC_PAYLOAD]) &&
+               !memcmp(&fa.meta.rng, &fb.meta.rng, sizeof(Rng)) && !memcmp(&fa.meta.pos, &fb.meta.pos, sizeof(LoaderPos));
+    free(ia); free(ib);
+    ckpt_file_close(&fa); ckpt_file_close(&fb);
+    return same;
+}
+
+// metrics.jsonl without the timing fields (tokens_per_s, elapsed_s).
+static char *losses(const char *run) {
+    size_t n;
+    char *t = slurp(tmp_path(run), &n), *o = calloc(n + 1, 1);
+    if (!t) return o;
+    size_t k = 0;
+    for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        char *tp = strstr(line, ",\"tokens_per_s\"");
+        char *tk = strstr(line, ",\"tokens\":"), *el = strstr(line, ",\"elapsed_s\"");
+        if (tp && tk && el) {
+            char *after = strchr(el + 1, ',');
+            k += sprintf(o + k, "%.*s%.*s%s\n", (int)(tp - line), line, (int)(el - tk), tk, after ? after : "}");
+        } else k += sprintf(o + k, "%s\n", line);
+    }
+    free(t);
+    return o;
+}
+
+static char *rel(const char *run, const char *file) {
+    static char b[4][700];
+    static int k;
+    char *p = b[k++ % 4];
+    snprintf(p, 700, "%s/%s/%s", test_tmpdir(), run, file);
+    return p;
+}
+
+TEST(ckpt_kill_resume_identical) {
+    REQUIRE(fresh_run("ref", NULL) == 0);
+    char args[1200], *out, *err;
+    snprintf(args, sizeof args, "%s run.out=kill", config_file());
+    // Killed after steps 7 (mid interval), 13, 20 (a checkpoint step, before its save), then in
+    // the middle of writing the step-25 checkpoint; each time resumed until the run completes.
+    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=7", args, NULL, NULL), 128 + SIGKILL);
+    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=13", "--resume kill", NULL, NULL), 128 + SIGKILL);
+    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=20", "--resume kill", NULL, NULL), 128 + SIGKILL);
+    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=24", "--resume kill", NULL, NULL), 128 + SIGKILL);
+    char *l = ckpt_latest(tmp_path("kill"));
+    CHECK_STR_CONTAINS(l, "ckpt-20.aoec");
+    free(l);
+    CHECK_EQ_INT(train("AOE_TEST_KILL_IN_WRITE=5000", "--resume kill", NULL, NULL), 128 + SIGKILL);  // writing ckpt-25
+    l = ckpt_latest(tmp_path("kill"));
+    CHECK_STR_CONTAINS(l, "ckpt-20.aoec");
+    free(l);
+    int rc = train(NULL, "--resume kill", &out, &err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "resumed from");
+    if (rc) fprintf(stderr, "  %s\n", err);
+    free(out); free(err);
+    CHECK(same_payload(rel("ref", "ckpt-30.aoec"), rel("kill", "ckpt-30.aoec")));
+    char *a = losses("ref/metrics.jsonl"), *b = losses("kill/metrics.jsonl");
+    CHECK(strlen(a) > 100);
+    CHECK(!strcmp(a, b));
+    if (strcmp(a, b)) fprintf(stderr, "  metrics differ:\n%s---\n%s", a, b);
+    free(a); free(b);
+    CHECK(!file_exists(rel("kill", "ckpt-20.aoec")));  // keep_ckpts = 2
+    CHECK(file_exists(rel("kill", "ckpt-25.aoec")));
+    // A finished run resumes to "done" without touching anything.
+    CHECK_EQ_INT(train(NULL, "--resume kill", &out, NULL), 0);
+    CHECK_STR_CONTAINS(out, "already has 30 of 30 steps");
+    free(out);
+}
+
+TEST(ckpt_resume_refusals) {
+    REQUIRE(fresh_run("refuse", "train.steps=10") == 0);
+    char *err, args[1200];
+    size_t n0, n1;
+    char *before = slurp(rel("refuse", "ckpt-10.aoec"), &n0);
+    // model / data-order keys cannot be overridden on resume
+    CHECK_EQ_INT(train(NULL, "--resume refuse model.d_model=64", NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "model.d_model cannot be changed when resuming");
+    free(err);
+    // a fresh run into a directory with checkpoints is refused
+    snprintf(args, sizeof args, "%s run.out=refuse", config_file());
+    CHECK_EQ_INT(train(NULL, args, NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "already holds checkpoints");
+    free(err);
+    // run config edited on disk: the checkpoint's config differs in a model key
+    size_t n;
+    char *js = slurp(rel("refuse", "config.json"), &n);
+    char *p = strstr(js, "\"d_ff\":\t64");
+    REQUIRE(p);
+    memcpy(p + 8, "48", 2);
+    spit(rel("refuse", "config.json"), js, n);
+    CHECK_EQ_INT(train(NULL, "--resume refuse train.steps=20", NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "ckpt-10.aoec: byte 128: config mismatch: model.ffn.d_ff is 64 in the checkpoint but 48");
+    free(err); free(js);
+    char *after = slurp(rel("refuse", "ckpt-10.aoec"), &n1);
+    CHECK(n0 == n1 && !memcmp(before, after, n0));  // nothing overwritten
+    CHECK(!file_exists(rel("refuse", "ckpt-20.aoec")));
+    free(before); free(after);
+}
+
+TEST(ckpt_write_failure_keeps_previous) {
+    REQUIRE(fresh_run("fault", "train.steps=10 run.ckpt_compress=true") == 0);
+    size_t n0, n1;
+    char *before = slurp(rel("fault", "ckpt-10.aoec"), &n0), *out, *err;
+    int rc = train("AOE_FAULT_WRITE_AFTER=3000", "--resume fault train.steps=15", &out, &err);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_STR_CONTAINS(err, "ckpt-15.aoec: write failed after 3000 bytes: No space left on device (previous checkpoint left intact)");
+    CHECK_STR_CONTAINS(err, "--resume");
+    free(out); free(err);
+    char *l = ckpt_latest(tmp_path("fault"));
+    CHECK_STR_CONTAINS(l, "ckpt-10.aoec");
+    free(l);
+    char *after = slurp(rel("fault", "ckpt-10.aoec"), &n1);
+    CHECK(n0 == n1 && !memcmp(before, after, n0));
+    free(before); free(after);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls %s/fault | grep -c tmp", test_tmpdir());
+    CHECK_EQ_INT(sh(cmd, &out, NULL), 1);  // grep found nothing: no temp file left behind
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s inspect --quiet %s", aoe_bin(), rel("fault", "ckpt-10.aoec"));
+    CHECK_EQ_INT(sh(cmd, NULL, NULL), 0);
+    CHECK_EQ_INT(train(NULL, "--resume fault train.steps=15", NULL, NULL), 0);  // and it resumes
+    CHECK(file_exists(rel("fault", "ckpt-15.aoec")));
+}
+
+TEST(ckpt_sigterm_saves_and_exits_0) {
+    char cmd[2048], *out, *err;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && (OMP_NUM_THREADS=2 %s train %s run.out=term train.steps=1000000 train.ckpt_every=0 train.eval_every=0 "
+             "train.log_every=1 > term.out 2>&1 & pid=$!; "
+             "for i in $(seq 200); do [ -s term/metrics.jsonl ] && break; sleep 0.05; done; "
+             "kill -TERM $pid; wait $pid; echo rc=$?; cat term.out)",
+             test_tmpdir(), aoe_bin(), config_file());
+    CHECK_EQ_INT(sh(cmd, &out, &err), 0);
+    CHECK_STR_CONTAINS(out, "rc=0");
+    CHECK_STR_CONTAINS(out, "stopped by SIGTERM after step");
+    free(out); free(err);
+    char *l = ckpt_latest(tmp_path("term"));
+    REQUIRE(l);
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), l);
+    CHECK_EQ_INT(sh(cmd, &out, NULL), 0);
+    CHECK_STR_CONTAINS(out, "of 1000000");
+    free(out); free(l);
+}
+
+TEST(ckpt_inspect_shard) {
+    char cmd[1024], *out, *err, path[700];
+    snprintf(path, sizeof path, "%s/train-00000.shard", data_dir());
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), path);
+    CHECK_EQ_INT(sh(cmd, &out, &err), 0);
+    CHECK_STR_CONTAINS(out, "token statistics");
+    CHECK_STR_CONTAINS(out, ": ok");
+    free(out); free(err);
+    size_t n;
+    char *img = slurp(path, &n);
+    REQUIRE(img && n > 400);
+    img[n / 2] ^= 0x40;
+    const char *bad = tmp_path("bad.shard");
+    spit(bad, img, n);
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), bad);
+    CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, bad);
+    free(err); free(img);
+}

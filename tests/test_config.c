@@ -1,0 +1,138 @@
+// test_config.c — the config schema: defaults, JSON loading, dotted overrides, validation errors
+// (one line naming file and key, exit 2, nothing written) and the resolved-config round trip.
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "test.h"
+#include "util/common.h"
+
+static const char *write_tmp(const char *name, const char *text) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+TEST(config_defaults_and_overrides) {
+    Config c;
+    config_defaults(&c);
+    CHECK_EQ_INT(c.d_model, 128);
+    CHECK(!strcmp(c.ffn.type, "dense"));
+    config_set(&c, "model.ffn.d_low=96", "test");
+    config_set(&c, "train.lr=0.005", "test");
+    config_set(&c, "model.tie_embeddings=false", "test");
+    config_set(&c, "model.ffn.type=aoe", "test");
+    CHECK_EQ_INT(c.ffn.d_low, 96);
+    CHECK_NEAR(c.lr, 0.005, 1e-9);
+    CHECK_EQ_INT(c.tie_embeddings, 0);
+    CHECK(!strcmp(c.ffn.type, "aoe"));
+}
+
+TEST(config_json_roundtrip) {
+    Config a, b;
+    config_defaults(&a);
+    config_set(&a, "model.ffn.type=moe", "t");
+    config_set(&a, "train.lr=0.0031", "t");
+    config_set(&a, "train.seed=12345678901", "t");
+    config_set(&a, "run.out=/tmp/x y", "t");
+    char *js = config_to_json(&a), err[128];
+    REQUIRE(config_from_json_text(&b, js, "roundtrip", err, sizeof err) == 0);
+    CHECK(!memcmp(&a, &b, sizeof a));
+    free(js);
+}
+
+TEST(config_aoe_param_matching) {
+    Config c;
+    config_defaults(&c);
+    c.d_model = 768; c.ffn.d_ff = 3072;
+    c.ffn.d_low = 256; CHECK_EQ_INT(ffn_d_wide(&c), 3840);  // AoE paper: exact
+    c.ffn.d_low = 512; CHECK_EQ_INT(ffn_d_wide(&c), 3264);
+    c.ffn.d_low = 64; CHECK_EQ_INT(ffn_d_wide(&c), 4393);   // 4392.96 rounded
+    c.d_model = 1280; c.ffn.d_ff = 5120; c.ffn.d_low = 400;
+    CHECK_EQ_INT(ffn_d_wide(&c), 6469);                     // paper rounds 6469.2 up to 6470
+}
+
+// Each bad input: exit 2, one line naming the file / key and what was expected.
+static void expect_bad(const char *cfg_text, const char *args, const char *needle) {
+    char cmd[2048], *out, *err;
+    const char *p = write_tmp("bad.json", cfg_text);
+    snprintf(cmd, sizeof cmd, "%s train %s %s run.out=%s/never", aoe_bin(), p, args, test_tmpdir());
+    int rc = run_capture(cmd, &out, &err);
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, needle);
+    int lines = 0;
+    for (char *s = err; *s; s++) lines += *s == '\n';
+    CHECK_EQ_INT(lines, 1);
+    char never[600];
+    snprintf(never, sizeof never, "%s/never", test_tmpdir());
+    CHECK(!file_exists(never));
+    free(out); free(err);
+}
+
+TEST(cli_config_errors) {
+    expect_bad("{\"model\": {\"d_model\": 64,,}}", "", "bad.json: line 1, column 2");
+    expect_bad("{\n \"model\": {\n  \"d_model\": 64\n }\n", "", "line 5");
+    expect_bad("{\"model\": {\"d_modle\": 64}}", "", "unknown key 'model.d_modle'");
+    expect_bad("{\"modle\": {\"d_model\": 64}}", "", "unknown section 'modle'");
+    expect_bad("{\"model\": {\"d_model\": \"big\"}}", "", "model.d_model: expected integer");
+    expect_bad("{\"model\": {\"d_model\": 64.5}}", "", "model.d_model: expected integer");
+    expect_bad("{\"train\": {\"lr\": -1}}", "", "train.lr: expected a number in [0, 10]");
+    expect_bad("{\"model\": {\"ffn\": {\"type\": \"sparse\"}}}", "", "model.ffn.type: expected one of dense|moe|aoe");
+    expect_bad("{}", "train.steps=abc", "command line: train.steps: expected an integer");
+    expect_bad("{}", "train.stepz=3", "unknown key 'train.stepz'");
+    expect_bad("{}", "model.n_head=3", "model.d_model (128) must be divisible by model.n_head (3)");
+    expect_bad("{\"model\": {\"ffn\": {\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 5}}}", "",
+               "model.ffn.top_k (5) must not exceed model.ffn.n_experts (4)");
+    expect_bad("{\"model\": {\"ffn\": {\"type\": \"aoe\", \"d_low\": 128}}}", "",
+               "model.ffn.d_low (128) must be < model.d_model (128)");
+    expect_bad("[1, 2]", "", "expected a JSON object");
+    expect_bad("", "", "empty file");
+}
+
+TEST(cli_config_missing_and_directory) {
+    char cmd[1024], *out, *err;
+    snprintf(cmd, sizeof cmd, "%s train %s/nope.json", aoe_bin(), test_tmpdir());
+    CHECK_EQ_INT(run_capture(cmd, &out, &err), 2);
+    CHECK_STR_CONTAINS(err, "nope.json: cannot open");
+    free(out); free(err);
+    snprintf(cmd, sizeof cmd, "%s train %s", aoe_bin(), test_tmpdir());
+    CHECK_EQ_INT(run_capture(cmd, &out, &err), 2);
+    CHECK_STR_CONTAINS(err, "is a directory");
+    free(out); free(err);
+}
+
+TEST(cli_dry_run_prints_resolved_config) {
+    char cmd[1024], *out, *err;
+    const char *p = write_tmp("ok.json", "{\"model\": {\"ffn\": {\"type\": \"aoe\", \"d_low\": 32}}}");
+    snprintf(cmd, sizeof cmd, "%s train %s model.ffn.top_k=1 --dry-run", aoe_bin(), p);
+    CHECK_EQ_INT(run_capture(cmd, &out, &err), 0);
+    CHECK_STR_CONTAINS(out, "\"type\":\t\"aoe\"");
+    CHECK_STR_CONTAINS(out, "\"d_low\":\t32");
+    CHECK_STR_CONTAINS(out, "\"top_k\":\t1");
+    free(out); free(err);
+}
+
+TEST(cli_help_and_usage) {
+    const char *cmds[] = {"", "train", "prepare", "tokenize", "stats", "inspect", "eval", "sample"};
+    char cmd[512], *out, *err;
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s --help", aoe_bin(), cmds[i]);
+        int rc = run_capture(cmd, &out, &err);
+        if (i > 0 && strstr(err, "unknown command")) { free(out); free(err); continue; } // not built yet
+        CHECK_EQ_INT(rc, 0);
+        CHECK_STR_CONTAINS(out, "usage: aoe");
+        free(out); free(err);
+    }
+    snprintf(cmd, sizeof cmd, "%s frobnicate", aoe_bin());
+    CHECK_EQ_INT(run_capture(cmd, &out, &err), 2);
+    CHECK_STR_CONTAINS(err, "unknown command 'frobnicate'");
+    free(out); free(err);
+    snprintf(cmd, sizeof cmd, "%s train --bogus", aoe_bin());
+    CHECK_EQ_INT(run_capture(cmd, &out, &err), 2);
+    CHECK_STR_CONTAINS(err, "unknown option '--bogus'");
+    free(out); free(err);
+}

@@ -1,0 +1,247 @@
+// test_model.c — fast kernels against their naive twins, and every dense backward pass against
+// central finite differences (layer by layer, then the whole model).
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/ffn.h"
+#include "model/kernels.h"
+#include "model/layers.h"
+#include "model/model.h"
+#include "test.h"
+#include "train/optim.h"
+#include "util/common.h"
+
+static void fill(float *a, long n, Rng *r, float s) {
+    for (long i = 0; i < n; i++) a[i] = s * rng_normal(r);
+}
+
+TEST(kernels_matmul_matches_naive) {
+    kernels_init(2);
+    Rng r;
+    rng_seed(&r, 1);
+    int M = 37, N = 29, K = 41;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            float *A = falloc(M * K), *B = falloc(K * N), *C1 = falloc(M * N), *C2 = falloc(M * N);
+            fill(A, M * K, &r, 1); fill(B, K * N, &r, 1); fill(C1, M * N, &r, 1);
+            memcpy(C2, C1, sizeof(float) * M * N);
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            matmul(C1, N, A, lda, B, ldb, M, N, K, ta, tb, 0.5f, 1.0f);
+            matmul_naive(C2, N, A, lda, B, ldb, M, N, K, ta, tb, 0.5f, 1.0f);
+            CHECK(max_rel_err(C1, C2, M * N, 1.0) < 1e-5);
+            matmul_st(C1, N, A, lda, B, ldb, M, N, K, ta, tb, 1.0f, 0.0f);
+            matmul_naive(C2, N, A, lda, B, ldb, M, N, K, ta, tb, 1.0f, 0.0f);
+            CHECK(max_rel_err(C1, C2, M * N, 1.0) < 1e-5);
+            free(A); free(B); free(C1); free(C2);
+        }
+}
+
+TEST(kernels_blis_uses_native_family) {
+    const char *arch = kernels_init(2);
+    __builtin_cpu_init();
+    if (!getenv("BLIS_ARCH_TYPE") || __builtin_cpu_supports("avx512f") || __builtin_cpu_supports("avx2"))
+        CHECK(strcmp(arch, "generic") != 0);
+}
+
+// Scalar objective L = sum(out ⊙ probe): its gradient wrt out is `probe`.
+static double dotp(const float *a, const float *b, long n) {
+    double s = 0;
+    for (long i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+TEST(layers_rmsnorm_backward_fd) {
+    int T = 5, d = 12;
+    Rng r;
+    rng_seed(&r, 2);
+    float x[60], w[12], y[60], rstd[5], probe[60], dx[60] = {0}, dw[12] = {0};
+    fill(x, T * d, &r, 1); fill(w, d, &r, 1); fill(probe, T * d, &r, 1);
+    rmsnorm_forward(y, rstd, x, w, T, d, 1e-5f);
+    rmsnorm_backward(dx, dw, probe, x, w, rstd, T, d);
+    float h = 1e-3f;
+    for (int i = 0; i < T * d; i++) {
+        float s = x[i];
+        x[i] = s + h; rmsnorm_forward(y, rstd, x, w, T, d, 1e-5f); double lp = dotp(y, probe, T * d);
+        x[i] = s - h; rmsnorm_forward(y, rstd, x, w, T, d, 1e-5f); double lm = dotp(y, probe, T * d);
+        x[i] = s;
+        CHECK_NEAR(dx[i], (lp - lm) / (2 * h), 2e-3 + 2e-3 * fabs(dx[i]));
+    }
+    for (int i = 0; i < d; i++) {
+        float s = w[i];
+        w[i] = s + h; rmsnorm_forward(y, rstd, x, w, T, d, 1e-5f); double lp = dotp(y, probe, T * d);
+        w[i] = s - h; rmsnorm_forward(y, rstd, x, w, T, d, 1e-5f); double lm = dotp(y, probe, T * d);
+        w[i] = s;
+        CHECK_NEAR(dw[i], (lp - lm) / (2 * h), 2e-3 + 2e-3 * fabs(dw[i]));
+    }
+}
+
+TEST(layers_attention_forward_matches_naive) {
+    kernels_init(2);
+    int B = 2, S = 7, H = 3, hd = 4, C = H * hd, n = B * S * C;
+    Rng r;
+    rng_seed(&r, 3);
+    float *q = falloc(n), *k = falloc(n), *v = falloc(n), *o1 = falloc(n), *o2 = falloc(n), *att = falloc(B * H * S * S);
+    fill(q, n, &r, 1); fill(k, n, &r, 1); fill(v, n, &r, 1);
+    attention_forward(o1, att, q, k, v, B, S, H, hd);
+    attention_forward_naive(o2, q, k, v, B, S, H, hd);
+    CHECK(max_rel_err(o1, o2, n, 1e-3) < 1e-4);
+    free(q); free(k); free(v); free(o1); free(o2); free(att);
+}
+
+TEST(layers_attention_rope_backward_fd) {
+    kernels_init(1);
+    int B = 2, S = 5, H = 2, hd = 4, C = H * hd, n = B * S * C;
+    Rng r;
+    rng_seed(&r, 4);
+    float *q = falloc(n), *k = falloc(n), *v = falloc(n), *o = falloc(n), *att = falloc(B * H * S * S);
+    float *probe = falloc(n), *dq = falloc(n), *dk = falloc(n), *dv = falloc(n), *datt = falloc(B * H * S * S);
+    float *qr = falloc(n), *kr = falloc(n), *cs = falloc(S * hd / 2), *sn = falloc(S * hd / 2);
+    rope_tables(cs, sn, S, hd, 10000);
+    fill(q, n, &r, 1); fill(k, n, &r, 1); fill(v, n, &r, 1); fill(probe, n, &r, 1);
+    // f(q,k,v) = <attention(rope(q), rope(k), v), probe>
+#define FWD() (memcpy(qr, q, 4 * n), memcpy(kr, k, 4 * n), rope_apply(qr, cs, sn, B, S, H, hd, 0), \
+               rope_apply(kr, cs, sn, B, S, H, hd, 0), attention_forward(o, att, qr, kr, v, B, S, H, hd), dotp(o, probe, n))
+    FWD();
+    attention_backward(dq, dk, dv, datt, probe, qr, kr, v, att, B, S, H, hd);
+    rope_apply(dq, cs, sn, B, S, H, hd, 1);
+    rope_apply(dk, cs, sn, B, S, H, hd, 1);
+    float *ins[3] = {q, k, v}, *gs[3] = {dq, dk, dv};
+    float h = 1e-2f;
+    for (int which = 0; which < 3; which++)
+        for (int i = 0; i < n; i++) {
+            float s = ins[which][i];
+            ins[which][i] = s + h; double lp = FWD();
+            ins[which][i] = s - h; double lm = FWD();
+            ins[which][i] = s;
+            CHECK_NEAR(gs[which][i], (lp - lm) / (2 * h), 3e-3 + 3e-3 * fabs(gs[which][i]));
+        }
+#undef FWD
+    float *bufs[] = {q, k, v, o, att, probe, dq, dk, dv, datt, qr, kr, cs, sn};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+}
+
+TEST(layers_swiglu_backward_fd) {
+    kernels_init(1);
+    int T = 6, d = 5, D = 7;
+    Rng r;
+    rng_seed(&r, 5);
+    float *x = falloc(T * d), *Wg = falloc(d * D), *Wp = falloc(d * D), *Wo = falloc(D * d), *h = falloc(T * d);
+    float *u = falloc(T * D), *v = falloc(T * D), *a = falloc(T * D), *du = falloc(T * D), *dv = falloc(T * D);
+    float *probe = falloc(T * d), *dx = falloc(T * d), *dWg = falloc(d * D), *dWp = falloc(d * D), *dWo = falloc(D * d);
+    fill(x, T * d, &r, 1); fill(Wg, d * D, &r, 0.7f); fill(Wp, d * D, &r, 0.7f); fill(Wo, D * d, &r, 0.7f);
+    fill(probe, T * d, &r, 1);
+    swiglu_forward(h, u, v, a, x, Wg, Wp, Wo, T, d, D, 1);
+    swiglu_backward(dx, dWg, dWp, dWo, du, dv, probe, x, u, v, a, Wg, Wp, Wo, T, d, D, 1);
+    float *ins[4] = {x, Wg, Wp, Wo}, *gs[4] = {dx, dWg, dWp, dWo};
+    int ns[4] = {T * d, d * D, d * D, D * d};
+    float eps = 1e-2f;
+    for (int w = 0; w < 4; w++)
+        for (int i = 0; i < ns[w]; i++) {
+            float s = ins[w][i];
+            ins[w][i] = s + eps; swiglu_forward(h, u, v, a, x, Wg, Wp, Wo, T, d, D, 1); double lp = dotp(h, probe, T * d);
+            ins[w][i] = s - eps; swiglu_forward(h, u, v, a, x, Wg, Wp, Wo, T, d, D, 1); double lm = dotp(h, probe, T * d);
+            ins[w][i] = s;
+            CHECK_NEAR(gs[w][i], (lp - lm) / (2 * eps), 3e-3 + 3e-3 * fabs(gs[w][i]));
+        }
+    float *bufs[] = {x, Wg, Wp, Wo, h, u, v, a, du, dv, probe, dx, dWg, dWp, dWo};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+}
+
+TEST(layers_crossentropy_backward_fd) {
+    int T = 4, V = 9;
+    Rng r;
+    rng_seed(&r, 6);
+    float z[36], p[36], zz[36];
+    int32_t tg[4] = {1, 8, -1, 3};
+    fill(z, T * V, &r, 2);
+    memcpy(p, z, sizeof z);
+    crossentropy_forward(p, NULL, tg, T, V);
+    crossentropy_backward(p, tg, T, V, 1.0f / 3);
+    float h = 1e-2f;
+    for (int i = 0; i < T * V; i++) {
+        memcpy(zz, z, sizeof z); zz[i] += h; double lp = crossentropy_forward(zz, NULL, tg, T, V);
+        memcpy(zz, z, sizeof z); zz[i] -= h; double lm = crossentropy_forward(zz, NULL, tg, T, V);
+        CHECK_NEAR(p[i], (lp - lm) / (2 * h), 1e-3);
+    }
+}
+
+// Whole-model check: analytic gradient of the mean loss against central differences on a sample
+// of coordinates from every tensor. Large init so gradients are well above float noise.
+static void model_fd_check(const char *ffn_type, int tie) {
+    kernels_init(1);
+    Config c;
+    config_defaults(&c);
+    c.d_model = 8; c.n_layer = 2; c.n_head = 2; c.seq_len = 5; c.init_std = 0.3f; c.tie_embeddings = tie;
+    snprintf(c.ffn.type, sizeof c.ffn.type, "%s", ffn_type);
+    c.ffn.d_ff = 12;
+    int V = 11, B = 2, T = B * c.seq_len;
+    Model *m = model_create(&c, V, B, 7);
+    Rng r;
+    rng_seed(&r, 8);
+    int32_t x[10], y[10];
+    for (int i = 0; i < T; i++) { x[i] = (int32_t)rng_below(&r, V); y[i] = (int32_t)rng_below(&r, V); }
+    params_zero_grad(&m->P);
+    model_forward(m, x, y, B, c.seq_len, NULL, 1, &r);
+    model_backward(m, y, 1.0f);
+    float *g = falloc(m->P.total);
+    memcpy(g, m->P.g, sizeof(float) * m->P.total);
+    int bad = 0, checked = 0;
+    for (int ti = 0; ti < m->P.n; ti++) {
+        const TensorInfo *t = &m->P.t[ti];
+        for (int s = 0; s < 6; s++) {
+            size_t k = t->off + rng_below(&r, t->n);
+            float save = m->P.w[k], h = 1e-2f;
+            m->P.w[k] = save + h; double lp = model_forward(m, x, y, B, c.seq_len, NULL, 0, NULL);
+            m->P.w[k] = save - h; double lm = model_forward(m, x, y, B, c.seq_len, NULL, 0, NULL);
+            m->P.w[k] = save;
+            double num = (lp - lm) / (2 * h);
+            checked++;
+            if (fabs(num - g[k]) > 2e-3 + 2e-2 * fabs(num)) {
+                bad++;
+                fprintf(stderr, "  %s[%zu]: analytic %.6g numeric %.6g\n", t->name, k - t->off, g[k], num);
+            }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(checked > 50);
+    free(g);
+    model_free(m);
+}
+
+TEST(model_dense_backward_fd_tied) { model_fd_check("dense", 1); }
+TEST(model_dense_backward_fd_untied) { model_fd_check("dense", 0); }
+
+TEST(optim_adamw_matches_naive) {
+    Params P = {0};
+    params_add(&P, "a", 1, INIT_NORMAL, 1, 2, 7, 5);
+    params_add(&P, "norm", 0, INIT_ONES, 0, 1, 9);
+    params_alloc(&P);
+    Rng r;
+    rng_seed(&r, 9);
+    params_init(&P, &r);
+    Config c;
+    config_defaults(&c);
+    float *w2 = falloc(P.total);
+    memcpy(w2, P.w, sizeof(float) * P.total);
+    AdamW a, b;
+    adamw_init(&a, &P); adamw_init(&b, &P);
+    float *w1 = P.w;
+    for (int step = 0; step < 3; step++) {
+        fill(P.g, P.total, &r, 1);
+        P.w = w1; adamw_step(&a, &P, &c, 1e-2f);
+        P.w = w2; adamw_step_naive(&b, &P, &c, 1e-2f);
+    }
+    CHECK(max_rel_err(w1, w2, P.total, 1e-3) < 1e-5);
+    P.w = w1;
+    free(w2); adamw_free(&a); adamw_free(&b); params_free(&P);
+}
+
+TEST(optim_lr_schedule) {
+    Config c;
+    config_defaults(&c);
+    c.lr = 1e-3f; c.min_lr = 1e-4f; c.warmup = 10; c.steps = 110;
+    CHECK_NEAR(lr_at(&c, 0), 1e-4, 1e-9);
+    CHECK_NEAR(lr_at(&c, 9), 1e-3, 1e-9);
+    CHECK_NEAR(lr_at(&c, 60), 5.5e-4, 1e-8);
+    CHECK_NEAR(lr_at(&c, 110), 1e-4, 1e-9);
+}
