@@ -16,7 +16,7 @@ OBJ      := $(SRC:%.c=$(OBJDIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
 DEPS_PKGS = build-essential libblis-dev libcjson-dev zlib1g-dev gnuplot-nox
 
-.PHONY: all deps test asan ubsan bench clean
+.PHONY: all deps test asan ubsan bench clean data
 all: aoe
 
 aoe: $(OBJDIR)/src/main.o $(OBJ)
@@ -53,6 +53,11 @@ $(OBJDIR)/aoe: $(OBJDIR)/src/main.o $(OBJ)
 
 bench: aoe
 	./aoe bench
+
+# The shipped corpus (data/text, see data/README.md) -> data/prepared/tokenizer.bpe,
+# train-*.shard, val-*.shard: BPE vocab 4096, 5% of documents held out (seed 1). ~1 s on 2 cores.
+data: aoe
+	./aoe prepare --out data/prepared --vocab 4096 --seed 1 data/text
 
 clean:
 	rm -rf build build-asan build-ubsan aoe

@@ -9,6 +9,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 // True if any argument is -h or --help.
 int wants_help(int argc, char **argv);

@@ -3,6 +3,7 @@
 // message naming the file and byte offset, injected write failures that leave the previous
 // checkpoint intact, SIGKILL at several points + --resume giving the same final parameters as an
 // uninterrupted run, SIGTERM stopping cleanly, and `aoe inspect` on checkpoints and shards.
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +157,7 @@ static void corruption(int compress) {
     memcpy(bad, img, n); bad[CKPT_HEADER_BYTES + 20] ^= 4;
     expect_bad("cfg.aoec", bad, n, "CRC mismatch in config section");
     memcpy(bad, img, n); bad[n - 100] ^= 0x10;  // payload bit flip
-    expect_bad("flip.aoec", bad, n, compress ? "payload" : "CRC mismatch in tensor");
+    expect_bad("flip.aoec", bad, n, "CRC mismatch in");
     if (!compress) {  // a flip in a known tensor is reported at its own offset
         const TensorInfo *t = params_find(&m->P, "layers.0.attn.wq");
         uint64_t p0 = n - (uint64_t)3 * m->P.total * 4, at = p0 + t->off * 4 + 8;
@@ -223,10 +224,16 @@ static const char *config_file(void) {
     return path;
 }
 
-// aoe train, OMP_NUM_THREADS=2 throughout; env is prefixed (e.g. "AOE_TEST_KILL_AT_STEP=7").
+// aoe train, OMP_NUM_THREADS=1 throughout (fast on a loaded machine; resume is exact per thread count); env is prefixed (e.g. "AOE_TEST_KILL_AT_STEP=7").
+static const char *abs_bin(void) {
+    static char b[PATH_MAX];
+    if (!b[0] && !realpath(aoe_bin(), b)) snprintf(b, sizeof b, "%s", aoe_bin());
+    return b;
+}
+
 static int train(const char *env, const char *args, char **out, char **err) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd %s && %s OMP_NUM_THREADS=2 %s train %s", test_tmpdir(), env ? env : "", aoe_bin(), args);
+    char cmd[PATH_MAX + 4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s OMP_NUM_THREADS=1 %s train %s", test_tmpdir(), env ? env : "", abs_bin(), args);
     return sh(cmd, out, err);
 }
 
@@ -339,7 +346,11 @@ TEST(ckpt_resume_refusals) {
     spit(rel("refuse", "config.json"), js, n);
     CHECK_EQ_INT(train(NULL, "--resume refuse train.steps=20", NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "ckpt-10.aoec: byte 128: config mismatch: model.ffn.d_ff is 64 in the checkpoint but 48");
-    free(err); free(js);
+    free(err);
+    size_t n2;
+    char *js2 = slurp(rel("refuse", "config.json"), &n2);
+    CHECK(n2 == n && !memcmp(js, js2, n));  // the run's config.json is not rewritten by a refused resume
+    free(js); free(js2);
     char *after = slurp(rel("refuse", "ckpt-10.aoec"), &n1);
     CHECK(n0 == n1 && !memcmp(before, after, n0));  // nothing overwritten
     CHECK(!file_exists(rel("refuse", "ckpt-20.aoec")));
@@ -372,13 +383,13 @@ TEST(ckpt_write_failure_keeps_previous) {
 }
 
 TEST(ckpt_sigterm_saves_and_exits_0) {
-    char cmd[2048], *out, *err;
+    char cmd[PATH_MAX + 4096], *out, *err;
     snprintf(cmd, sizeof cmd,
-             "cd %s && (OMP_NUM_THREADS=2 %s train %s run.out=term train.steps=1000000 train.ckpt_every=0 train.eval_every=0 "
+             "cd %s && (OMP_NUM_THREADS=1 %s train %s run.out=term train.steps=1000000 train.ckpt_every=0 train.eval_every=0 "
              "train.log_every=1 > term.out 2>&1 & pid=$!; "
              "for i in $(seq 200); do [ -s term/metrics.jsonl ] && break; sleep 0.05; done; "
              "kill -TERM $pid; wait $pid; echo rc=$?; cat term.out)",
-             test_tmpdir(), aoe_bin(), config_file());
+             test_tmpdir(), abs_bin(), config_file());
     CHECK_EQ_INT(sh(cmd, &out, &err), 0);
     CHECK_STR_CONTAINS(out, "rc=0");
     CHECK_STR_CONTAINS(out, "stopped by SIGTERM after step");
@@ -409,4 +420,38 @@ TEST(ckpt_inspect_shard) {
     CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
     CHECK_STR_CONTAINS(err, bad);
     free(err); free(img);
+}
+
+// Malformed-file harness: every single-bit flip anywhere in the file and every truncation is
+// caught (each byte is covered by a CRC), with exit 2 — never a crash or a silent load.
+TEST(ckpt_fuzz_flips_and_truncations) {
+    for (int compress = 0; compress < 2; compress++) {
+        AdamW o;
+        TrainMeta mt;
+        const char *path = tmp_path("fz.aoec");
+        Model *m = make_ckpt(path, compress, &o, &mt);
+        size_t n;
+        char *img = slurp(path, &n), *bad = malloc(n);
+        REQUIRE(img);
+        Rng r;
+        rng_seed(&r, 17 + compress);
+        const char *p = tmp_path("fz-bad.aoec");
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s inspect --quiet %s", aoe_bin(), p);
+        for (int i = 0; i < 30; i++) {
+            memcpy(bad, img, n);
+            size_t len = n;
+            // first flips hit the header and the sections before the payload, then anywhere
+            size_t at = i < 12 ? rng_below(&r, 128 + 1340 + 160 + 1024) % n : rng_below(&r, n);
+            if (i % 5 == 4) len = rng_below(&r, n);  // truncation
+            else bad[at] ^= (char)(1 << rng_below(&r, 8));
+            spit(p, bad, len);
+            int rc = sh(cmd, NULL, NULL);
+            CHECK_EQ_INT(rc, 2);
+            if (rc != 2) fprintf(stderr, "  compress %d: %s at byte %zu (len %zu)\n", compress, len < n ? "truncated" : "flip", at, len);
+        }
+        free(img); free(bad);
+        adamw_free(&o);
+        model_free(m);
+    }
 }

@@ -369,14 +369,21 @@ static void tensor_crcs(CkptFile *cf, int a, const float *arr, int report) {
                       t->name, an[a], (unsigned long long)raw, t->crc[a], got);
         printf("  BAD  %s%s: CRC expected 0x%08x, got 0x%08x (%s byte %llu)\n", t->name, an[a], t->crc[a], got,
                zip ? "inflated payload" : "file", (unsigned long long)(zip ? raw : cf->h.off[SEC_PAYLOAD] + raw));
-        cf->n_bad++;
+        if (!cf->n_bad++) {
+            cf->bad_off = zip ? cf->h.off[SEC_PAYLOAD] : cf->h.off[SEC_PAYLOAD] + raw;
+            snprintf(cf->bad_msg, sizeof cf->bad_msg, "CRC mismatch in tensor %s%s (expected 0x%08x, got 0x%08x)%s", t->name,
+                     an[a], t->crc[a], got, zip ? " in the inflated payload" : "");
+        }
     }
 }
 
 static void payload_bad(CkptFile *cf, int report, uint64_t off, const char *msg) {
     if (!report) ckpt_fail(cf->path, off, "%s", msg);
     printf("  BAD  payload: byte %llu: %s\n", (unsigned long long)off, msg);
-    cf->n_bad++;
+    if (!cf->n_bad++) {
+        cf->bad_off = off;
+        snprintf(cf->bad_msg, sizeof cf->bad_msg, "%s", msg);
+    }
 }
 
 void ckpt_file_read_payload(CkptFile *cf, float *w, float *m, float *v, int verify_all, int report) {
@@ -470,9 +477,12 @@ Model *ckpt_load_model(const char *path, int max_B, TrainMeta *meta_out) {
 void ckpt_load_train(const char *path, Model *m, AdamW *opt, TrainMeta *meta) {
     CkptFile cf;
     ckpt_file_open(&cf, path);
+    // The model, and what gives the saved loader position and RNG their meaning.
+    static const char *const keys[] = {"model.", "train.seed", "train.batch_size", "train.grad_accum"};
     char buf[400];
-    if (ckpt_config_diff(&cf.cfg, "the checkpoint", &m->cfg, "the run config", "model.", buf, sizeof buf))
-        ckpt_fail(path, cf.h.off[SEC_CONFIG], "config mismatch: %s", buf);
+    for (int i = 0; i < 4; i++)
+        if (ckpt_config_diff(&cf.cfg, "the checkpoint", &m->cfg, "the run config", keys[i], buf, sizeof buf))
+            ckpt_fail(path, cf.h.off[SEC_CONFIG], "config mismatch: %s", buf);
     read_into_model(&cf, m, opt);
     opt->t = cf.adam_t;
     *meta = cf.meta;

@@ -29,7 +29,8 @@ int ckpt_save(const char *path, const Model *m, const AdamW *opt, const TrainMet
 // to max_B sequences). Exits 2 with "file: offset: what was expected" on a bad file.
 Model *ckpt_load_model(const char *path, int max_B, TrainMeta *meta_out);
 // Loads parameters, moments and meta into an existing model built from the same config (resume).
-// Exits 2 if the file is bad or its config does not match m->cfg (names the differing key).
+// Exits 2 if the file is bad or its config does not match m->cfg in a model.* key or in
+// train.seed / train.batch_size / train.grad_accum (names the differing key).
 void ckpt_load_train(const char *path, Model *m, AdamW *opt, TrainMeta *meta);
 // Path of the newest complete checkpoint of a run directory (via its `latest` pointer), or NULL.
 char *ckpt_latest(const char *run_dir);

@@ -52,6 +52,8 @@ typedef struct {
     uint64_t total;     // floats per payload array
     CkptTensor *t;
     int n_bad;          // inspect mode: CRC failures found by ckpt_file_read_payload
+    uint64_t bad_off;   // inspect mode: byte offset and description of the first failure
+    char bad_msg[256];
 } CkptFile;
 
 // Reports "path: byte off: message" and exits 2.

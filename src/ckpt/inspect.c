@@ -79,11 +79,10 @@ static int inspect_ckpt(const char *path, int quiet) {
         }
         printf("parameters: %.0f (%.3fM)\n", nparam, nparam / 1e6);
     }
-    int bad = cf.n_bad;
     unsigned nt = h->n_tensors;
     free(w);
+    if (cf.n_bad) ckpt_fail(path, cf.bad_off, "%s; %d CRC failure(s) in all, the checkpoint is corrupt", cf.bad_msg, cf.n_bad);
     ckpt_file_close(&cf);
-    if (bad) die_input("%s: %d CRC failure(s); the checkpoint is corrupt (see the BAD lines above)", path, bad);
     printf("%s: ok (all %u x 3 tensor CRCs and the payload CRC match)\n", path, nt);
     return 0;
 }
@@ -159,7 +158,12 @@ int cmd_inspect(int argc, char **argv) {
         fclose(f);
         if (got == 8 && !memcmp(magic, "AOESHARD", 8)) inspect_shard(path, quiet);
         else if (got == 8 && !memcmp(magic, CKPT_MAGIC, 8)) inspect_ckpt(path, quiet);
-        else die_input("%s: byte 0: unknown file type (expected magic \"AOECKPT\\0\" for a checkpoint or \"AOESHARD\" for a shard)", path);
+        else {
+            char shown[9] = {0};
+            for (size_t k = 0; k < got; k++) shown[k] = magic[k] >= 32 && magic[k] < 127 ? magic[k] : '.';
+            die_input("%s: byte 0: bad magic \"%s\": unknown file type (expected \"AOECKPT\\0\" for a checkpoint or "
+                      "\"AOESHARD\" for a shard)", path, shown);
+        }
         if (!quiet && i + 1 < argc) printf("\n");
         free(path);
     }

@@ -309,7 +309,7 @@ void config_print_doc(void) {
         const Key *k = &keys[i];
         char range[96] = "";
         if (k->type == T_ENUM) snprintf(range, sizeof range, "%s", k->choices);
-        else if (k->type == T_INT || k->type == T_U64 || k->type == T_FLOAT) snprintf(range, sizeof range, "[%g, %g]", k->min, k->max);
+        else if (k->type == T_INT || k->type == T_U64 || k->type == T_FLOAT) snprintf(range, sizeof range, "[%.10g, %.10g]", k->min, k->max);
         for (char *p = range; *p; p++) if (*p == '|') *p = '/';
         printf("| `%s` | %s | `%s` | %s | %s |\n", k->path, type_name(k), k->def, range, k->doc);
     }

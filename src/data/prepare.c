@@ -86,7 +86,7 @@ static void walk(const char *dir, StrList *out) {
         free(p);
     }
     closedir(d);
-    qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
+    if (here.n > 1) qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
     for (int i = 0; i < here.n; i++) {
         if (is_directory(here.v[i])) walk(here.v[i], out);
         else if (ends_with(here.v[i], ".txt")) push_str(out, here.v[i]);

@@ -18,7 +18,7 @@ enum { MAX_BUCKETS = 16, MIN_BUCKET = 32, MAX_BATCH = 64 };
 struct Scorer {
     Model *m;
     int nb;
-    Model *bm[MAX_BUCKETS];  // bm[nb-1] == m
+    Model *bm[MAX_BUCKETS];  // by increasing S; the last has S = m->S (m itself when its batch suffices)
     int bS[MAX_BUCKETS], bB[MAX_BUCKETS];
     int32_t *tok, *tgt;      // [maxB*S] staging
     float *loss;
@@ -27,26 +27,33 @@ struct Scorer {
 
 static int clampi(int x, int lo, int hi) { return x < lo ? lo : x > hi ? hi : x; }
 
+// A model of the same config at sequence length S and batch B whose weights are m's.
+static Model *bucket_model(Model *m, int S, int B) {
+    Config c = m->cfg;
+    c.seq_len = S;
+    Model *b = model_create(&c, m->V, B, 0);
+    free(b->P.w); free(b->P.g);  // never used: the bucket reads the main model's weights
+    b->P.w = m->P.w; b->P.g = NULL;
+    return b;
+}
+
 Scorer *scorer_new(Model *m, int tok_budget) {
     Scorer *s = xcalloc(1, sizeof *s);
     s->m = m;
     if (tok_budget < 1) tok_budget = 2048;
     size_t stage = 0;
-    for (int S = MIN_BUCKET; S < m->S && s->nb < MAX_BUCKETS - 1; S *= 2) {
-        Config c = m->cfg;
-        c.seq_len = S;
+    for (int S = MIN_BUCKET; s->nb < MAX_BUCKETS; S *= 2) {
+        if (S >= m->S) S = m->S;
         int B = clampi(tok_budget / S, 1, MAX_BATCH);
-        Model *b = model_create(&c, m->V, B, 0);
-        // share the main model's weights; the bucket's own block is never used
-        free(b->P.w); free(b->P.g);
-        b->P.w = m->P.w; b->P.g = NULL;
-        s->bm[s->nb] = b; s->bS[s->nb] = S; s->bB[s->nb] = B;
+        if (S == m->S && B <= m->max_B) {
+            s->bm[s->nb] = m; s->bS[s->nb] = S; s->bB[s->nb] = m->max_B; B = m->max_B;
+        } else {
+            s->bm[s->nb] = bucket_model(m, S, B); s->bS[s->nb] = S; s->bB[s->nb] = B;
+        }
         if ((size_t)B * S > stage) stage = (size_t)B * S;
         s->nb++;
+        if (S == m->S) break;
     }
-    s->bm[s->nb] = m; s->bS[s->nb] = m->S; s->bB[s->nb] = m->max_B;
-    if ((size_t)m->max_B * m->S > stage) stage = (size_t)m->max_B * m->S;
-    s->nb++;
     s->tok = xmalloc(sizeof(int32_t) * stage);
     s->tgt = xmalloc(sizeof(int32_t) * stage);
     s->loss = xmalloc(sizeof(float) * stage);
@@ -55,7 +62,8 @@ Scorer *scorer_new(Model *m, int tok_budget) {
 
 void scorer_free(Scorer *s) {
     if (!s) return;
-    for (int i = 0; i + 1 < s->nb; i++) {
+    for (int i = 0; i < s->nb; i++) {
+        if (s->bm[i] == s->m) continue;
         s->bm[i]->P.w = NULL;  // owned by the main model
         model_free(s->bm[i]);
     }

@@ -137,8 +137,7 @@ int cmd_train(int argc, char **argv) {
     char path[CFG_STR + 64];
     char *js = config_to_json(&c);
     snprintf(path, sizeof path, "%s/config.json", c.out);
-    write_file_atomic(path, js, strlen(js));
-    free(js);
+    if (!resume) write_file_atomic(path, js, strlen(js));  // a resume rewrites it once the checkpoint loaded
 
     Model *m = model_create(&c, V, c.batch_size, c.seed);
     double tot, act, fl;
@@ -161,6 +160,7 @@ int cmd_train(int argc, char **argv) {
                       (unsigned long long)meta.tok_hash, (unsigned long long)tok_hash(tok));
         loader_set_pos(tr, &meta.pos);
         rng = meta.rng;
+        write_file_atomic(path, js, strlen(js));  // records the overrides of this resume
         ckpt_clean_tmp(c.out);
         ckpt_trim_logs(c.out, meta.step);
         printf("resumed from %s at step %ld\n", ckpt_from, meta.step);
@@ -170,6 +170,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     free(ckpt_from);
+    free(js);
     ckpt_install_stop_handlers();
     int T = c.batch_size * c.seq_len;
     int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);

@@ -1,0 +1,240 @@
+// eval_cmd.c — `aoe eval CKPT... [--tasks ...]`: loads the tasks once, then for each checkpoint
+// loads the model and its tokenizer (refusing one whose identity differs from the checkpoint's),
+// runs every task and writes results.json (lm-eval's shape) and a report.md comparison table.
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt/ckpt.h"
+#include "cli.h"
+#include "eval/eval.h"
+#include "model/kernels.h"
+#include "util/common.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
+            "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
+            "                [--tokenizer PATH] [--list-tasks]\n"
+            "\n"
+            "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
+            "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
+            "                     a .jsonl file (generic / llm-foundry formats) or a text file (perplexity)\n"
+            "                     (default: small)\n"
+            "  --limit N          first N items (documents for perplexity) of each task (default: all)\n"
+            "  --shots K          few-shot examples drawn from the task itself (default 0)\n"
+            "  --seed N           seed of the few-shot draw (default 1234)\n"
+            "  --out DIR          report directory (default eval-out): results.json + report.md for one\n"
+            "                     checkpoint, DIR/<label>/results.json + DIR/report.md for several\n"
+            "  --data-dir DIR     where task files are looked up first (then $AOE_DATA_DIR, ./data/tasks,\n"
+            "                     <aoe dir>/data/tasks, ../shared/data)\n"
+            "  --batch-tokens N   positions per forward (default 2048); memory grows with it\n"
+            "  --threads N        threads (default: OMP_NUM_THREADS, else all cores)\n"
+            "  --tokenizer PATH   tokenizer file (default: the checkpoint config's data.tokenizer); it\n"
+            "                     must be the one the checkpoint was trained with\n"
+            "  --list-tasks       print the registered tasks and exit\n");
+}
+
+static int parse_int(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || !*v || *end || x < lo || x > hi) die_input("%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, v ? v : "");
+    return (int)x;
+}
+
+static uint64_t file_hash(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die_input("%s: cannot open", path);
+    uint64_t h = HASH64_INIT;
+    static unsigned char buf[1 << 20];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) h = hash64(buf, n, h);
+    fclose(f);
+    return h;
+}
+
+// "runs/moe/ckpt-000100.aoec" -> "moe/ckpt-000100"
+static char *make_label(const char *path) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    size_t n = strlen(tmp);
+    while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
+    char *last = strrchr(tmp, '/');
+    char *base = last ? last + 1 : tmp;
+    char *dot = strrchr(base, '.');
+    if (dot && dot != base) *dot = 0;
+    if (last) {
+        *last = 0;
+        char *prev = strrchr(tmp, '/');
+        const char *dir = prev ? prev + 1 : tmp;
+        if (*dir && strcmp(dir, ".")) {
+            char out[1100];
+            snprintf(out, sizeof out, "%s/%s", dir, base);
+            return xstrdup(out);
+        }
+    }
+    return xstrdup(base);
+}
+
+static void write_text(const char *dir, const char *name, const char *text) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    write_file_atomic(p, text, strlen(text));
+    free(p);
+}
+
+// Tokenizer path from the checkpoint's config: as given, else next to the run directory.
+static char *find_tokenizer(const char *cfg_tok, const char *ckpt) {
+    if (file_exists(cfg_tok)) return xstrdup(cfg_tok);
+    char dir[1024], p[1600];
+    snprintf(dir, sizeof dir, "%s", ckpt);
+    char *s = strrchr(dir, '/');
+    if (s && cfg_tok[0] != '/') {
+        *s = 0;
+        snprintf(p, sizeof p, "%s/%s", dir, cfg_tok);
+        if (file_exists(p)) return xstrdup(p);
+    }
+    die_input("%s: tokenizer '%s' from the checkpoint's config not found; pass --tokenizer PATH", ckpt,
+              cfg_tok[0] ? cfg_tok : "(none)");
+}
+
+int cmd_eval(int argc, char **argv) {
+    if (wants_help(argc, argv)) { usage(stdout); return 0; }
+    const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL;
+    int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0;
+    uint64_t seed = 1234;
+    const char **ckpts = xcalloc(argc + 1, sizeof(char *));
+    int nck = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--list-tasks")) { list = 1; continue; }
+        if (a[0] == '-' && a[1]) {
+            if (!v) { fprintf(stderr, "aoe eval: %s needs a value\n", a); usage(stderr); return 2; }
+            if (!strcmp(a, "--tasks")) tasks_arg = v;
+            else if (!strcmp(a, "--limit")) limit = parse_int(a, v, 0, 1 << 30);
+            else if (!strcmp(a, "--shots")) shots = parse_int(a, v, 0, 64);
+            else if (!strcmp(a, "--seed")) seed = (uint64_t)parse_int(a, v, 0, 2147483647);
+            else if (!strcmp(a, "--out")) out_dir = v;
+            else if (!strcmp(a, "--data-dir")) data_dir = v;
+            else if (!strcmp(a, "--batch-tokens")) budget = parse_int(a, v, 1, 1 << 20);
+            else if (!strcmp(a, "--threads")) threads = parse_int(a, v, 0, 4096);
+            else if (!strcmp(a, "--tokenizer")) tok_path = v;
+            else { fprintf(stderr, "aoe eval: unknown option '%s'\n", a); usage(stderr); return 2; }
+            i++;
+            continue;
+        }
+        ckpts[nck++] = a;
+    }
+    if (list) {
+        const char *names[64];
+        int n = task_registry_names(names, 64);
+        printf("registered tasks (data searched under --data-dir, $AOE_DATA_DIR, data/tasks, ../shared/data):\n");
+        for (int i = 0; i < n; i++) printf("  %-16s %s\n", names[i], task_registry_desc(names[i]));
+        printf("groups: paper = arc_easy,piqa,winogrande,hellaswag; small = arc_easy,piqa,winogrande,copa,"
+               "lambada_openai,blimp,wikitext; all = every task\n");
+        free(ckpts);
+        return 0;
+    }
+    if (!nck) { fprintf(stderr, "aoe eval: no checkpoint given\n"); usage(stderr); free(ckpts); return 2; }
+    const char *arch = kernels_init(threads);
+    threads = kernels_threads();
+
+    int nspec = 0;
+    char **specs = task_expand(tasks_arg, &nspec);
+    Task **tasks = xcalloc(nspec, sizeof(Task *));
+    for (int i = 0; i < nspec; i++) tasks[i] = task_load(specs[i], data_dir);  // fail fast on bad files
+    // resolve run directories before any model work
+    char **paths = xcalloc(nck, sizeof(char *));
+    for (int k = 0; k < nck; k++) {
+        if (is_directory(ckpts[k])) {
+            paths[k] = ckpt_latest(ckpts[k]);
+            if (!paths[k]) die_input("%s: no complete checkpoint in this run directory", ckpts[k]);
+        } else {
+            if (!file_exists(ckpts[k])) die_input("%s: no such checkpoint", ckpts[k]);
+            paths[k] = xstrdup(ckpts[k]);
+        }
+    }
+    if (mkdir_p(out_dir)) die("%s: cannot create the output directory", out_dir);
+    fprintf(stderr, "aoe eval: %d checkpoint(s), %d task(s), BLIS %s, %d threads\n", nck, nspec, arch, threads);
+
+    EvalSettings st = {tasks_arg, limit, shots, budget, threads, seed, data_dir};
+    CkptResults *cr = xcalloc(nck, sizeof(CkptResults));
+    int max_res = 256;
+    for (int k = 0; k < nck; k++) {
+        double t0 = now_sec();
+        TrainMeta meta;
+        CkptResults *c = &cr[k];
+        c->path = paths[k];
+        c->file_hash = file_hash(paths[k]);
+        // one sequence of activations here; the scorer adds batched buckets sharing the weights
+        Model *m = ckpt_load_model(paths[k], 1, &meta);
+        char *tp = tok_path ? xstrdup(tok_path) : find_tokenizer(m->cfg.tokenizer, paths[k]);
+        Tokenizer *tk = tok_load(tp);
+        if (meta.tok_hash && tok_hash(tk) != meta.tok_hash)
+            die_input("%s: tokenizer %s (identity %016llx) is not the one this checkpoint was trained with "
+                      "(%016llx); pass the right one with --tokenizer", paths[k], tp,
+                      (unsigned long long)tok_hash(tk), (unsigned long long)meta.tok_hash);
+        if (tok_vocab_size(tk) > m->V)
+            die_input("%s: tokenizer %s has %d tokens but the model only %d", paths[k], tp, tok_vocab_size(tk), m->V);
+        c->tok_hash = tok_hash(tk);
+        c->step = meta.step;
+        double flops;
+        model_count(&m->cfg, m->V, &c->params_total, &c->params_active, &flops);
+        c->config_json = config_to_json(&m->cfg);
+        c->res = xcalloc(max_res, sizeof(TaskResult));
+        Scorer *sc = scorer_new(m, budget);
+        for (int i = 0; i < nspec; i++) {
+            int got = eval_task(sc, tk, tasks[i], limit, shots, seed, c->res + c->n_res, max_res - c->n_res);
+            const TaskResult *r = &c->res[c->n_res];
+            const Metric *mm = result_metric(r, r->main_metric);
+            fprintf(stderr, "aoe eval: %s: %-16s %s = %.4f (n=%d, %.1f s, %.0f tok/s)\n", c->path, r->task,
+                    r->main_metric, mm ? mm->value : 0, r->n, r->seconds, r->seconds > 0 ? r->tokens / r->seconds : 0);
+            c->n_res += got;
+        }
+        c->seconds = now_sec() - t0;
+        scorer_free(sc);
+        tok_free(tk);
+        free(tp);
+        model_free(m);
+    }
+    // labels (unique) and files
+    for (int k = 0; k < nck; k++) {
+        char *l = make_label(cr[k].path);
+        for (int j = 0; j < k; j++)
+            if (!strcmp(cr[j].label, l)) {
+                char b[1200];
+                snprintf(b, sizeof b, "%s#%d", l, k + 1);
+                free(l);
+                l = xstrdup(b);
+                break;
+            }
+        cr[k].label = l;
+        char *json = report_results_json(&cr[k], &st);
+        if (nck == 1) write_text(out_dir, "results.json", json);
+        else {
+            char sub[2048], clean[1200];
+            snprintf(clean, sizeof clean, "%s", l);
+            for (char *p = clean; *p; p++)
+                if (*p == '/' || *p == '#') *p = '_';
+            snprintf(sub, sizeof sub, "%s/%s", out_dir, clean);
+            if (mkdir_p(sub)) die("%s: cannot create directory", sub);
+            write_text(sub, "results.json", json);
+        }
+        free(json);
+    }
+    char *md = report_markdown(cr, nck, &st);
+    write_text(out_dir, "report.md", md);
+    // the comparison table on stdout (up to the "## Checkpoints" section)
+    char *end = strstr(md, "\n## Checkpoints");
+    if (end) *end = 0;
+    printf("%s\n", md);
+    printf("aoe eval: wrote %s/report.md and %s\n", out_dir, nck == 1 ? "results.json" : "<label>/results.json");
+    free(md);
+    for (int k = 0; k < nck; k++) {
+        free((char *)cr[k].label); free(cr[k].res); free((char *)cr[k].config_json); free(paths[k]);
+    }
+    free(cr); free(paths);
+    for (int i = 0; i < nspec; i++) { task_free(tasks[i]); free(specs[i]); }
+    free(tasks); free(specs); free(ckpts);
+    return 0;
+}
