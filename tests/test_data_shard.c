@@ -49,7 +49,7 @@ static void shard_roundtrip(int vocab) {
     int32_t *got = xmalloc(n * sizeof(int32_t));
     unsigned char *comp = xmalloc(shard_max_comp(s)), *raw = xmalloc(1000 * 4);
     size_t at = 0;
-    for (uint64_t c = 0; c < s->n_chunks; c++) { shard_read_chunk(s, c, comp, raw, got + at); at += s->chunks[c].n_tokens; }
+    for (uint64_t c = 0; c < s->n_chunks; c++) { shard_read_chunk(s, c, comp, raw, got + at); at += shard_chunk_tokens(s, c); }
     CHECK_EQ_INT(at, n);
     CHECK(!memcmp(got, want, n * sizeof(int32_t)));
     uint64_t *docs = shard_read_docs(s);

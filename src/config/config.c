@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "select/select.h"
 #include "util/common.h"
 
 typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_ENUM, T_U64 } KeyType;
@@ -267,6 +268,9 @@ void config_validate(const Config *c, const char *src) {
     if (f->erc_alpha > 1 && !f->erc_allow_alpha_gt1)
         die_input("%s: model.ffn.erc_alpha (%g) must be in [0, 1] unless model.ffn.erc_allow_alpha_gt1 is true", src, f->erc_alpha);
     if (f->top_p <= 0) die_input("%s: model.ffn.top_p must be in (0, 1]", src);
+    char buf[256];
+    const char *why = select_check(f, !strcmp(f->type, "aoe") ? SCORE_AOE_NORM : SCORE_ROUTER, buf, sizeof buf);
+    if (why) die_input("%s: %s", src, why);
 }
 
 char *config_to_json(const Config *c) {

@@ -169,12 +169,12 @@ void loader_window(Loader *L, uint64_t g, int32_t *tokens) {
         if (L->sh[mid].first <= g) lo = mid; else hi = mid - 1;
     }
     while (L->sh[lo].n_windows == 0 || g - L->sh[lo].first >= L->sh[lo].n_windows) lo++;
-    const Shard *s = L->sh[lo].s;
+    Shard *s = L->sh[lo].s;
     uint64_t pos = (g - L->sh[lo].first) * (uint64_t)L->seq_len, need = (uint64_t)L->seq_len + 1, done = 0;
     while (done < need) {
         uint64_t p = pos + done, c = p / s->chunk_tokens, off = p % s->chunk_tokens;
         const int32_t *tok = get_chunk(L, lo, c);
-        uint64_t take = s->chunks[c].n_tokens - off;
+        uint64_t take = shard_chunk_tokens(s, c) - off;
         if (take > need - done) take = need - done;
         memcpy(tokens + done, tok + off, take * sizeof(int32_t));
         done += take;

@@ -6,8 +6,9 @@
 // all shards are numbered globally in spec order. Each epoch visits them in a seeded order (a
 // keyed Feistel permutation: O(1) memory, no table), and rank r of `world` takes positions
 // r, r+world, r+2*world, ... of that order; the last total % world positions of an epoch are
-// skipped so every rank sees the same count. Memory: the header and chunk index of each shard
-// (24 bytes per chunk of 16384 tokens) plus a 4-chunk cache of decompressed tokens.
+// skipped so every rank sees the same count. Memory does not grow with the data: a header per
+// shard (chunk index entries are read from the file when a chunk is needed) and a cache of the 4
+// most recently decompressed chunks.
 #ifndef AOE_LOADER_H
 #define AOE_LOADER_H
 

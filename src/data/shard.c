@@ -135,6 +135,32 @@ static void pread_all(Shard *s, void *buf, size_t n, uint64_t off) {
     }
 }
 
+size_t shard_max_comp(const Shard *s) { return compressBound((uLong)s->chunk_tokens * s->token_bytes); }
+
+uint32_t shard_chunk_tokens(const Shard *s, uint64_t c) {
+    return c + 1 < s->n_chunks ? s->chunk_tokens : (uint32_t)(s->n_tokens - c * s->chunk_tokens);
+}
+
+// Decodes index entry c and checks it against the header (not against its neighbours).
+static void parse_entry(const Shard *s, uint64_t c, const unsigned char *e, ShardChunk *k) {
+    *k = (ShardChunk){get64(e), get32(e + 8), get32(e + 12), get32(e + 16), get32(e + 20)};
+    uint32_t want_n = shard_chunk_tokens(s, c);
+    if (k->offset < SHARD_HEADER || k->comp_bytes == 0 || k->comp_bytes > shard_max_comp(s) ||
+        k->offset > s->index_offset || k->comp_bytes > s->index_offset - k->offset || k->n_tokens != want_n)
+        die_input("%s: byte offset %llu: chunk %llu entry (at byte %llu, %u bytes, %u tokens) does not fit the file; "
+                  "expected %u tokens inside bytes %d..%llu", s->path,
+                  (unsigned long long)(s->index_offset + c * SHARD_CHUNK_ENTRY), (unsigned long long)c,
+                  (unsigned long long)k->offset, k->comp_bytes, k->n_tokens, want_n, SHARD_HEADER,
+                  (unsigned long long)s->index_offset);
+}
+
+void shard_chunk(Shard *s, uint64_t c, ShardChunk *k) {
+    unsigned char e[SHARD_CHUNK_ENTRY];
+    if (c >= s->n_chunks) die("shard_chunk: chunk %llu of %llu", (unsigned long long)c, (unsigned long long)s->n_chunks);
+    pread_all(s, e, SHARD_CHUNK_ENTRY, s->index_offset + c * SHARD_CHUNK_ENTRY);
+    parse_entry(s, c, e, k);
+}
+
 Shard *shard_open(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) die_input("%s: cannot open: %s", path, strerror(errno));
@@ -184,32 +210,32 @@ Shard *shard_open(const char *path) {
         die_input("%s: byte offset 32: inconsistent header (%llu tokens, %llu chunks of %u, %llu docs, index at %llu)",
                   path, (unsigned long long)s->n_tokens, (unsigned long long)s->n_chunks, s->chunk_tokens,
                   (unsigned long long)s->n_docs, (unsigned long long)s->index_offset);
-    size_t isz = (size_t)s->n_chunks * SHARD_CHUNK_ENTRY;
-    unsigned char *idx = xmalloc(isz + 1);
-    pread_all(s, idx, isz, s->index_offset);
-    if (crc(idx, isz) != get32(h + 88))
-        die_input("%s: byte offset %llu: chunk index CRC mismatch (stored %08x, computed %08x); the index is corrupt",
-                  path, (unsigned long long)s->index_offset, get32(h + 88), crc(idx, isz));
-    s->chunks = xmalloc((size_t)(s->n_chunks ? s->n_chunks : 1) * sizeof(ShardChunk));
-    uint64_t off = SHARD_HEADER, maxc = compressBound((uLong)s->chunk_tokens * s->token_bytes);
-    for (uint64_t c = 0; c < s->n_chunks; c++) {
-        const unsigned char *e = idx + c * SHARD_CHUNK_ENTRY;
-        ShardChunk k = {get64(e), get32(e + 8), get32(e + 12), get32(e + 16), get32(e + 20)};
-        uint64_t want_n = c + 1 < s->n_chunks ? s->chunk_tokens : s->n_tokens - c * s->chunk_tokens;
-        if (k.offset != off || k.comp_bytes == 0 || k.comp_bytes > maxc || k.n_tokens != want_n ||
-            k.offset + k.comp_bytes > s->index_offset)
-            die_input("%s: byte offset %llu: chunk %llu entry (at %llu, %u bytes, %u tokens) does not fit the file; "
-                      "expected it at %llu with %llu tokens", path,
-                      (unsigned long long)(s->index_offset + c * SHARD_CHUNK_ENTRY), (unsigned long long)c,
-                      (unsigned long long)k.offset, k.comp_bytes, k.n_tokens, (unsigned long long)off,
-                      (unsigned long long)want_n);
-        s->chunks[c] = k;
-        off += k.comp_bytes;
+    // Stream the index: its CRC and every entry are checked once here, nothing is kept.
+    enum { BLOCK = 4096 };
+    unsigned char *idx = xmalloc(BLOCK * SHARD_CHUNK_ENTRY);
+    uLong icrc = crc32(0L, Z_NULL, 0);
+    uint64_t off = SHARD_HEADER;
+    for (uint64_t c0 = 0; c0 < s->n_chunks; c0 += BLOCK) {
+        size_t nb = (size_t)(s->n_chunks - c0 < BLOCK ? s->n_chunks - c0 : BLOCK);
+        pread_all(s, idx, nb * SHARD_CHUNK_ENTRY, s->index_offset + c0 * SHARD_CHUNK_ENTRY);
+        icrc = crc32(icrc, idx, (uInt)(nb * SHARD_CHUNK_ENTRY));
+        for (size_t i = 0; i < nb; i++) {
+            ShardChunk k;
+            parse_entry(s, c0 + i, idx + i * SHARD_CHUNK_ENTRY, &k);
+            if (k.offset != off)
+                die_input("%s: byte offset %llu: chunk %llu is at byte %llu; expected it right after the previous "
+                          "one, at %llu", path, (unsigned long long)(s->index_offset + (c0 + i) * SHARD_CHUNK_ENTRY),
+                          (unsigned long long)(c0 + i), (unsigned long long)k.offset, (unsigned long long)off);
+            off += k.comp_bytes;
+        }
     }
+    free(idx);
+    if ((uint32_t)icrc != get32(h + 88))
+        die_input("%s: byte offset %llu: chunk index CRC mismatch (stored %08x, computed %08x); the index is corrupt",
+                  path, (unsigned long long)s->index_offset, get32(h + 88), (uint32_t)icrc);
     if (off != s->index_offset)
         die_input("%s: byte offset %llu: chunks end here but the index starts at %llu", path,
                   (unsigned long long)off, (unsigned long long)s->index_offset);
-    free(idx);
     return s;
 }
 
@@ -219,13 +245,13 @@ void shard_release_fd(Shard *s) {
 void shard_close(Shard *s) {
     if (!s) return;
     shard_release_fd(s);
-    free(s->chunks); free(s->path); free(s);
+    free(s->path); free(s);
 }
 
-size_t shard_max_comp(const Shard *s) { return compressBound((uLong)s->chunk_tokens * s->token_bytes); }
-
 void shard_read_chunk(Shard *s, uint64_t c, unsigned char *comp, unsigned char *raw, int32_t *out) {
-    const ShardChunk *k = &s->chunks[c];
+    ShardChunk kc;
+    shard_chunk(s, c, &kc);
+    const ShardChunk *k = &kc;
     unsigned long long at = (unsigned long long)k->offset;
     pread_all(s, comp, k->comp_bytes, k->offset);
     uint32_t got = crc(comp, k->comp_bytes);
@@ -276,7 +302,7 @@ void shard_verify(Shard *s) {
     int32_t prev = (int32_t)s->eot;  // "before" the first document
     for (uint64_t c = 0; c < s->n_chunks; c++) {
         shard_read_chunk(s, c, comp, raw, tok);
-        for (uint32_t i = 0; i < s->chunks[c].n_tokens; i++, pos++) {
+        for (uint32_t i = 0, nt = shard_chunk_tokens(s, c); i < nt; i++, pos++) {
             if (d < s->n_docs && docs[d] == pos) {
                 if (prev != (int32_t)s->eot)
                     die_input("%s: document %llu starts at token %llu without an EOT before it", s->path,

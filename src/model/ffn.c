@@ -2,8 +2,9 @@
 #include <string.h>
 
 #include "model/ffn.h"
+#include "model/moe.h"
 
-static const FfnOps *const table[] = {&ffn_dense_ops};
+static const FfnOps *const table[] = {&ffn_dense_ops, &ffn_moe_ops, &ffn_aoe_ops};
 
 const FfnOps *ffn_ops_for(const char *type) {
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
