@@ -118,12 +118,18 @@ TEST(data_cli_prepare_split_is_seeded) {
     CHECK_EQ_INT(run_capture(a, NULL, NULL), 0);  // byte-identical outputs for the same seed
     snprintf(a, sizeof a, "cmp -s %s/s1/val-00000.shard %s/s3/val-00000.shard", tmp, tmp);
     CHECK(run_capture(a, NULL, NULL) != 0);       // another seed holds out other documents
+    snprintf(a, sizeof a, "cmp -s %s/s1/tokenizer.bpe %s/s2/tokenizer.bpe", tmp, tmp);
+    CHECK_EQ_INT(run_capture(a, NULL, NULL), 0);  // training is deterministic
     snprintf(a, sizeof a, "cmp -s %s/s1/tokenizer.bpe %s/s3/tokenizer.bpe", tmp, tmp);
-    CHECK_EQ_INT(run_capture(a, NULL, NULL), 0);  // the tokenizer does not depend on the split
+    CHECK(run_capture(a, NULL, NULL) != 0);       // it learns from the training documents only
     // Re-encoding with an existing tokenizer, in several shards; old extra shards are removed.
     rc = aoe(&out, &err, "prepare --out %s/s1 --tokenizer %s/s2/tokenizer.bpe --shard-tokens 5000 --doc-bytes 3000 --seed 5 %s", tmp,
              tmp, corpus());
     CHECK_EQ_INT(rc, 0);
+    free(out); free(err);
+    rc = aoe(&out, &err, "prepare --out %s/s4 --vocab 300 --train-bytes 2000 %s", tmp, corpus());
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(err, "learned from 0.0 MB");  // 2000 bytes
     free(out); free(err);
     snprintf(a, sizeof a, "%s/s1/train-00003.shard", tmp);
     CHECK(file_exists(a));
@@ -249,6 +255,14 @@ TEST(data_cli_corrupt_shards_and_tokenizers) {
     expect_bad(args, bad, "byte offset 124: header CRC mismatch");
     mutate(good, bad, 128 + 100, "\x5a\xa5", 2, -1);  // flipped bits in chunk 0
     expect_bad(args, bad, "byte offset 128: chunk 0 CRC mismatch");
+    size_t glen;
+    unsigned char *g = (unsigned char *)read_file(good, &glen);
+    long index_at = 0;
+    for (int i = 7; i >= 0; i--) index_at = index_at << 8 | g[64 + i];
+    free(g);
+    mutate(good, bad, index_at + 30, "\x01\x02", 2, -1);  // inside the chunk index
+    snprintf(want, sizeof want, "byte offset %ld: chunk index CRC mismatch", index_at);
+    expect_bad(args, bad, want);
     mutate(good, bad, size - 1, "\x7f", 1, -1);  // last byte: in the document table
     expect_bad(args, bad, "document table CRC mismatch");
     put_file(bad, "", 0);

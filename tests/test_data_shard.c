@@ -125,7 +125,18 @@ TEST(data_loader_windows_match_stream) {
     }
     CHECK_EQ_INT(bad, 0);
     loader_close(L);
-    free(x); free(y); free_data(&D);
+    // Windows longer than a chunk (1500 > 512 tokens) span several chunks.
+    int T2 = 1500;
+    L = loader_open(D.spec, T2, 1, 1, 0, 0, 1);
+    int32_t *w = xmalloc(((size_t)T2 + 1) * 4);
+    bad = 0;
+    for (uint64_t g = 0; g < (D.n[0] - 1) / (uint64_t)T2; g++) {
+        loader_window(L, g, w);
+        bad += memcmp(w, D.tok[0] + g * T2, ((size_t)T2 + 1) * 4) != 0;
+    }
+    CHECK_EQ_INT(bad, 0);
+    loader_close(L);
+    free(w); free(x); free(y); free_data(&D);
 }
 
 TEST(data_loader_feistel_is_bijection) {

@@ -233,41 +233,53 @@ TEST(moe_gradcheck_router_softmax) {
     CHECK(e < 2e-3);
 }
 
-TEST(moe_gradcheck_router_aux_only) {  // balancing loss + z-loss alone reach router and input
-    kernels_init(2);
-    Spec s = GC_MOE("topk_softmax", 0.3f, 0.05f, 0);
-    Fix f;  // the experts get no gradient without an output path: check router + input only
-    double e = 0;
-    {
-        fix_make(&f, &s, 21);
-        int T = s.T, d = s.d;
-        float *x = randn(T * d, 1, 22), *G = falloc(T * d), *out = falloc(T * d), *dx = falloc(T * d);
-        Rng rng;
-        rng_seed(&rng, 1);
-        f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
-        params_zero_grad(&f.P);
-        f.ops->backward(f.L, &f.P, dx, G, x, T, 0.7f);
-        float *w = f.P.w + f.L->o_score, *g = f.P.g + f.L->o_score;
-        long nn = (long)d * s.n;
+// Finite differences of one tensor (and the input) with dout = 0: only the auxiliary losses
+// contribute. Returns the worst relative error; *gmax gets the largest analytic |gradient|.
+static double aux_only_check(const Spec *s, float aux_scale, double *gmax_w, double *gmax_x, double *err_x) {
+    Fix f;
+    fix_make(&f, s, 21);
+    int T = s->T, d = s->d;
+    float *x = randn(T * d, 1, 22), *G = falloc(T * d), *out = falloc(T * d), *dx = falloc(T * d);
+    Rng rng;
+    rng_seed(&rng, 1);
+    f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
+    params_zero_grad(&f.P);
+    f.ops->backward(f.L, &f.P, dx, G, x, T, aux_scale);
+    double errs[2];
+    for (int pass = 0; pass < 2; pass++) {  // router / W_down, then the input
+        float *w = pass ? x : f.P.w + f.L->o_score;
+        const float *g = pass ? dx : f.P.g + f.L->o_score;
+        long nn = pass ? (long)T * d : (long)d * s->n * (f.L->aoe ? s->r : 1);
         float *num = falloc(nn);
         double gmax = 0;
         for (long i = 0; i < nn; i++) {
             float w0 = w[i], wp = (float)(w0 + 1e-3), wm = (float)(w0 - 1e-3);
             w[i] = wp;
-            double lp = moe_objective_naive(f.L, &f.P, x, T, G, 0.7, NULL);
+            double lp = moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, NULL);
             w[i] = wm;
-            double lm = moe_objective_naive(f.L, &f.P, x, T, G, 0.7, NULL);
+            double lm = moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, NULL);
             w[i] = w0;
             num[i] = (float)((lp - lm) / ((double)wp - wm));
             gmax = fmax(gmax, fabs(g[i]));
         }
-        e = max_rel_err(g, num, nn, gmax * 1e-3);
-        CHECK(gmax > 0);
-        free(num); free(x); free(G); free(out); free(dx);
-        fix_free(&f);
+        errs[pass] = max_rel_err(g, num, nn, gmax * 1e-3);
+        *(pass ? gmax_x : gmax_w) = gmax;
+        free(num);
     }
-    fprintf(stderr, "[max rel err %.2e] ", e);
-    CHECK(e < 2e-3);
+    *err_x = errs[1];
+    free(x); free(G); free(out); free(dx);
+    fix_free(&f);
+    return errs[0];
+}
+
+TEST(moe_gradcheck_router_aux_only) {  // balancing loss + z-loss alone reach router and input
+    kernels_init(2);
+    Spec s = GC_MOE("topk_softmax", 0.3f, 0.05f, 0);
+    double gw, gx, ex, ew = aux_only_check(&s, 0.7f, &gw, &gx, &ex);
+    fprintf(stderr, "[router %.2e, input %.2e] ", ew, ex);
+    CHECK(gw > 0 && gx > 0);
+    CHECK(ew < 2e-3);
+    CHECK(ex < 2e-3);
 }
 
 TEST(moe_gradcheck_router_capacity_drop) {
@@ -304,51 +316,15 @@ TEST(moe_gradcheck_aoe_no_balancing) {  // gate + expert paths only
 
 TEST(moe_gradcheck_aoe_balancing_norm_path) {  // balancing loss alone: W_down via the norms
     kernels_init(2);
-    Spec s = GC_AOE("softmax", 0.5f, 0);
-    Fix f;
-    fix_make(&f, &s, 21);
-    int T = s.T, d = s.d;
-    float *x = randn(T * d, 1, 22), *G = falloc(T * d), *out = falloc(T * d), *dx = falloc(T * d);
-    Rng rng;
-    rng_seed(&rng, 1);
-    f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
-    params_zero_grad(&f.P);
-    f.ops->backward(f.L, &f.P, dx, G, x, T, 1.0f);
-    float *w = f.P.w + f.L->o_score, *g = f.P.g + f.L->o_score;
-    long nn = (long)d * s.n * s.r;
-    float *num = falloc(nn);
-    double gmax = 0, worst_dx = 0;
-    for (long i = 0; i < nn; i++) {
-        float w0 = w[i], wp = (float)(w0 + 1e-3), wm = (float)(w0 - 1e-3);
-        w[i] = wp;
-        double lp = moe_objective_naive(f.L, &f.P, x, T, G, 1.0, NULL);
-        w[i] = wm;
-        double lm = moe_objective_naive(f.L, &f.P, x, T, G, 1.0, NULL);
-        w[i] = w0;
-        num[i] = (float)((lp - lm) / ((double)wp - wm));
-        gmax = fmax(gmax, fabs(g[i]));
+    const char *gates[] = {"softmax", "topk_softmax"};
+    for (int i = 0; i < 2; i++) {
+        Spec s = GC_AOE(gates[i], 0.5f, 0);
+        double gw, gx, ex, ew = aux_only_check(&s, 1.0f, &gw, &gx, &ex);
+        fprintf(stderr, "[%s: w_down %.2e, input %.2e] ", gates[i], ew, ex);
+        CHECK(gw > 0 && gx > 0);
+        CHECK(ew < 2e-3);
+        CHECK(ex < 2e-3);
     }
-    double e = max_rel_err(g, num, nn, gmax * 1e-3);
-    // the input gets the balancing gradient too
-    float *numx = falloc(T * d);
-    double xmax = 0;
-    for (long i = 0; i < (long)T * d; i++) {
-        float w0 = x[i], wp = (float)(w0 + 1e-3), wm = (float)(w0 - 1e-3);
-        x[i] = wp;
-        double lp = moe_objective_naive(f.L, &f.P, x, T, G, 1.0, NULL);
-        x[i] = wm;
-        double lm = moe_objective_naive(f.L, &f.P, x, T, G, 1.0, NULL);
-        x[i] = w0;
-        numx[i] = (float)((lp - lm) / ((double)wp - wm));
-        xmax = fmax(xmax, fabs(dx[i]));
-    }
-    worst_dx = max_rel_err(dx, numx, (long)T * d, xmax * 1e-3);
-    fprintf(stderr, "[w_down %.2e, input %.2e] ", e, worst_dx);
-    CHECK(gmax > 0 && xmax > 0);
-    CHECK(e < 2e-3);
-    CHECK(worst_dx < 2e-3);
-    free(num); free(numx); free(x); free(G); free(out); free(dx);
-    fix_free(&f);
 }
 
 // ---- invariants ----

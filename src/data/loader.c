@@ -96,6 +96,7 @@ Loader *loader_open(const char *spec, int seq_len, int batch, uint64_t seed, int
     for (int i = 0; i < L->n_sh; i++) {
         Shard *s = shard_open(paths[i]);
         shard_release_fd(s);  // bounded descriptors: reopened on demand
+        shard_drop_index(s);  // bounded memory: index entries are read when needed
         if (i > 0 && (s->vocab != L->sh[0].s->vocab || s->tok_hash != L->sh[0].s->tok_hash))
             die_input("%s: vocab %u / tokenizer %016llx differ from %s (vocab %u / tokenizer %016llx); all shards must "
                       "come from one tokenizer", s->path, s->vocab, (unsigned long long)s->tok_hash, L->sh[0].s->path,

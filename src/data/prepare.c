@@ -1,8 +1,9 @@
 // prepare.c — `aoe prepare`: text files -> byte-level BPE tokenizer + train/validation token
-// shards. Two passes over the input: the first validates every file (nothing is written if one is
-// bad), cuts files into documents and feeds the tokenizer trainer; the second encodes documents
-// in parallel (OpenMP over text segments) and writes shards in input order. All outputs are
-// staged under temp names and renamed into place together at the end.
+// shards. Passes over the input: the first validates every file (nothing is written if one is
+// bad) and cuts files into documents; after the seeded split, the tokenizer is trained on the
+// training documents; the last pass encodes documents in parallel (OpenMP over text segments) and
+// writes shards in input order. All outputs are staged under temp names and renamed into place
+// together at the end.
 #include <dirent.h>
 #include <errno.h>
 #include <omp.h>
@@ -42,7 +43,8 @@ static const char *USAGE =
     "  --doc-bytes N        cut files into documents of about N bytes at blank lines (default 65536;\n"
     "                       0 = one document per file)\n"
     "  --shard-tokens N     start a new shard after about N tokens (default 67108864)\n"
-    "  --chunk-tokens N     tokens per zlib chunk (default 16384)\n"
+    "  --chunk-tokens N     tokens per zlib chunk (default 4096; larger packs a little tighter but\n"
+    "                       makes shuffled reads slower)\n"
     "  --zlevel N           zlib compression level 1..9 (default 6)\n"
     "  --strip-pos-tags     input is word/TAG text (the Brown corpus): drop every /TAG suffix\n"
     "  --check SHARDS       verify shards (comma list or glob) completely, print their headers, exit\n"
@@ -210,6 +212,8 @@ int cmd_prepare(int argc, char **argv) {
     if (o.check) return run_check(&o);
     if (!args.n) return usage_error("%s", "no INPUT given");
 
+    if (file_exists(o.out) && !is_directory(o.out))
+        die_input("%s: exists and is not a directory; expected an output directory for --out", o.out);
     // Pass 1: collect and validate inputs, cut documents, count words for the tokenizer.
     StrList files = {0};
     for (int i = 0; i < args.n; i++) {
@@ -219,10 +223,8 @@ int cmd_prepare(int argc, char **argv) {
         if (files.n == before) die_input("%s: directory has no *.txt files; expected text input", args.v[i]);
     }
     Tokenizer *tok = o.tokenizer ? tok_load(o.tokenizer) : NULL;
-    TokTrainer *tr = tok ? NULL : tok_trainer_new();
     Doc *docs = NULL;
-    size_t ndocs = 0, cdocs = 0, total_bytes = 0, trained = 0;
-    double t0 = now_sec();
+    size_t ndocs = 0, cdocs = 0, total_bytes = 0;
     for (int f = 0; f < files.n; f++) {
         size_t len;
         char *buf = load_text(files.v[f], &len, o.strip_tags);
@@ -232,20 +234,8 @@ int cmd_prepare(int argc, char **argv) {
             docs[ndocs++] = (Doc){f, off, end - off};
             off = end;
         }
-        if (tr && (!o.train_bytes || trained < o.train_bytes)) {
-            size_t take = len;
-            if (o.train_bytes && take > o.train_bytes - trained) take = tok_safe_cut(buf, len, o.train_bytes - trained);
-            tok_trainer_add(tr, buf, take);
-            trained += take;
-        }
         total_bytes += len;
         free(buf);
-    }
-    if (tr) {
-        size_t words = tok_trainer_words(tr);
-        tok = tok_trainer_finish(tr, (int)o.vocab);
-        fprintf(stderr, "aoe prepare: tokenizer: %d tokens learned from %.1f MB (%zu distinct pre-tokens) in %.2f s\n",
-                tok_vocab_size(tok), (double)trained / 1e6, words, now_sec() - t0);
     }
 
     // Seeded split by document: a partial Fisher-Yates shuffle picks the validation documents.
@@ -268,8 +258,32 @@ int cmd_prepare(int argc, char **argv) {
         free(perm);
     }
 
+    // The tokenizer learns from training documents only, so validation text stays unseen.
+    if (!tok) {
+        double t0 = now_sec();
+        TokTrainer *tr = tok_trainer_new();
+        size_t trained = 0, d = 0;
+        for (int f = 0; f < files.n && (!o.train_bytes || trained < o.train_bytes); f++) {
+            size_t len;
+            char *buf = load_text(files.v[f], &len, o.strip_tags);
+            for (; d < ndocs && docs[d].file == f; d++) {
+                if (is_val[d] || (o.train_bytes && trained >= o.train_bytes)) continue;
+                size_t take = docs[d].len;
+                if (o.train_bytes && take > o.train_bytes - trained)
+                    take = tok_safe_cut(buf + docs[d].off, docs[d].len, o.train_bytes - trained);
+                tok_trainer_add(tr, buf + docs[d].off, take);
+                trained += take;
+            }
+            free(buf);
+        }
+        size_t words = tok_trainer_words(tr);
+        tok = tok_trainer_finish(tr, (int)o.vocab);
+        fprintf(stderr, "aoe prepare: tokenizer: %d tokens learned from %.1f MB (%zu distinct pre-tokens) in %.2f s\n",
+                tok_vocab_size(tok), (double)trained / 1e6, words, now_sec() - t0);
+    }
+
     // Pass 2: encode in batches of files, segments in parallel, documents written in order.
-    if (mkdir_p(o.out) != 0) die("%s: cannot create output directory: %s", o.out, strerror(errno));
+    if (mkdir_p(o.out) != 0) die_input("%s: cannot create the output directory: %s", o.out, strerror(errno));
     Out train = {.dir = o.out, .kind = "train", .o = &o, .t = tok}, val = {.dir = o.out, .kind = "val", .o = &o, .t = tok};
     int nthreads = omp_get_max_threads();
     TokEncoder **enc = xmalloc((size_t)nthreads * sizeof *enc);
@@ -312,7 +326,7 @@ int cmd_prepare(int argc, char **argv) {
             size_t doc = seg[k].doc;
             docids.n = 0;
             for (; k < nseg && seg[k].doc == doc; k++) {
-                for (size_t i = 0; i < seg[k].ids.n; i++) tokids_push(&docids, seg[k].ids.v[i]);
+                tokids_append(&docids, seg[k].ids.v, seg[k].ids.n);
                 tokids_free(&seg[k].ids);
             }
             out_doc(is_val[doc] ? &val : &train, docids.v, docids.n);

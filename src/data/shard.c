@@ -157,6 +157,7 @@ static void parse_entry(const Shard *s, uint64_t c, const unsigned char *e, Shar
 void shard_chunk(Shard *s, uint64_t c, ShardChunk *k) {
     unsigned char e[SHARD_CHUNK_ENTRY];
     if (c >= s->n_chunks) die("shard_chunk: chunk %llu of %llu", (unsigned long long)c, (unsigned long long)s->n_chunks);
+    if (s->chunks) { *k = s->chunks[c]; return; }
     pread_all(s, e, SHARD_CHUNK_ENTRY, s->index_offset + c * SHARD_CHUNK_ENTRY);
     parse_entry(s, c, e, k);
 }
@@ -210,18 +211,28 @@ Shard *shard_open(const char *path) {
         die_input("%s: byte offset 32: inconsistent header (%llu tokens, %llu chunks of %u, %llu docs, index at %llu)",
                   path, (unsigned long long)s->n_tokens, (unsigned long long)s->n_chunks, s->chunk_tokens,
                   (unsigned long long)s->n_docs, (unsigned long long)s->index_offset);
-    // Stream the index: its CRC and every entry are checked once here, nothing is kept.
+    // The index goes through a fixed buffer twice: its CRC first (so corruption is reported as
+    // such), then every entry.
     enum { BLOCK = 4096 };
     unsigned char *idx = xmalloc(BLOCK * SHARD_CHUNK_ENTRY);
     uLong icrc = crc32(0L, Z_NULL, 0);
-    uint64_t off = SHARD_HEADER;
     for (uint64_t c0 = 0; c0 < s->n_chunks; c0 += BLOCK) {
         size_t nb = (size_t)(s->n_chunks - c0 < BLOCK ? s->n_chunks - c0 : BLOCK);
         pread_all(s, idx, nb * SHARD_CHUNK_ENTRY, s->index_offset + c0 * SHARD_CHUNK_ENTRY);
         icrc = crc32(icrc, idx, (uInt)(nb * SHARD_CHUNK_ENTRY));
+    }
+    if ((uint32_t)icrc != get32(h + 88))
+        die_input("%s: byte offset %llu: chunk index CRC mismatch (stored %08x, computed %08x); the index is corrupt",
+                  path, (unsigned long long)s->index_offset, get32(h + 88), (uint32_t)icrc);
+    s->chunks = xmalloc((size_t)(s->n_chunks ? s->n_chunks : 1) * sizeof(ShardChunk));
+    uint64_t off = SHARD_HEADER;
+    for (uint64_t c0 = 0; c0 < s->n_chunks; c0 += BLOCK) {
+        size_t nb = (size_t)(s->n_chunks - c0 < BLOCK ? s->n_chunks - c0 : BLOCK);
+        pread_all(s, idx, nb * SHARD_CHUNK_ENTRY, s->index_offset + c0 * SHARD_CHUNK_ENTRY);
         for (size_t i = 0; i < nb; i++) {
             ShardChunk k;
             parse_entry(s, c0 + i, idx + i * SHARD_CHUNK_ENTRY, &k);
+            s->chunks[c0 + i] = k;
             if (k.offset != off)
                 die_input("%s: byte offset %llu: chunk %llu is at byte %llu; expected it right after the previous "
                           "one, at %llu", path, (unsigned long long)(s->index_offset + (c0 + i) * SHARD_CHUNK_ENTRY),
@@ -230,13 +241,15 @@ Shard *shard_open(const char *path) {
         }
     }
     free(idx);
-    if ((uint32_t)icrc != get32(h + 88))
-        die_input("%s: byte offset %llu: chunk index CRC mismatch (stored %08x, computed %08x); the index is corrupt",
-                  path, (unsigned long long)s->index_offset, get32(h + 88), (uint32_t)icrc);
     if (off != s->index_offset)
         die_input("%s: byte offset %llu: chunks end here but the index starts at %llu", path,
                   (unsigned long long)off, (unsigned long long)s->index_offset);
     return s;
+}
+
+void shard_drop_index(Shard *s) {
+    free(s->chunks);
+    s->chunks = NULL;
 }
 
 void shard_release_fd(Shard *s) {
@@ -245,7 +258,7 @@ void shard_release_fd(Shard *s) {
 void shard_close(Shard *s) {
     if (!s) return;
     shard_release_fd(s);
-    free(s->path); free(s);
+    free(s->chunks); free(s->path); free(s);
 }
 
 void shard_read_chunk(Shard *s, uint64_t c, unsigned char *comp, unsigned char *raw, int32_t *out) {

@@ -29,13 +29,15 @@ typedef struct {
     uint32_t vocab, token_bytes, chunk_tokens, eot;
     uint64_t tok_hash, n_tokens, n_docs, n_chunks, index_offset, docs_offset, file_size;
     uint32_t docs_crc;
-    int fd;  // -1 while closed; opened on demand
+    ShardChunk *chunks;  // the validated chunk index (n_chunks entries), or NULL after shard_drop_index
+    int fd;              // -1 while closed; opened on demand
 } Shard;
 
-// Reads and validates the header and the whole chunk index (streamed: memory does not depend on
-// the shard's size; index entries are re-read from the file when a chunk is needed). Dies on bad
-// input.
+// Reads and validates the header and the whole chunk index. Dies on bad input.
 Shard *shard_open(const char *path);
+// Frees the in-memory index: entries are then re-read from the file (24 bytes) when a chunk is
+// needed, so a reader's memory does not depend on the shard's size (the loader does this).
+void shard_drop_index(Shard *s);
 void shard_close(Shard *s);
 void shard_release_fd(Shard *s);      // closes the descriptor; the next read reopens it
 // Index entry of chunk c (read from the file, checked against the header).

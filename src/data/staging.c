@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,8 +15,21 @@ typedef struct { char *path, *tmp; FILE *f; } Staged;
 static Staged *staged;
 static int n_staged, cap_staged, hooked;
 
+// Ctrl-C or kill while writing: remove the temp files too (unlink is async-signal-safe), then
+// die of the same signal. Only installed where nobody else handles the signal.
+static void on_signal(int sig) {
+    for (int i = 0; i < n_staged; i++)
+        if (staged[i].tmp) unlink(staged[i].tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+static void hook_signal(int sig) {
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL) signal(sig, on_signal);
+}
+
 FILE *stage_open(const char *path) {
-    if (!hooked) { atexit(stage_abort); hooked = 1; }
+    if (!hooked) { atexit(stage_abort); hook_signal(SIGINT); hook_signal(SIGTERM); hook_signal(SIGHUP); hooked = 1; }
     if (n_staged == cap_staged) staged = xrealloc(staged, (size_t)(cap_staged = cap_staged * 2 + 8) * sizeof(Staged));
     size_t n = strlen(path) + 32;
     char *tmp = xmalloc(n);

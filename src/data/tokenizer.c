@@ -33,19 +33,12 @@ static uint32_t get_u32(const unsigned char *p) {
 }
 
 // ---- pre-tokenisation ----
-enum { C_WS, C_LETTER, C_DIGIT, C_OTHER };
-static unsigned char cls_tab[256];
-static void init_cls(void) {
-    if (cls_tab['a'] == C_LETTER) return;  // idempotent, and racing writers write the same values
-    for (int c = 0; c < 256; c++) {
-        unsigned char k = C_OTHER;
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') k = C_WS;
-        else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80) k = C_LETTER;
-        else if (c >= '0' && c <= '9') k = C_DIGIT;
-        cls_tab[c] = k;
-    }
-    cls_tab['a'] = C_LETTER;
-}
+// Byte classes of the pre-tokeniser: L = ASCII letters and every byte >= 0x80, N = ASCII digits.
+enum { C_OTHER, C_WS, C_LETTER, C_DIGIT };
+static const unsigned char cls_tab[256] = {
+    ['\t'] = C_WS, ['\n'] = C_WS, ['\v'] = C_WS, ['\f'] = C_WS, ['\r'] = C_WS, [' '] = C_WS,
+    ['0' ... '9'] = C_DIGIT, ['A' ... 'Z'] = C_LETTER, ['a' ... 'z'] = C_LETTER, [0x80 ... 0xff] = C_LETTER,
+};
 
 static size_t pretoken_end(const unsigned char *s, size_t n, size_t i) {
     size_t start = i;
@@ -71,12 +64,10 @@ static size_t pretoken_end(const unsigned char *s, size_t n, size_t i) {
 }
 
 size_t tok_pretoken_end(const char *s, size_t n, size_t i) {
-    init_cls();
     return i < n ? pretoken_end((const unsigned char *)s, n, i) : n;
 }
 
 size_t tok_safe_cut(const char *s, size_t n, size_t want) {
-    init_cls();
     if (want == 0) want = 1;
     for (size_t i = want; i < n; i++)
         if (s[i] == '\n' && cls_tab[(unsigned char)s[i - 1]] != C_WS) return i;
@@ -130,6 +121,11 @@ static void tokids_reserve(TokIds *b, size_t extra) {
     while (b->cap < b->n + extra) b->cap = b->cap ? b->cap * 2 : 1024;
     b->v = xrealloc(b->v, b->cap * sizeof(int32_t));
 }
+void tokids_append(TokIds *b, const int32_t *ids, size_t n) {
+    tokids_reserve(b, n);
+    if (n) memcpy(b->v + b->n, ids, n * sizeof(int32_t));
+    b->n += n;
+}
 void tokids_free(TokIds *b) { free(b->v); b->v = NULL; b->n = b->cap = 0; }
 
 // ---- encoder with a per-thread cache of pre-token -> ids ----
@@ -141,7 +137,7 @@ struct TokEncoder {
     unsigned char *keys; size_t kn, kcap;
     int32_t *vals; size_t vn, vcap;
 };
-enum { CACHE_MIN = 1 << 14, CACHE_MAX = 1 << 20 };  // bounded: cleared when full
+enum { CACHE_MIN = 1 << 10, CACHE_MAX = 1 << 20 };  // grows as needed; cleared when full
 
 static uint64_t hash_bytes(const unsigned char *p, size_t n) {
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
@@ -206,7 +202,6 @@ static void encode_piece(TokEncoder *e, const unsigned char *p, size_t n, TokIds
 }
 
 void tok_encoder_append(TokEncoder *e, const char *text, size_t len, TokIds *out) {
-    init_cls();
     const unsigned char *s = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
         size_t j = pretoken_end(s, len, i);
@@ -235,9 +230,7 @@ int32_t *tok_encode(const Tokenizer *t, const char *text, size_t len, int *n_out
             tok_encoder_free(e);
         }
         for (size_t k = 0; k < nseg; k++) {
-            tokids_reserve(&out, parts[k].n);
-            memcpy(out.v + out.n, parts[k].v, parts[k].n * sizeof(int32_t));
-            out.n += parts[k].n;
+            tokids_append(&out, parts[k].v, parts[k].n);
             tokids_free(&parts[k]);
         }
         free(parts); free(cut);
@@ -355,7 +348,6 @@ static Tokenizer *build(const int32_t (*merges)[2], int n_merges, const char *na
 }
 
 Tokenizer *tok_from_merges(const int32_t (*merges)[2], int n_merges) {
-    init_cls();
     return build(merges, n_merges, NULL);
 }
 
@@ -378,7 +370,6 @@ void tok_save(const Tokenizer *t, const char *path) {
 
 Tokenizer *tok_from_bytes(const void *buf, size_t len, const char *name) {
     const unsigned char *b = buf;
-    init_cls();
     if (len == 0) die_input("%s: empty file; expected an aoe tokenizer (magic %s)", name, TOK_MAGIC);
     if (len < 8 || memcmp(b, TOK_MAGIC, 8))
         die_input("%s: byte offset 0: expected magic \"%s\" (not an aoe tokenizer file)", name, TOK_MAGIC);

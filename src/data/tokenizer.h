@@ -48,6 +48,7 @@ size_t tok_safe_cut(const char *s, size_t n, size_t want);
 // Growable id buffer.
 typedef struct { int32_t *v; size_t n, cap; } TokIds;
 void tokids_push(TokIds *b, int32_t id);
+void tokids_append(TokIds *b, const int32_t *ids, size_t n);
 void tokids_free(TokIds *b);
 
 // An encoder owns a word -> ids cache; use one per thread. tok_encode creates its own.

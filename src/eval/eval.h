@@ -40,6 +40,7 @@ typedef struct {
     int n;
     char **docs;             // TK_PPL documents
     int n_docs;
+    char *shards;            // TK_PPL on token shards ("shards:GLOB"): the loader spec, else NULL
     char **groups;           // sub-task names (n_groups > 1: reported as name_<group>)
     int n_groups;
     const char *main_metric; // the comparison-table column ("acc", "acc_norm", "word_perplexity")
@@ -52,7 +53,7 @@ const char *task_registry_desc(const char *name);
 // Expands a --tasks list ("all", "paper", registry names, *.jsonl / *.txt paths) into task specs
 // (malloc'd strings); dies (exit 2) on an unknown name.
 char **task_expand(const char *list, int *n_out);
-// Loads one spec: a registry name (file found under the data roots, see task_data_roots), a JSONL
+// Loads one spec: "shards:GLOB" (perplexity over the loader's windows of those shards), a registry name (file found under the data roots, see task_data_roots), a JSONL
 // file in the generic / llm-foundry formats, or a text file (perplexity). Dies with
 // "file:line: what was expected" on malformed content.
 Task *task_load(const char *spec, const char *data_dir);
@@ -103,11 +104,13 @@ typedef struct {
     char task[192];
     int n, n_original;          // items scored (after --limit) and in the file
     int shots;
+    int subtask;                // a sub-task (BLiMP paradigm) of the preceding task
     TaskKind kind;
     Metric m[8];
     int n_m;
     const char *main_metric;
     double seconds, tokens;     // wall time and real (unpadded) tokens forwarded
+    double positions;           // positions forwarded, padding included
 } TaskResult;
 
 // Mean and standard error of the mean (sample std / sqrt(n), lm-eval's mean_stderr).

@@ -187,8 +187,10 @@ int cmd_eval(int argc, char **argv) {
             int got = eval_task(sc, tk, tasks[i], limit, shots, seed, c->res + c->n_res, max_res - c->n_res);
             const TaskResult *r = &c->res[c->n_res];
             const Metric *mm = result_metric(r, r->main_metric);
-            fprintf(stderr, "aoe eval: %s: %-16s %s = %.4f (n=%d, %.1f s, %.0f tok/s)\n", c->path, r->task,
-                    r->main_metric, mm ? mm->value : 0, r->n, r->seconds, r->seconds > 0 ? r->tokens / r->seconds : 0);
+            fprintf(stderr, "aoe eval: %s: %-16s %s = %.4f (n=%d, %.1f s, %.0f tok/s, %.0f%% padding)\n", c->path,
+                    r->task, r->main_metric, mm ? mm->value : 0, r->n, r->seconds,
+                    r->seconds > 0 ? r->tokens / r->seconds : 0,
+                    r->positions > 0 ? 100 * (1 - r->tokens / r->positions) : 0);
             c->n_res += got;
         }
         c->seconds = now_sec() - t0;

@@ -33,14 +33,7 @@ static void git_hash(char *out, size_t cap) {
     pclose(p);
 }
 
-static int is_subtask(const CkptResults *c, int i) {
-    // results after a task whose name prefixes theirs ("blimp" -> "blimp_adjunct_island")
-    for (int j = 0; j < i; j++) {
-        size_t n = strlen(c->res[j].task);
-        if (!strncmp(c->res[i].task, c->res[j].task, n) && c->res[i].task[n] == '_') return 1;
-    }
-    return 0;
-}
+static int is_subtask(const CkptResults *c, int i) { return c->res[i].subtask; }
 
 char *report_results_json(const CkptResults *c, const EvalSettings *s) {
     cJSON *root = cJSON_CreateObject();
@@ -93,12 +86,9 @@ char *report_results_json(const CkptResults *c, const EvalSettings *s) {
         cJSON_AddNumberToObject(ns, "effective", r->n);
         if (!sub) {
             cJSON *arr = NULL;
-            for (int j = i + 1; j < c->n_res; j++) {
-                size_t n = strlen(r->task);
-                if (!strncmp(c->res[j].task, r->task, n) && c->res[j].task[n] == '_') {
-                    if (!arr) arr = cJSON_AddArrayToObject(gsub, r->task);
-                    cJSON_AddItemToArray(arr, cJSON_CreateString(c->res[j].task));
-                }
+            for (int j = i + 1; j < c->n_res && c->res[j].subtask; j++) {
+                if (!arr) arr = cJSON_AddArrayToObject(gsub, r->task);
+                cJSON_AddItemToArray(arr, cJSON_CreateString(c->res[j].task));
             }
         }
     }

@@ -97,7 +97,7 @@ static void set_result(TaskResult *r, const char *name, const Task *t, int n_ori
 static int eval_choice_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, int shots,
                             uint64_t seed, TaskResult *out, int max_out, int S) {
     double t0 = now_sec();
-    long tok0 = scorer_tokens(sc);
+    long tok0 = scorer_tokens(sc), pos0 = scorer_positions(sc);
     int *first = xmalloc(sizeof(int) * (n + 1));
     first[0] = 0;
     for (int i = 0; i < n; i++) first[i + 1] = first[i] + n_requests(t, i);
@@ -171,11 +171,13 @@ static int eval_choice_task(Scorer *sc, const Tokenizer *tk, const Task *t, int 
         else snprintf(name, sizeof name, "%s_%s", strncmp(t->name, "blimp", 5) ? t->name : "blimp", t->groups[g]);
         TaskResult *r = &out[nout++];
         set_result(r, name, t, g < 0 ? t->n : m, t->kind == TK_PAIR ? 0 : shots);
+        r->subtask = g >= 0;
         if (g >= 0) { r->n_original = 0; for (int i = 0; i < t->n; i++) r->n_original += t->items[i].group == g; }
         if (t->kind == TK_CLOZE) metrics_cloze(r, m, ll1, greedy);
         else metrics_mc(r, m, nopt, lls, cl, gold, t->kind == TK_MC);
         r->seconds = now_sec() - t0;
         r->tokens = (double)(scorer_tokens(sc) - tok0);
+        r->positions = (double)(scorer_positions(sc) - pos0);
         free(nopt); free(gold); free(greedy); free(ll1); free(lls); free(cl); free(llv);
     }
     for (int j = 0; j < nr; j++) free((void *)seqs[j].tok);
@@ -214,7 +216,7 @@ static int rolling_windows(const int32_t *full /*[EOT]+tokens*/, int ntok, int S
 
 static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, TaskResult *out, int S) {
     double t0 = now_sec();
-    long tok0 = scorer_tokens(sc);
+    long tok0 = scorer_tokens(sc), pos0 = scorer_positions(sc);
     double nll = 0, words = 0, bytes = 0, ntoks = 0;
     Progress p;
     progress_start(&p, t->name, "docs", n);
@@ -243,12 +245,66 @@ static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, 
     metrics_ppl(out, nll, words, bytes, ntoks);
     out->seconds = now_sec() - t0;
     out->tokens = (double)(scorer_tokens(sc) - tok0);
+    out->positions = (double)(scorer_positions(sc) - pos0);
+    return 1;
+}
+
+// Held-out shards: the loader's windows (seq_len+1 tokens, unshuffled), all S targets scored —
+// the same quantity as the training validation loss, plus per-byte and per-word normalisations
+// (bytes and words of the decoded targets; EOT counts as no byte).
+static int eval_shard_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, TaskResult *out, int S) {
+    double t0 = now_sec();
+    long tok0 = scorer_tokens(sc), pos0 = scorer_positions(sc);
+    Loader *L = loader_open(t->shards, S, 1, 0, 0, 0, 1);
+    loader_require(L, 0, tok_hash(tk));
+    uint64_t total = loader_total_windows(L), nw = total;
+    if (limit > 0 && (uint64_t)limit < nw) nw = (uint64_t)limit;
+    enum { CH = 16 };
+    int32_t *buf = xmalloc(sizeof(int32_t) * CH * (S + 1));
+    Seq seqs[CH];
+    SeqScore r[CH];
+    double nll = 0, bytes = 0, words = 0, ntok = 0;
+    int eot = tok_eot(tk);
+    Progress p;
+    progress_start(&p, t->name, "windows", (double)nw);
+    for (uint64_t g = 0; g < nw;) {
+        int k = 0;
+        for (; k < CH && g < nw; k++, g++) {
+            int32_t *w = buf + (size_t)k * (S + 1);
+            loader_window(L, g, w);
+            seqs[k] = (Seq){w, S + 1, S};
+            for (int i = 1; i <= S; i++) {
+                if (w[i] == eot) { words++; continue; }
+                size_t len;
+                const unsigned char *pc = tok_piece(tk, w[i], &len);
+                bytes += len;
+                for (size_t q = 0; q < len; q++) {
+                    int sp = pc[q] == ' ' || pc[q] == '\n' || pc[q] == '\t' || pc[q] == '\r';
+                    words += sp;
+                }
+            }
+            ntok += S;
+        }
+        scorer_run(sc, seqs, k, r);
+        for (int i = 0; i < k; i++) nll -= r[i].ll;
+        progress_update(&p, (double)g);
+    }
+    progress_end(&p, (double)nw);
+    loader_close(L);
+    free(buf);
+    set_result(out, t->name, t, (int)total, 0);
+    out->n = (int)nw;
+    metrics_ppl(out, nll, words, bytes, ntok);
+    out->seconds = now_sec() - t0;
+    out->tokens = (double)(scorer_tokens(sc) - tok0);
+    out->positions = (double)(scorer_positions(sc) - pos0);
     return 1;
 }
 
 int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int shots, uint64_t seed,
               TaskResult *out, int max_out) {
     int S = scorer_seq_len(sc);
+    if (t->shards) return eval_shard_task(sc, tk, t, limit, out, S);
     if (t->kind == TK_PPL) {
         int n = limit > 0 && limit < t->n_docs ? limit : t->n_docs;
         return eval_ppl_task(sc, tk, t, n, out, S);

@@ -123,6 +123,7 @@ int cmd_sample(int argc, char **argv) {
         free(s);
     }
     printf("\n");
+    fflush(stdout);
     fprintf(stderr, "aoe sample: %d tokens in %.2f s (%.1f tok/s), T=%g top-k=%d seed=%llu\n", gen,
             now_sec() - t0, gen / fmax(now_sec() - t0, 1e-9), temp, top_k, (unsigned long long)seed);
     free(cand); free(ctx); free(p); free(path);

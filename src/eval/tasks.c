@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "data/loader.h"
 #include "eval/eval.h"
 #include "util/common.h"
 
@@ -104,7 +105,8 @@ char **task_expand(const char *list, int *n_out) {
                 grp = 1;
             }
         if (grp) continue;
-        if (find_def(tok) || !strncmp(tok, "blimp_", 6) || strchr(tok, '/') || strchr(tok, '.'))
+        if (find_def(tok) || !strncmp(tok, "blimp_", 6) || !strncmp(tok, "shards:", 7) || strchr(tok, '/') ||
+            strchr(tok, '.'))
             push_spec(&v, &n, tok);
         else {
             char known[1024] = "";
@@ -197,6 +199,7 @@ void task_free(Task *t) {
     free(t->docs);
     for (int i = 0; i < t->n_groups; i++) free(t->groups[i]);
     free(t->groups);
+    free(t->shards);
     free(t);
 }
 
@@ -552,6 +555,9 @@ char *wikitext_detokenize(const char *s) {
 }
 
 static void push_doc(Task *t, char *d) {
+    const char *p = d;
+    while (*p && isspace((unsigned char)*p)) p++;
+    if (!*p) { free(d); return; }  // whitespace only (between articles): nothing to score
     t->docs = xrealloc(t->docs, sizeof(char *) * (t->n_docs + 1));
     t->docs[t->n_docs++] = d;
 }
@@ -605,6 +611,16 @@ static void rewrite(Task *t, const TaskDef *d) {
 }
 
 Task *task_load(const char *spec, const char *data_dir) {
+    if (!strncmp(spec, "shards:", 7)) {
+        if (!spec[7]) die_input("task '%s': expected shards:FILE_OR_GLOB[,...]", spec);
+        Task *t = task_new("shards", TK_PPL, spec + 7);
+        t->shards = xstrdup(spec + 7);
+        t->main_metric = "token_perplexity";  // exp(validation loss); words are approximate here
+        int n;
+        char **paths = data_expand_spec(t->shards, &n);  // dies on a pattern that matches nothing
+        data_free_spec(paths, n);
+        return t;
+    }
     const TaskDef *d = find_def(spec);
     char path[2048];
     if (!d && !strncmp(spec, "blimp_", 6) && !strchr(spec, '/')) {
@@ -652,5 +668,6 @@ Task *task_load(const char *spec, const char *data_dir) {
     char *text = read_file(spec, &len);
     Task *t = task_new(name, TK_PPL, spec);
     push_doc(t, text);  // a raw text file is one document
+    if (!t->n_docs) die_input("%s: no text to score (empty or whitespace only)", spec);
     return t;
 }

@@ -236,11 +236,11 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
     fprintf(f, "# written by `aoe stats`; rerun with: cd %s && gnuplot stats.gp\n", dir);
     fprintf(f, "set datafile missing 'nan'\n"
                "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\n");
-    fprintf(f, "eval sprintf('set terminal %%s size %d,%d', T)\n", 160 + 60 * nmax, 140 + 40 * nl);
+    fprintf(f, "eval sprintf('set terminal %%s noenhanced size %d,%d', T)\n", 160 + 60 * nmax, 140 + 40 * nl);
     fprintf(f, "set output 'load_heatmap.png'\n"
                "set title 'load fraction per expert (last logged interval)'\n"
                "set xlabel 'expert'; set ylabel 'layer'\n"
-               "set cblabel 'fraction of assignments'\n"
+               "set cblabel 'fraction of assignments'; set cbrange [0:*]\n"
                "set palette defined (0 'white', 1 '#fdae61', 2 '#d7191c')\n"
                "set xrange [-0.5:%d.5]; set yrange [%d.5:-0.5]\n"
                "set xtics 1; set ytics (", nmax - 1, nl - 1);
@@ -253,7 +253,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
         int np = 0;
         for (int i = 0; i < nl; i++) np += !pass || ls[i].r[ls[i].nr - 1].norm;
         int cols = np == 1 ? 1 : np <= 4 ? 2 : 4, rows = (np + cols - 1) / cols;
-        fprintf(f, "eval sprintf('set terminal %%s size %d,%d', T)\n", 520 * cols, 320 * rows + 40);
+        fprintf(f, "eval sprintf('set terminal %%s noenhanced size %d,%d', T)\n", 520 * cols, 320 * rows + 40);
         fprintf(f, "set output '%s'\n", pass ? "norm_over_time.png" : "load_over_time.png");
         fprintf(f, "set multiplot layout %d,%d title '%s'\n", rows, cols,
                 pass ? "mean key norm ||x W_down^e|| per expert over training"
