@@ -74,7 +74,7 @@ typedef struct { const int32_t *tok; int n, ncont; } Seq;
 typedef struct { double ll; int greedy; } SeqScore;
 
 typedef struct Scorer Scorer;
-// Wraps m (not owned) with length buckets (32, 64, ... up to m->S) that share m's weights, so
+// Wraps m (not owned) with length buckets (32, 48, 80, ... up to m->S) that share m's weights, so
 // short sequences run at short S. tok_budget bounds B*S per forward (memory ~ L*H*budget*S).
 Scorer *scorer_new(Model *m, int tok_budget);
 void scorer_free(Scorer *s);

@@ -42,7 +42,9 @@ Scorer *scorer_new(Model *m, int tok_budget) {
     s->m = m;
     if (tok_budget < 1) tok_budget = 2048;
     size_t stage = 0;
-    for (int S = MIN_BUCKET; s->nb < MAX_BUCKETS; S *= 2) {
+    // lengths grow by 1.5x (multiples of 16): 32, 48, 80, 128, 192, 288, ... — less padding than
+    // powers of two for a few more activation buffers
+    for (int S = MIN_BUCKET; s->nb < MAX_BUCKETS; S = (S * 3 / 2 + 15) / 16 * 16) {
         if (S >= m->S) S = m->S;
         int B = clampi(tok_budget / S, 1, MAX_BATCH);
         if (S == m->S && B <= m->max_B) {
