@@ -14,7 +14,7 @@ TEST_SRC := $(shell find tests -name '*.c' | sort)
 OBJDIR  ?= build
 OBJ      := $(SRC:%.c=$(OBJDIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
-DEPS_PKGS = build-essential libblis-dev libcjson-dev zlib1g-dev gnuplot-nox
+DEPS_PKGS = build-essential libblis-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2
 
 .PHONY: all deps test asan ubsan bench clean data
 all: aoe

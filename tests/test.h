@@ -38,6 +38,8 @@ double max_rel_err(const float *a, const float *b, long n, double floor);
 int run_capture(const char *cmd, char **out, char **err);
 // The aoe binary under test (env AOE_BIN, default ./aoe) and a fresh scratch directory.
 const char *aoe_bin(void);
+// Runs `$AOE_BIN <args>` (printf-style); stdout/stderr into *out/*err (caller frees; NULL = drop).
+int aoe_run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *test_tmpdir(void);
 
 #endif

@@ -17,17 +17,7 @@ static void put_file(const char *path, const void *buf, size_t n) {
 }
 static void put_text(const char *path, const char *s) { put_file(path, s, strlen(s)); }
 
-// Runs `aoe <args>`; returns the exit code, stdout/stderr in *out/*err (caller frees).
-static int aoe(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int aoe(char **out, char **err, const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", aoe_bin(), args);
-    return run_capture(cmd, out, err);
-}
+#define aoe aoe_run
 
 static int count_lines(const char *s) {
     int n = 0;

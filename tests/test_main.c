@@ -2,6 +2,7 @@
 // ends with the line "N passed, N failed"; exits non-zero on any failure.
 #include "test.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -56,6 +57,16 @@ int run_capture(const char *cmd, char **out, char **err) {
 const char *aoe_bin(void) {
     const char *b = getenv("AOE_BIN");
     return b ? b : "./aoe";
+}
+
+int aoe_run(char **out, char **err, const char *fmt, ...) {
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", aoe_bin(), args);
+    return run_capture(cmd, out, err);
 }
 
 static char tmpdir[256];
