@@ -323,6 +323,30 @@ TEST(ckpt_kill_resume_identical) {
     free(out);
 }
 
+// The same for sparse layers (router MoE with balancing + z-loss, AoE): selection, gates and
+// auxiliary losses must resume exactly too. Killed mid-interval, resumed once.
+static void sparse_resume(const char *type, const char *ffn) {
+    char ref[64], kill[64], args[1400];
+    snprintf(ref, sizeof ref, "ref-%s", type);
+    snprintf(kill, sizeof kill, "kill-%s", type);
+    REQUIRE(fresh_run(ref, ffn) == 0);
+    snprintf(args, sizeof args, "%s run.out=%s %s", config_file(), kill, ffn);
+    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=13", args, NULL, NULL), 128 + SIGKILL);
+    snprintf(args, sizeof args, "--resume %s", kill);
+    CHECK_EQ_INT(train(NULL, args, NULL, NULL), 0);
+    CHECK(same_payload(rel(ref, "ckpt-30.aoec"), rel(kill, "ckpt-30.aoec")));
+    char pa[128], pb[128];
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", ref);
+    snprintf(pb, sizeof pb, "%s/metrics.jsonl", kill);
+    char *a = losses(pa), *b = losses(pb);
+    CHECK(strlen(a) > 100 && !strcmp(a, b));
+    free(a); free(b);
+}
+TEST(ckpt_kill_resume_identical_sparse) {
+    sparse_resume("moe", "model.ffn.type=moe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32 model.ffn.z_loss=0.001");
+    sparse_resume("aoe", "model.ffn.type=aoe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32 model.ffn.d_low=8");
+}
+
 TEST(ckpt_resume_refusals) {
     REQUIRE(fresh_run("refuse", "train.steps=10") == 0);
     char *err, args[1200];
