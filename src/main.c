@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"tokenize", "encode or decode a string with a tokenizer", cmd_tokenize},
     {"train", "train a dense / MoE / AoE decoder from a JSON config", cmd_train},
     {"stats", "summarise load-distribution statistics of a run, with plots", cmd_stats},
+    {"report", "compare runs: table (seeds grouped), CSV and plots of loss, scores, load entropy", cmd_report},
     {"eval", "score checkpoints on perplexity and lm-eval-style benchmarks; comparison report", cmd_eval},
     {"sample", "generate text from a checkpoint (temperature, top-k, seed)", cmd_sample},
     {"inspect", "verify a checkpoint or shard and show its header, tables and statistics", cmd_inspect},

@@ -12,6 +12,7 @@
 
 #include "select/select.h"
 #include "util/common.h"
+#include "util/json.h"
 
 typedef enum { T_INT, T_FLOAT, T_BOOL, T_STR, T_ENUM, T_U64 } KeyType;
 
@@ -49,19 +50,19 @@ static const Key keys[] = {
     {"model.ffn.lb_coef", T_FLOAT, O(ffn.lb_coef), "0.01", 0, 100, 0, "Switch load-balancing loss weight alpha (0 = off)"},
     {"model.ffn.lb_div_k", T_BOOL, O(ffn.lb_div_k), "false", 0, 1, 0, "divide the balancing loss by K (balanced value 1 instead of K)"},
     {"model.ffn.z_loss", T_FLOAT, O(ffn.z_loss), "0", 0, 100, 0, "router z-loss weight (router MoE)"},
-    {"model.ffn.select", T_STR, O(ffn.select), "topk", 0, 0, 0, "expert-selection method (see docs/config.md, src/select)"},
-    {"model.ffn.top_p", T_FLOAT, O(ffn.top_p), "0.6", 0, 1, 0, "Top-P threshold P in (0, 1]"},
-    {"model.ffn.topp_ent_coef", T_FLOAT, O(ffn.topp_ent_coef), "1e-4", 0, 100, 0, "Top-P selection-entropy loss weight"},
-    {"model.ffn.capacity", T_FLOAT, O(ffn.capacity), "0", 0, 1e6, 0, "capacity factor; 0 = dropless token choice (expert choice: factor, default 2 if 0)"},
-    {"model.ffn.erc_coef", T_FLOAT, O(ffn.erc_coef), "0", 0, 100, 0, "ERC loss weight (0 = off; paper: 1)"},
-    {"model.ffn.erc_alpha", T_FLOAT, O(ffn.erc_alpha), "1", 0, 100, 0, "ERC alpha in [0, 1] (above 1 only with erc_allow_alpha_gt1)"},
+    {"model.ffn.select", T_STR, O(ffn.select), "topk", 0, 0, 0, "expert-selection method (docs/select.md; one file per method in src/select)"},
+    {"model.ffn.top_p", T_FLOAT, O(ffn.top_p), "0.6", 0, 1, 0, "Top-P (select topp): each token takes its most probable experts until their softmax probability reaches P; P in (0, 1], 1 = all experts"},
+    {"model.ffn.topp_ent_coef", T_FLOAT, O(ffn.topp_ent_coef), "1e-4", 0, 100, 0, "Top-P: weight of the selection-entropy loss mean_t H(softmax(scores_t)) (paper: 1e-4)"},
+    {"model.ffn.capacity", T_FLOAT, O(ffn.capacity), "0", 0, 1e6, 0, "token choice (topk, topp): each expert keeps at most ceil(capacity*T*top_k/n) assignments of a micro-batch of T tokens, later ones are dropped (residual only), 0 = dropless; expert choice: mean experts per token c, each expert takes ceil(c*T/n) tokens of the micro-batch, 0 = 2 (batch-level: sees future tokens of a causal LM)"},
+    {"model.ffn.erc_coef", T_FLOAT, O(ffn.erc_coef), "0", 0, 100, 0, "ERC loss weight, router MoE only, the loss averaged over the sparse layers (0 = off; paper: 1)"},
+    {"model.ffn.erc_alpha", T_FLOAT, O(ffn.erc_alpha), "1", 0, 100, 0, "ERC alpha in [0, 1] (above 1 only with erc_allow_alpha_gt1); smaller demands more specialised experts"},
     {"model.ffn.erc_detach_router", T_BOOL, O(ffn.erc_detach_router), "false", 0, 1, 0, "ERC loss trains W_g only, not the router"},
     {"model.ffn.erc_allow_alpha_gt1", T_BOOL, O(ffn.erc_allow_alpha_gt1), "false", 0, 1, 0, "allow erc_alpha > 1"},
-    {"model.ffn.etr_cap_start", T_FLOAT, O(ffn.etr_cap_start), "1.1", 1e-3, 1e6, 0, "ETR capacity factor at step 0"},
-    {"model.ffn.etr_cap_end", T_FLOAT, O(ffn.etr_cap_end), "0.66", 1e-3, 1e6, 0, "ETR capacity factor at the last step (linear schedule)"},
-    {"model.ffn.etr_loc_coef", T_FLOAT, O(ffn.etr_loc_coef), "0.01", 0, 100, 0, "ETR locality loss weight mu"},
-    {"model.ffn.etr_groups", T_INT, O(ffn.etr_groups), "2", 1, 1024, 0, "ETR expert/token groups emulating nodes"},
-    {"model.ffn.etr_gate", T_ENUM, O(ffn.etr_gate), "grap", 0, 0, "grap|cosine", "ETR gate: softmax of GrAP logits or of cosine affinities"},
+    {"model.ffn.etr_cap_start", T_FLOAT, O(ffn.etr_cap_start), "1.1", 1e-3, 1e6, 0, "ETR capacity factor c_f at the first step: in training forwards each expert keeps at most ceil(c_f*top_k*T/n) of the tokens that chose it (highest cosine affinity first), the rest pass through the residual"},
+    {"model.ffn.etr_cap_end", T_FLOAT, O(ffn.etr_cap_end), "0.66", 1e-3, 1e6, 0, "ETR capacity factor at the last step; linear in the step in between (evaluation forwards never drop)"},
+    {"model.ffn.etr_loc_coef", T_FLOAT, O(ffn.etr_loc_coef), "0.01", 0, 100, 0, "ETR locality loss weight mu: KL divergence of a token group's mean gate distribution from its group-local target, mean over groups"},
+    {"model.ffn.etr_groups", T_INT, O(ffn.etr_groups), "2", 1, 1024, 0, "ETR groups emulating nodes: experts and the micro-batch's tokens split into this many contiguous groups; must divide n_experts"},
+    {"model.ffn.etr_gate", T_ENUM, O(ffn.etr_gate), "grap", 0, 0, "grap|cosine", "ETR gate logits: grap = mean of the expert's d_model/n_experts feature group, cosine = cosine affinity; gate = softmax over all n (model.ffn.gate is ignored)"},
     {"train.steps", T_INT, O(steps), "200", 1, 1e9, 0, "optimizer steps"},
     {"train.batch_size", T_INT, O(batch_size), "8", 1, 1 << 20, 0, "sequences per micro-batch"},
     {"train.grad_accum", T_INT, O(grad_accum), "1", 1, 1 << 16, 0, "micro-batches per optimizer step"},
@@ -207,16 +208,8 @@ static void load_object(Config *c, const cJSON *obj, const char *prefix, const c
 }
 
 static int parse_json(const char *text, cJSON **out, char *err, int errlen) {
-    *out = cJSON_Parse(text);
-    if (*out && cJSON_IsObject(*out)) return 0;
-    if (*out) { cJSON_Delete(*out); *out = NULL; snprintf(err, errlen, "line 1: expected a JSON object at the top level"); return -1; }
-    const char *at = cJSON_GetErrorPtr();
-    int line = 1, col = 1;
-    for (const char *p = text; at && p < at && *p; p++) {
-        if (*p == '\n') { line++; col = 1; } else col++;
-    }
-    snprintf(err, errlen, "line %d, column %d: malformed JSON", line, col);
-    return -1;
+    *out = json_parse_object(text, err, errlen);
+    return *out ? 0 : -1;
 }
 
 void config_load_file(Config *c, const char *path) {
@@ -269,8 +262,11 @@ void config_validate(const Config *c, const char *src) {
         die_input("%s: model.ffn.erc_alpha (%g) must be in [0, 1] unless model.ffn.erc_allow_alpha_gt1 is true", src, f->erc_alpha);
     if (f->top_p <= 0) die_input("%s: model.ffn.top_p must be in (0, 1]", src);
     char buf[256];
-    const char *why = select_check(f, !strcmp(f->type, "aoe") ? SCORE_AOE_NORM : SCORE_ROUTER, buf, sizeof buf);
+    const char *why = select_check(f, select_source(f), buf, sizeof buf);
     if (why) die_input("%s: %s", src, why);
+    if (select_source(f) == SCORE_AFFINITY && c->d_model % f->n_experts)  // ETR: one GrAP feature group per expert
+        die_input("%s: model.d_model (%d) must be divisible by model.ffn.n_experts (%d) for model.ffn.select %s",
+                  src, c->d_model, f->n_experts, f->select);
 }
 
 char *config_to_json(const Config *c) {

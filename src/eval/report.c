@@ -3,7 +3,6 @@
 // config, git_hash, date) plus an aoe "checkpoint" block, and report.md: one comparison table
 // (rows = checkpoints, columns = each task's main metric and the average of the accuracy tasks,
 // like the AoE paper's Table 2) followed by every metric with its standard error.
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -140,23 +139,6 @@ char *report_results_json(const CkptResults *c, const EvalSettings *s) {
     char *out = cJSON_Print(root);
     cJSON_Delete(root);
     return out;
-}
-
-// Growable string.
-typedef struct { char *s; size_t n, cap; } Buf;
-static void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(Buf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        size_t room = b->cap - b->n;
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if (b->s && (size_t)k < room) { b->n += k; return; }
-        b->cap = (b->cap + k + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
 }
 
 static int is_acc(const char *m) { return !strcmp(m, "acc") || !strcmp(m, "acc_norm"); }

@@ -27,6 +27,9 @@ typedef struct {
     // Parameter counts (total and active per token) and forward FLOPs per token.
     void (*count)(const Config *c, double *total, double *active, double *flops);
     void (*destroy)(void *self);
+    // Optional: training progress in [0,1] (step / (train.steps - 1)) before each optimizer step,
+    // for schedules inside the layer (ETR capacity). NULL = the layer has none.
+    void (*set_progress)(void *self, float progress);
 } FfnOps;
 
 const FfnOps *ffn_ops_for(const char *type);  // NULL if unknown

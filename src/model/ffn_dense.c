@@ -91,5 +91,7 @@ static void dense_destroy(void *self) {
     free(L->u); free(L->v); free(L->a); free(L->du); free(L->dv); free(L);
 }
 
-const FfnOps ffn_dense_ops = {"dense", dense_create, dense_forward, dense_backward, dense_aux,
-                              dense_stats, dense_count, dense_destroy};
+const FfnOps ffn_dense_ops = {
+    .name = "dense", .create = dense_create, .forward = dense_forward, .backward = dense_backward,
+    .aux_loss = dense_aux, .write_stats = dense_stats, .count = dense_count, .destroy = dense_destroy,
+};

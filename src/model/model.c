@@ -194,6 +194,11 @@ void model_count(const Config *cfg, int V, double *total, double *active, double
     *flops_fwd = fl + 2 * d * V;
 }
 
+void model_set_progress(Model *m, float progress) {
+    for (int l = 0; l < m->L; l++)
+        if (m->blocks[l].ffn->set_progress) m->blocks[l].ffn->set_progress(m->blocks[l].ffn_state, progress);
+}
+
 void model_write_stats(Model *m, FILE *f, long step) {
     for (int l = 0; l < m->L; l++) m->blocks[l].ffn->write_stats(m->blocks[l].ffn_state, f, step, l);
 }

@@ -50,6 +50,9 @@ void model_backward(Model *m, const int32_t *targets, float loss_scale);
 // Counts: total and active (per-token) parameters, forward FLOPs per token (matrix products,
 // attention over the full context).
 void model_count(const Config *cfg, int V, double *total, double *active, double *flops_fwd);
+// Training progress in [0,1] (step / (train.steps - 1)) for layers with schedules (ETR capacity);
+// the training loop sets it before each step. Default 0.
+void model_set_progress(Model *m, float progress);
 // Writes one load-statistics line per sparse layer and resets the accumulators.
 void model_write_stats(Model *m, FILE *f, long step);
 

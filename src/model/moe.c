@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/grap.h"
 #include "model/kernels.h"
 #include "util/prof.h"
 
@@ -20,6 +21,12 @@ void moe_set_expert_parallel(int mode) { expert_parallel_mode = mode; }
 
 typedef void (*MatmulFn)(float *, int, const float *, int, const float *, int, int, int, int, int, int,
                          float, float);
+
+// Score source of a router-type layer: the selection method's own (ETR: GrAP affinities) or the router.
+static ScoreSource moe_source(const FfnConfig *f) {
+    const SelectMethod *m = select_find(f->select);
+    return m ? m->source : SCORE_ROUTER;
+}
 
 // ---- create / destroy ----
 static void *create_common(Params *P, const Config *c, int layer, int max_T, int aoe) {
@@ -36,7 +43,16 @@ static void *create_common(Params *P, const Config *c, int layer, int max_T, int
     if (L->d <= 0 || L->n <= 0 || L->D <= 0 || (aoe && (L->r <= 0 || L->r >= L->d)))
         die_input("layer %d: bad sparse FFN sizes (model.d_model %d, model.ffn.n_experts %d, width %d, "
                   "model.ffn.d_low %d)", layer, L->d, L->n, L->D, L->r);
-    L->sel = select_create(f, aoe ? SCORE_AOE_NORM : SCORE_ROUTER, max_T);
+    // ETR: fixed GrAP affinities replace the router (one feature group of d/n per expert)
+    ScoreSource src = aoe ? SCORE_AOE_NORM : moe_source(f);
+    if (src == SCORE_AFFINITY && L->d % L->n)
+        die_input("model.d_model (%d) must be divisible by model.ffn.n_experts (%d) for model.ffn.select %s "
+                  "(GrAP affinity groups of d_model/n_experts features)", L->d, L->n, f->select);
+    L->sel = select_create(f, src, max_T);
+    // parameter aux losses (ERC) are averaged over the sparse layers: each carries 1/#sparse
+    int n_sparse = 0;
+    for (int l = 0; l < c->n_layer; l++) n_sparse += ffn_is_sparse_layer(c, l);
+    L->sel->layer_share = n_sparse > 0 ? 1.0f / n_sparse : 1.0f;
     L->kmax = L->sel->kmax;
     int d = L->d, n = L->n, D = L->D, r = L->r;
     float sd = c->init_std;
@@ -46,7 +62,7 @@ static void *create_common(Params *P, const Config *c, int layer, int max_T, int
         L->o_score = params_add(P, NAME("w_down"), 1, INIT_NORMAL, sd, 2, d, n * r);
         L->o_gate = params_add(P, NAME("w_up"), 1, INIT_NORMAL, sd, 3, n, r, D);
     } else {
-        L->o_score = params_add(P, NAME("router"), 1, INIT_NORMAL, sd, 2, d, n);
+        if (src == SCORE_ROUTER) L->o_score = params_add(P, NAME("router"), 1, INIT_NORMAL, sd, 2, d, n);
         L->o_gate = params_add(P, NAME("w_gate"), 1, INIT_NORMAL, sd, 3, n, d, D);
     }
     L->o_proj = params_add(P, NAME("w_proj"), 1, INIT_NORMAL, sd, 3, n, d, D);
@@ -76,6 +92,12 @@ static void *create_common(Params *P, const Config *c, int layer, int max_T, int
         L->dCe = falloc(R * r);
         L->dC = falloc(T * n * r);
     }
+    if (src == SCORE_AFFINITY) {  // ETR
+        L->Aff = falloc(T * n);
+        L->xnorm = falloc(T);
+        L->sel->aff = L->Aff;
+        L->cosine = !strcmp(f->etr_gate, "cosine");
+    }
     L->norm_sum = xcalloc(n, sizeof(double));
     return L;
 }
@@ -92,7 +114,7 @@ static void moe_destroy(void *self) {
     if (!L) return;
     select_destroy(L->sel);
     float *fb[] = {L->S, L->C, L->Xe, L->Ce, L->U, L->V, L->A, L->Y, L->dY, L->dU, L->dV, L->dXe,
-                   L->dCe, L->dgate, L->dS, L->dC};
+                   L->dCe, L->dgate, L->dS, L->dC, L->Aff, L->xnorm};
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(fb[i]);
     free(L->cnt); free(L->start); free(L->row_slot); free(L->slot_row); free(L->norm_sum);
     free(L);
@@ -103,6 +125,10 @@ static void moe_destroy(void *self) {
 static void scores_forward(MoeLayer *L, const Params *P, const float *x, int T) {
     int d = L->d, n = L->n, r = L->r;
     const float *W = P->w + L->o_score;
+    if (L->sel->src == SCORE_AFFINITY) {  // ETR: no parameters
+        grap_forward(L->S, L->Aff, L->xnorm, x, T, d, n, L->cosine);
+        return;
+    }
     if (!L->aoe) { matmul(L->S, n, x, d, W, n, T, n, d, 0, 0, 1, 0); return; }
     matmul(L->C, n * r, x, d, W, n * r, T, n * r, d, 0, 0, 1, 0);
 #pragma omp parallel for schedule(static)
@@ -122,6 +148,10 @@ static void scores_backward(MoeLayer *L, Params *P, float *dx, const float *x, i
     int d = L->d, n = L->n, r = L->r, km = L->kmax;
     const float *W = P->w + L->o_score;
     float *gW = P->g + L->o_score;
+    if (L->sel->src == SCORE_AFFINITY) {  // ETR: into the input only
+        grap_backward(dx, L->dS, L->Aff, L->xnorm, x, T, d, n, L->cosine);
+        return;
+    }
     if (!L->aoe) {
         matmul(gW, n, x, d, L->dS, n, d, n, T, 1, 0, 1, 1);
         matmul(dx, d, L->dS, n, W, n, T, d, n, 0, 1, 1, 1);
@@ -249,7 +279,7 @@ static void experts_run(MoeLayer *L, Params *P, int backward) {
 
 static SelectParams param_view(const MoeLayer *L, Params *P) {
     SelectParams v = {.d = L->d, .n = L->n, .D = L->D};
-    if (!L->aoe) {
+    if (L->sel->src == SCORE_ROUTER) {
         v.R = P->w + L->o_score; v.dR = P->g + L->o_score;
         v.Wg = P->w + L->o_gate; v.dWg = P->g + L->o_gate;
     }
@@ -274,9 +304,9 @@ static void moe_forward(void *self, const Params *P, float *out, const float *x,
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
     experts_run(L, (Params *)P, 0);
-    if (train && L->sel->m->param_aux_forward) {
+    if (train) {  // method's parameter losses and ERC (select.c decides which apply)
         SelectParams v = param_view(L, (Params *)P);
-        L->sel->aux += L->sel->m->param_aux_forward(L->sel, &v, rng);
+        select_param_aux_forward(L->sel, &v, rng);
     }
     prof_end(PROF_EXPERT, t0);
     t0 = prof_begin();
@@ -337,10 +367,8 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
         }
     }
     select_backward(L->sel, L->dgate, L->dS, aux_scale);
-    if (L->sel->train && aux_scale != 0 && L->sel->m->param_aux_backward) {
-        SelectParams v = param_view(L, P);
-        L->sel->m->param_aux_backward(L->sel, &v, aux_scale);
-    }
+    SelectParams v = param_view(L, P);
+    select_param_aux_backward(L->sel, &v, aux_scale);
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
     scores_backward(L, P, dx, x, T);
@@ -371,13 +399,16 @@ static void moe_write_stats(void *self, FILE *f, long step, int layer) {
     L->norm_tokens = 0;
 }
 
+static void moe_set_progress(void *self, float progress) { ((MoeLayer *)self)->sel->progress = progress; }
+
 // Per layer: parameters, parameters a token touches (all scores + K experts), and forward FLOPs
 // per token (2 per multiply-add; scores, K experts, gates/norms ignored).
 static void moe_count(const Config *c, double *total, double *active, double *flops) {
     double d = c->d_model, n = c->ffn.n_experts, K = c->ffn.top_k, D = c->ffn.d_ff;
-    *total = d * n + 3 * n * d * D;
-    *active = d * n + 3 * K * d * D;
-    *flops = 2 * (d * n + 3 * K * d * D);
+    double router = moe_source(&c->ffn) == SCORE_ROUTER ? d * n : 0;  // ETR: fixed affinities
+    *total = router + 3 * n * d * D;
+    *active = router + 3 * K * d * D;
+    *flops = 2 * (router + 3 * K * d * D);
 }
 
 static void aoe_count(const Config *c, double *total, double *active, double *flops) {
@@ -391,9 +422,11 @@ static void aoe_count(const Config *c, double *total, double *active, double *fl
 const FfnOps ffn_moe_ops = {
     .name = "moe", .create = moe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = moe_count, .destroy = moe_destroy,
+    .set_progress = moe_set_progress,
 };
 
 const FfnOps ffn_aoe_ops = {
     .name = "aoe", .create = aoe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = aoe_count, .destroy = moe_destroy,
+    .set_progress = moe_set_progress,
 };

@@ -11,6 +11,8 @@
 //               w_proj [n,d,Dw], w_out [n,Dw,d]; Dw = ffn_d_wide(c), r = model.ffn.d_low.
 //               scores S[t,e] = ||x_t·W_down_e||; expert e: (SiLU(c_te·Wup_e) ⊙ (x·Wp_e))·Wo_e
 //               with the cached key c_te = x_t·W_down_e.
+//   ETR (model.ffn.type moe, select etr): as router MoE without the router; scores are the fixed
+//               GrAP affinities of src/model/grap.h (d_model divisible by n_experts).
 // All tensors (router included) are initialised N(0, model.init_std²) and weight-decayed, except
 // w_out: N(0, (init_std/sqrt(2·n_layer))²), like the dense FFN's output projection.
 #ifndef AOE_MOE_H
@@ -33,6 +35,8 @@ typedef struct {
     int T, rows;
     float *S;                 // [T,n] scores
     float *C;                 // [T,n*r] AoE keys X·W_down
+    float *Aff, *xnorm;       // SCORE_AFFINITY (ETR): [T,n] cosines δ, [T] ||x_t|| (grap.h)
+    int cosine;               // SCORE_AFFINITY: S = δ (model.ffn.etr_gate cosine), else S = z
     int *cnt, *start;         // [n], [n+1]: rows of expert e are start[e] .. start[e+1]-1
     int *row_slot;            // [R] flat slot index t*kmax+j of each row (tokens ascending per expert)
     int *slot_row;            // [T,kmax] row of each slot, -1 if the slot is empty or dropped

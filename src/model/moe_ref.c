@@ -2,11 +2,14 @@
 // accumulation, top-K token choice with the same tie, gate, capacity and auxiliary-loss rules as
 // src/select (methods.md §0, §1). Slow; used as the test oracle for moe.c. It does not use the
 // fast path's caches, only its sizes, offsets and selection settings.
+// ETR (methods.md §3): GrAP affinity scores, top-K by cosine, expert-side capacity by rank,
+// locality loss — written out here independently of grap.c and etr.c.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/moe.h"
+#include "select/etr.h"
 
 typedef struct {
     int T, n, K, d, D, r;
@@ -17,6 +20,9 @@ typedef struct {
     double *u, *v, *a, *y;    // [T,K,D] x3, [T,K,d]
     double *load;             // [n] chosen (pre-capacity) count
     double lb, zl, aux;
+    // ETR: cosines δ [T,n], ||x_t|| [T]; locality loss, per token group D_c and ln(D_c/D_l) [G,n]
+    double *aff, *xn, loc, *lda;
+    int G, *tg, ne;
 } Ref;
 
 static double dsilu(double u) { return u / (1 + exp(-u)); }
@@ -24,9 +30,12 @@ static double dsilu_grad(double u) { double s = 1 / (1 + exp(-u)); return s * (1
 
 static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float *x, int T) {
     const Selection *s = L->sel;
-    if (s->m != &select_topk) die("moe reference: only model.ffn.select=topk is specified here");
+    const Etr *etr = etr_state(s);
+    if (s->m != &select_topk && !etr) die("moe reference: only model.ffn.select=topk|etr is specified here");
     int n = L->n, K = L->K, d = L->d, D = L->D, r = L->r;
     *R = (Ref){.T = T, .n = n, .K = K, .d = d, .D = D, .r = r};
+    R->aff = calloc((size_t)T * n, sizeof(double));
+    R->xn = calloc(T, sizeof(double));
     R->z = calloc((size_t)T * n, sizeof(double));
     R->prob = calloc((size_t)T * n, sizeof(double));
     R->lse = calloc(T, sizeof(double));
@@ -42,8 +51,20 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
     const float *W = P->w + L->o_score;
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * d;
-        double *z = R->z + (size_t)t * n;
-        for (int e = 0; e < n; e++) {
+        double *z = R->z + (size_t)t * n, *af = R->aff + (size_t)t * n;
+        if (etr) {  // GrAP: z = group mean, δ = cos(x, w_e) with w_e = n/d on group e
+            int m = d / n;
+            double ss = 0;
+            for (int k = 0; k < d; k++) ss += (double)xt[k] * xt[k];
+            R->xn[t] = sqrt(ss);
+            for (int e = 0; e < n; e++) {
+                double g = 0;
+                for (int k = e * m; k < (e + 1) * m; k++) g += xt[k];
+                af[e] = g / (sqrt((double)m) * R->xn[t]);
+                z[e] = L->cosine ? af[e] : g / m;
+            }
+        }
+        for (int e = 0; e < n && !etr; e++) {
             if (!L->aoe) {
                 for (int k = 0; k < d; k++) z[e] += (double)xt[k] * W[(size_t)k * n + e];
                 continue;
@@ -60,14 +81,15 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
         for (int e = 0; e < n; e++) sum += exp(z[e] - mx);
         for (int e = 0; e < n; e++) R->prob[(size_t)t * n + e] = exp(z[e] - mx) / sum;
         R->lse[t] = mx + log(sum);
-        // top-K by repeated argmax; '>' keeps the lower index on ties
+        // top-K by repeated argmax (ETR: of δ); '>' keeps the lower index on ties
         int *idx = R->idx + (size_t)t * K;
+        const double *rank = etr ? af : z;
         for (int j = 0; j < K; j++) {
             int best = -1;
             for (int e = 0; e < n; e++) {
                 int used = 0;
                 for (int i = 0; i < j; i++) used |= idx[i] == e;
-                if (!used && (best < 0 || z[e] > z[best])) best = e;
+                if (!used && (best < 0 || rank[e] > rank[best])) best = e;
             }
             idx[j] = best;
             R->load[best]++;
@@ -90,6 +112,19 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
             if (used[e] < cap) used[e]++;
         }
     free(used);
+    if (etr) {  // expert side: a slot is kept iff fewer than cap slots of its expert rank above it
+        long ecap = etr_capacity(etr_cap_factor(etr, s->progress), K, T, n);
+        for (int q = 0; q < T * K; q++) {
+            int e = R->idx[q], above = 0;
+            double dq = R->aff[(size_t)(q / K) * n + e];
+            for (int o = 0; o < T * K; o++) {
+                if (R->idx[o] != e || o == q) continue;
+                double dv = R->aff[(size_t)(o / K) * n + e];
+                above += dv > dq || (dv == dq && o < q);
+            }
+            R->keep[q] = above < ecap;
+        }
+    }
     // experts
     for (int t = 0; t < T; t++)
         for (int j = 0; j < K; j++) {
@@ -126,11 +161,36 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
     R->lb = lb;
     R->zl = zl;
     R->aux = s->lb_coef * lb + s->z_coef * zl;
+    if (!etr) return;
+    // locality: token t in group ⌊tG/T⌋, expert e in group e/(n/G); mean over groups of KL(D_c‖D_l)
+    int G = etr->groups, per = n / G;
+    R->G = G;
+    R->tg = calloc(G, sizeof(int));
+    R->lda = calloc((size_t)G * n, sizeof(double));
+    double *Dc = calloc((size_t)G * n, sizeof(double));
+    for (int t = 0; t < T; t++) {
+        int g = (int)((long)t * G / T);
+        R->tg[g]++;
+        for (int e = 0; e < n; e++) Dc[g * n + e] += R->prob[(size_t)t * n + e];
+    }
+    for (int g = 0; g < G; g++) {
+        if (!R->tg[g]) continue;
+        R->ne++;
+        for (int e = 0; e < n; e++) {
+            double Dce = Dc[g * n + e] / R->tg[g], Dl = ETR_LOC_ETA / n + (e / per == g ? (1 - ETR_LOC_ETA) / per : 0);
+            R->lda[g * n + e] = log(Dce / Dl);
+            R->loc += Dce * R->lda[g * n + e];
+        }
+    }
+    R->loc /= R->ne;
+    R->aux += etr->loc_coef * R->loc;
+    free(Dc);
 }
 
 static void ref_free(Ref *R) {
     free(R->z); free(R->prob); free(R->lse); free(R->c); free(R->idx); free(R->keep); free(R->g);
     free(R->u); free(R->v); free(R->a); free(R->y); free(R->load);
+    free(R->aff); free(R->xn); free(R->lda); free(R->tg);
 }
 
 // h[t] = Σ_j keep·g·y in double, into out (float, may be NULL) and/or the objective Σ G·h.
@@ -180,6 +240,7 @@ void moe_backward_naive(const MoeLayer *L, const Params *P, float *dx, float *dW
     Ref R;
     ref_forward(&R, L, P, x, T);
     const Selection *s = L->sel;
+    const Etr *etr = etr_state(s);
     int n = L->n, K = L->K, d = L->d, D = L->D, r = L->r;
     double *G = calloc(P->total, sizeof(double));
     double *dz = calloc(n, sizeof(double)), *dc = calloc((size_t)n * (r ? r : 1), sizeof(double));
@@ -243,8 +304,21 @@ void moe_backward_naive(const MoeLayer *L, const Params *P, float *dx, float *dW
         for (int e = 0; e < n; e++) pf += p[e] * f[e];
         for (int e = 0; e < n; e++)
             dz[e] += cl * p[e] * (f[e] - pf) + aux_scale * s->z_coef * 2.0 / T * R.lse[t] * p[e];
+        if (etr) {  // locality: d/dz of KL(D_c‖D_l) of this token's group, through softmax
+            int g = (int)((long)t * R.G / T);
+            const double *la = R.lda + g * n;
+            double pa = 0, cloc = aux_scale * etr->loc_coef / ((double)R.ne * R.tg[g]);
+            for (int e = 0; e < n; e++) pa += p[e] * la[e];
+            for (int e = 0; e < n; e++) dz[e] += cloc * p[e] * (la[e] - pa);
+        }
         // score source
-        if (!L->aoe) {
+        if (etr) {  // GrAP: no parameters; z = mean over the group, δ = cosine
+            int m = d / n;
+            double nx = R.xn[t], proj = 0;
+            for (int e = 0; e < n; e++) proj += dz[e] * R.aff[(size_t)t * n + e];
+            for (int k = 0; k < d; k++)
+                dxt[k] += L->cosine ? dz[k / m] / (sqrt((double)m) * nx) - xt[k] * proj / (nx * nx) : dz[k / m] / m;
+        } else if (!L->aoe) {
             for (int k = 0; k < d; k++)
                 for (int e = 0; e < n; e++) {
                     G[L->o_score + (size_t)k * n + e] += xt[k] * dz[e];

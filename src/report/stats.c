@@ -2,32 +2,17 @@
 // per-layer summary (last interval and mean over training) and writes PNG plots with gnuplot:
 // a layers × experts load heatmap, per-expert load over training and, for AoE, the mean key norm
 // per expert over training. It does not recompute anything from checkpoints.
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "report/loadlog.h"
+#include "report/plot.h"
 #include "util/common.h"
 
-#define STATS_VERSION 1  // newest load.jsonl schema this reader understands
-
-typedef struct {
-    long step, dead, dropped, tokens;
-    double ent_load, ent_conf, cv, mm, lb;
-    double *frac;   // [n] load fractions counts/Σcounts
-    double *norm;   // [n] AoE mean key norms, or NULL
-} Rec;
-
-typedef struct {
-    int layer, n, k;
-    char type[16];
-    Rec *r;
-    int nr, cap;
-} Layer;
+typedef LoadRec Rec;
+typedef LoadLayer Layer;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -43,103 +28,6 @@ static void usage(FILE *f) {
             "exit status: 0 ok (also when gnuplot is missing: the table is still printed), 1 plotting\n"
             "failed, 2 bad usage or malformed load.jsonl.\n");
 }
-
-// ---- reading ----
-static _Noreturn void bad_line(const char *path, int line, const char *what, const char *key) {
-    die_input("%s:%d: %s%s%s (schema: docs/stats.md)", path, line, what, key ? " " : "", key ? key : "");
-}
-
-static double num_key(cJSON *j, const char *key, const char *path, int line) {
-    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v)) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "missing or non-numeric key '%s'", key);
-        bad_line(path, line, msg, NULL);
-    }
-    return v->valuedouble;
-}
-
-// Reads a numeric array of length n (n < 0: any length, returned in *n) into a fresh buffer.
-static double *arr_key(cJSON *j, const char *key, int *n, const char *path, int line, int required) {
-    cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!a && !required) return NULL;
-    char msg[128];
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) < 1) {
-        snprintf(msg, sizeof msg, "key '%s' must be a non-empty array of numbers", key);
-        bad_line(path, line, msg, NULL);
-    }
-    int m = cJSON_GetArraySize(a);
-    if (*n >= 0 && m != *n) {
-        snprintf(msg, sizeof msg, "key '%s' has %d entries, expected %d (one per expert)", key, m, *n);
-        bad_line(path, line, msg, NULL);
-    }
-    *n = m;
-    double *v = xmalloc(sizeof(double) * m);
-    int i = 0;
-    cJSON *e;
-    cJSON_ArrayForEach(e, a) {
-        if (!cJSON_IsNumber(e)) {
-            snprintf(msg, sizeof msg, "key '%s' entry %d is not a number", key, i);
-            bad_line(path, line, msg, NULL);
-        }
-        v[i++] = e->valuedouble;
-    }
-    return v;
-}
-
-static Layer *find_layer(Layer **ls, int *nl, int layer) {
-    for (int i = 0; i < *nl; i++)
-        if ((*ls)[i].layer == layer) return &(*ls)[i];
-    *ls = xrealloc(*ls, sizeof(Layer) * (*nl + 1));
-    Layer *L = &(*ls)[(*nl)++];
-    memset(L, 0, sizeof *L);
-    L->layer = layer;
-    L->n = -1;
-    return L;
-}
-
-static void parse_line(char *text, const char *path, int line, Layer **ls, int *nl) {
-    cJSON *j = cJSON_Parse(text);
-    if (!cJSON_IsObject(j)) bad_line(path, line, "not a JSON object", NULL);
-    double v = num_key(j, "v", path, line);
-    if (v < 1 || v > STATS_VERSION) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "schema version %g is not one this aoe reads (1..%d)", v, STATS_VERSION);
-        bad_line(path, line, msg, NULL);
-    }
-    int layer = (int)num_key(j, "layer", path, line);
-    if (layer < 0) bad_line(path, line, "key 'layer' must be >= 0", NULL);
-    Layer *L = find_layer(ls, nl, layer);
-    Rec r = {0};
-    r.step = (long)num_key(j, "step", path, line);
-    r.ent_load = num_key(j, "ent_load", path, line);
-    r.ent_conf = num_key(j, "ent_conf", path, line);
-    r.cv = num_key(j, "cv", path, line);
-    r.mm = num_key(j, "max_minus_min", path, line);
-    r.dead = (long)num_key(j, "dead", path, line);
-    r.dropped = (long)num_key(j, "dropped", path, line);
-    r.lb = num_key(j, "lb_loss", path, line);
-    cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "tokens");
-    r.tokens = cJSON_IsNumber(tk) ? (long)tk->valuedouble : 0;
-    int n = L->n;
-    r.frac = arr_key(j, "counts", &n, path, line, 1);
-    double sum = 0;
-    for (int e = 0; e < n; e++) {
-        if (r.frac[e] < 0) bad_line(path, line, "negative entry in", "'counts'");
-        sum += r.frac[e];
-    }
-    for (int e = 0; e < n; e++) r.frac[e] = sum > 0 ? r.frac[e] / sum : 0;
-    r.norm = arr_key(j, "norm_mean", &n, path, line, 0);
-    L->n = n;
-    cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type"), *k = cJSON_GetObjectItemCaseSensitive(j, "k");
-    if (cJSON_IsString(t)) snprintf(L->type, sizeof L->type, "%s", t->valuestring);
-    if (cJSON_IsNumber(k)) L->k = k->valueint;
-    if (L->nr == L->cap) L->r = xrealloc(L->r, sizeof(Rec) * (L->cap = L->cap ? 2 * L->cap : 64));
-    L->r[L->nr++] = r;
-    cJSON_Delete(j);
-}
-
-static int cmp_layer(const void *a, const void *b) { return ((const Layer *)a)->layer - ((const Layer *)b)->layer; }
 
 // ---- table ----
 static void print_table(const char *path, Layer *ls, int nl) {
@@ -186,21 +74,25 @@ static void print_table(const char *path, Layer *ls, int nl) {
         }
         printf("sum over layers of max-min: %.4f\n\n", sum_mm);
     }
+    // selection method and ERC (keys newer lines carry; docs/select.md), last interval
+    int any = 0;
+    for (int i = 0; i < nl; i++) any |= !isnan(ls[i].r[ls[i].nr - 1].k_mean);
+    if (!any) return;
+    printf("selection, last interval (k_mean: experts per token, unrouted: tokens no expert processed,\n"
+           "erc_loss / erc_eps: ERC loss and mean noise bound, '-' without ERC)\n");
+    printf("%5s %-14s %7s %9s %9s %8s\n", "layer", "select", "k_mean", "unrouted", "erc_loss", "erc_eps");
+    for (int i = 0; i < nl; i++) {
+        const Rec *r = &ls[i].r[ls[i].nr - 1];
+        char el[32] = "-", ee[32] = "-";
+        if (!isnan(r->erc_loss)) snprintf(el, sizeof el, "%.4g", r->erc_loss);
+        if (!isnan(r->erc_eps)) snprintf(ee, sizeof ee, "%.4f", r->erc_eps);
+        printf("%5d %-14s %7.3f %9ld %9s %8s\n", ls[i].layer, ls[i].select[0] ? ls[i].select : "?", r->k_mean,
+               r->unrouted, el, ee);
+    }
+    printf("\n");
 }
 
 // ---- plots ----
-static FILE *open_out(const char *dir, const char *name) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    if (!f) die("%s: cannot write: %s", p, strerror(errno));
-    return f;
-}
-
-static int have_gnuplot(void) {
-    return system("command -v gnuplot >/dev/null 2>&1") == 0;
-}
-
 // Writes the data files and stats.gp into dir (RUN_DIR/plots) and runs gnuplot there.
 // Returns gnuplot's exit status (-1 if it could not run).
 static int make_plots(const char *dir, Layer *ls, int nl) {
@@ -209,7 +101,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
         if (ls[i].n > nmax) nmax = ls[i].n;
         any_norm |= ls[i].r[ls[i].nr - 1].norm != NULL;
     }
-    FILE *f = open_out(dir, "load_heatmap.dat");  // rows: layers (in order), columns: experts
+    FILE *f = plot_open(dir, "load_heatmap.dat");  // rows: layers (in order), columns: experts
     for (int i = 0; i < nl; i++) {
         Rec *r = &ls[i].r[ls[i].nr - 1];
         for (int e = 0; e < nmax; e++) fprintf(f, "%s%.6g", e ? " " : "", e < ls[i].n ? r->frac[e] : NAN);
@@ -219,7 +111,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
     for (int i = 0; i < nl; i++) {
         char name[64];
         snprintf(name, sizeof name, "load_layer%d.dat", ls[i].layer);
-        f = open_out(dir, name);
+        f = plot_open(dir, name);
         fprintf(f, "# step, load fraction of expert 0..%d, mean key norm of expert 0..%d (AoE)\n", ls[i].n - 1,
                 ls[i].n - 1);
         for (int j = 0; j < ls[i].nr; j++) {
@@ -232,7 +124,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
         fclose(f);
     }
     // heatmap
-    f = open_out(dir, "stats.gp");
+    f = plot_open(dir, "stats.gp");
     fprintf(f, "# written by `aoe stats`; rerun with: cd %s && gnuplot stats.gp\n", dir);
     fprintf(f, "set datafile missing 'nan'\n"
                "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\n");
@@ -272,19 +164,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
         fprintf(f, "unset multiplot\nunset output\n");
     }
     fclose(f);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        if (chdir(dir)) _exit(127);
-        FILE *log = freopen("gnuplot.log", "w", stderr);
-        (void)log;
-        execlp("gnuplot", "gnuplot", "stats.gp", (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) < 0) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return plot_run(dir, "stats.gp");
 }
 
 int cmd_stats(int argc, char **argv) {
@@ -305,31 +185,18 @@ int cmd_stats(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/load.jsonl", run);
     if (!file_exists(path))
         die_input("%s: no such file; only runs with model.ffn.type moe or aoe write load statistics", path);
-    size_t len;
-    char *text = read_file(path, &len);
-    Layer *ls = NULL;
-    int nl = 0, line = 0;
-    for (char *p = text, *e; p < text + len; p = e + 1) {
-        e = strchr(p, '\n');
-        if (!e) e = text + len;
-        *e = 0;
-        line++;
-        char *q = p;
-        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-        if (*q) parse_line(p, path, line, &ls, &nl);
-    }
-    free(text);
+    int nl;
+    Layer *ls = loadlog_read(path, &nl);
     if (!nl) {
         printf("%s: no records yet (written every train.log_every steps)\n", path);
         return 0;
     }
-    qsort(ls, nl, sizeof *ls, cmp_layer);
     print_table(path, ls, nl);
     int rc = 0;
     if (plots) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/plots", run);
-        if (!have_gnuplot()) {
+        if (!plot_have_gnuplot()) {
             fprintf(stderr, "aoe stats: gnuplot not found, no plots written (install it: apt-get install gnuplot-nox)\n");
         } else if (mkdir_p(dir)) {
             fprintf(stderr, "aoe stats: cannot create %s: %s\n", dir, strerror(errno));
@@ -348,10 +215,6 @@ int cmd_stats(int argc, char **argv) {
             }
         }
     }
-    for (int i = 0; i < nl; i++) {
-        for (int j = 0; j < ls[i].nr; j++) { free(ls[i].r[j].frac); free(ls[i].r[j].norm); }
-        free(ls[i].r);
-    }
-    free(ls);
+    loadlog_free(ls, nl);
     return rc;
 }

@@ -10,6 +10,9 @@
 // ---- the table: one line per method ----
 static const SelectMethod *const methods[] = {
     &select_topk,
+    &select_topp,
+    &select_expert_choice,
+    &select_etr,
 };
 static const int n_methods = sizeof methods / sizeof methods[0];
 
@@ -27,6 +30,12 @@ const char *select_names(void) {
             strncat(buf, methods[i]->name, sizeof buf - strlen(buf) - 1);
         }
     return buf;
+}
+
+ScoreSource select_source(const FfnConfig *c) {
+    if (!strcmp(c->type, "aoe")) return SCORE_AOE_NORM;
+    const SelectMethod *m = select_find(c->select);
+    return m ? m->source : SCORE_ROUTER;
 }
 
 int select_gate_kind(const char *name) {
@@ -54,6 +63,17 @@ const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buf
     if (c->lb_coef < 0 || c->z_loss < 0) return "model.ffn.lb_coef and model.ffn.z_loss must be >= 0";
     if (src == SCORE_AOE_NORM && c->z_loss > 0)
         return "model.ffn.z_loss acts on router logits; AoE has no router (set it to 0 with model.ffn.type aoe)";
+    // ERC composes with every method but needs router rows
+    if (c->erc_coef < 0) return "model.ffn.erc_coef must be >= 0 (0 = off)";
+    if (c->erc_coef > 0 && src != SCORE_ROUTER)
+        return "model.ffn.erc_coef couples router rows with experts; only model.ffn.type moe has a router "
+               "(set model.ffn.erc_coef to 0)";
+    if (c->erc_coef > 0 && c->n_experts < 2) return "model.ffn.erc_coef needs model.ffn.n_experts >= 2";
+    if (c->erc_alpha < 0 || (c->erc_alpha > 1 && !c->erc_allow_alpha_gt1)) {
+        snprintf(buf, buflen, "model.ffn.erc_alpha (%g) must be in [0, 1] unless model.ffn.erc_allow_alpha_gt1 "
+                 "is true (then >= 0)", c->erc_alpha);
+        return buf;
+    }
     return m->check ? m->check(c, src) : NULL;
 }
 
@@ -82,6 +102,8 @@ Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T) {
     s->gate = falloc(tk);
     s->load = xcalloc(s->n, sizeof(long));
     s->st.counts = xcalloc(s->n, sizeof(long));
+    s->layer_share = 1;
+    if (c->erc_coef > 0) s->erc = erc_create(c);
     if (s->m->init) s->m->init(s, c);
     return s;
 }
@@ -89,6 +111,7 @@ Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T) {
 void select_destroy(Selection *s) {
     if (!s) return;
     if (s->m->free) s->m->free(s);
+    erc_free(s->erc);
     free(s->prob); free(s->lse); free(s->choice); free(s->expert); free(s->gate);
     free(s->load); free(s->st.counts); free(s);
 }
@@ -122,8 +145,15 @@ void select_forward(Selection *s, const float *S, int T, int train, Rng *rng) {
     st->dropped += s->dropped;
     st->lb += s->lb;
     st->z += s->z;
-    for (long i = 0; i < (long)T * s->kmax; i++)
+    for (long i = 0; i < (long)T * s->kmax; i++) {
         if (s->expert[i] >= 0) st->counts[s->expert[i]]++;
+        st->chosen += s->choice[i] >= 0;
+    }
+    for (int t = 0; t < T; t++) {
+        int any = 0;
+        for (int j = 0; j < s->kmax; j++) any |= s->expert[(size_t)t * s->kmax + j] >= 0;
+        st->unrouted += !any;
+    }
     for (int t = 0; t < T; t++) {
         const float *p = s->prob + (size_t)t * s->n;
         double h = 0;
@@ -138,6 +168,22 @@ void select_backward(const Selection *s, const float *dgate, float *dS, float au
     if (!s->train || aux_scale == 0) return;
     if (s->m->aux_backward) s->m->aux_backward(s, dS, aux_scale);
     else select_std_aux_backward(s, dS, aux_scale);
+}
+
+void select_param_aux_forward(Selection *s, const SelectParams *v, Rng *rng) {
+    if (s->m->param_aux_forward) s->aux += s->m->param_aux_forward(s, v, rng);
+    if (!s->erc) return;
+    erc_noise(s->erc, v, rng);
+    double l = erc_loss(s->erc, v);
+    s->aux += (double)erc_coef(s->erc) * s->layer_share * l;
+    s->st.erc += l;
+    s->st.erc_eps += erc_eps_mean(s->erc);
+}
+
+void select_param_aux_backward(Selection *s, const SelectParams *v, float aux_scale) {
+    if (!s->train || aux_scale == 0) return;
+    if (s->m->param_aux_backward) s->m->param_aux_backward(s, v, aux_scale);
+    if (s->erc) erc_backward(s->erc, v, aux_scale * erc_coef(s->erc) * s->layer_share);
 }
 
 void select_stats_reset(Selection *s) {
@@ -167,6 +213,8 @@ void select_write_stats(const Selection *s, FILE *f) {
     fprintf(f, "],\"ent_load\":%.6g,\"ent_conf\":%.6g,\"max_minus_min\":%.6g,\"cv\":%.6g,\"dead\":%ld,"
                "\"dropped\":%ld,\"lb_loss\":%.6g,\"z_loss\":%.6g",
             ent, st->ent_conf / tk, total ? fmax - fmin : 0.0, cv, dead, st->dropped, st->lb / fw, st->z / fw);
+    fprintf(f, ",\"k_mean\":%.6g,\"unrouted\":%ld", st->chosen / tk, st->unrouted);
+    if (s->erc) fprintf(f, ",\"erc_loss\":%.6g,\"erc_eps\":%.6g", st->erc / fw, st->erc_eps / fw);
     if (s->m->write_stats) s->m->write_stats(s, f);
 }
 

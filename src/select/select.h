@@ -19,6 +19,7 @@
 typedef enum {
     SCORE_ROUTER,    // S = X·R, R [d,n] (router MoE)
     SCORE_AOE_NORM,  // S[t,e] = ||X[t]·W_down[:, e*r:(e+1)*r]||_2 (AoE)
+    SCORE_AFFINITY,  // fixed GrAP group averages (ETR, no router): S = z or cosine δ, see Selection.aff
 } ScoreSource;
 
 // Gate weight of a selected expert (model.ffn.gate).
@@ -31,12 +32,16 @@ typedef enum {
 typedef struct {
     long forwards, tokens;
     long dropped;        // (token, slot) assignments chosen but not processed (capacity)
+    long chosen;         // (token, slot) assignments chosen by the rule (processed + dropped)
+    long unrouted;       // tokens no expert processed (they pass through the residual only)
     long *counts;        // [n] processed assignments per expert
     double ent_conf;     // Σ over tokens of the entropy of softmax(S[t]) over n
     double lb, z;        // Σ over forwards of the raw (unweighted) balancing / z losses
+    double erc, erc_eps; // Σ over forwards of the raw ERC loss and the mean noise bound ε
 } SelectStats;
 
 struct SelectMethod;
+typedef struct Erc Erc;
 
 // The layer's selection-related parameters, for methods whose auxiliary loss looks at weights
 // rather than scores (ERC couples router rows with the experts' W_g). Router MoE only; NULL
@@ -59,6 +64,12 @@ typedef struct Selection {
     int n, K, kmax, max_T;    // experts, config top_k, slots per token (m->slots)
     float lb_coef, z_coef, capacity;
     int lb_div_k;
+    // Training progress in [0,1] (step / (train.steps - 1)), set before each step through
+    // FfnOps.set_progress; 0 outside training. Methods with schedules read it (ETR capacity).
+    float progress;
+    // SCORE_AFFINITY: [T,n] cosine affinities δ the method ranks by (the layer owns it; S holds
+    // the gate logits: GrAP z or δ itself). NULL for the other sources.
+    const float *aff;
     // last forward
     int T, train;
     const float *S;           // [T,n] scores (owned by the layer, must live until backward)
@@ -72,6 +83,11 @@ typedef struct Selection {
     double lb, z;             // raw balancing / z losses of the last training forward
     double aux;               // weighted auxiliary loss of the last training forward
     SelectStats st;
+    // ERC loss (erc.c), composed with any method on router MoE: NULL when model.ffn.erc_coef = 0.
+    // layer_share: this layer's share of a loss averaged over the sparse layers (1/#sparse
+    // layers; the layer sets it after select_create, default 1).
+    Erc *erc;
+    float layer_share;
 } Selection;
 
 // A selection method. Required: name, summary, slots, select, gate_backward. NULL aux_* means
@@ -79,6 +95,9 @@ typedef struct Selection {
 typedef struct SelectMethod {
     const char *name;      // value of model.ffn.select
     const char *summary;   // one line for docs and error messages
+    // Score source this method brings to a router-type layer (SCORE_AFFINITY for ETR); the zero
+    // default SCORE_ROUTER means "the layer's own" (router logits, AoE norms).
+    ScoreSource source;
     // Slots per token (kmax) for this config, e.g. top_k for token choice, n for expert choice.
     int (*slots)(const FfnConfig *c);
     // Method-specific config check for score source src: NULL if fine, else a static message
@@ -111,6 +130,9 @@ const char *select_names(void);                     // "topk|..." for messages
 // the combination is valid, else a message naming the keys (static or in buf).
 const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buflen);
 int select_gate_kind(const char *name);             // GATE_* or -1
+// The score source a sparse layer of this config uses: AoE norms for model.ffn.type aoe, else the
+// method's own (m->source), else router logits.
+ScoreSource select_source(const FfnConfig *c);
 
 // ---- the driver used by layers ----
 Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T);
@@ -119,6 +141,11 @@ void select_destroy(Selection *s);
 void select_forward(Selection *s, const float *S, int T, int train, Rng *rng);
 // dS [T,n] (overwritten) = gate path from dgate [T,kmax] + aux_scale * aux-loss gradient.
 void select_backward(const Selection *s, const float *dgate, float *dS, float aux_scale);
+// Parameter auxiliary losses (training forwards): the method's param_aux_* hooks and, with
+// model.ffn.erc_coef > 0, the ERC loss. The forward adds the weighted value to s->aux; the
+// backward adds aux_scale times its gradient into v->dR, v->dWg. Call after select_forward.
+void select_param_aux_forward(Selection *s, const SelectParams *v, Rng *rng);
+void select_param_aux_backward(Selection *s, const SelectParams *v, float aux_scale);
 // Writes the statistics fields (",\"tokens\":...,\"counts\":[...],...") without braces.
 void select_write_stats(const Selection *s, FILE *f);
 void select_stats_reset(Selection *s);
@@ -139,6 +166,21 @@ void select_apply_capacity(Selection *s);
 double select_std_aux_forward(Selection *s);
 void select_std_aux_backward(const Selection *s, float *dS, float scale);
 
-extern const SelectMethod select_topk;
+// ---- ERC loss (erc.c, methods.md §2), router MoE ----
+// L = (1/n²) Σ_i Σ_{j≠i} relu(M[i,j] − α·M[i,i]) + relu(M[j,i] − α·M[i,i]),  M[i,j] = ||R̃_i·W_g^j||,
+// R̃_i = δ_i ⊙ R_i with δ_i ~ U(1−ε_i, 1+ε_i)^d and ε_i = min_{j≠i} ||R_i − R_j|| / (2||R_i||).
+Erc *erc_create(const FfnConfig *c);
+void erc_free(Erc *e);
+// ε and δ from the current router (no gradient through either); rng NULL: δ = 1 (no noise).
+void erc_noise(Erc *e, const SelectParams *v, Rng *rng);
+// The raw (unweighted) loss from the cached δ and the current R, W_g; caches what backward needs.
+double erc_loss(Erc *e, const SelectParams *v);
+// v->dWg (and v->dR unless model.ffn.erc_detach_router) += scale · dL, for the last erc_loss.
+void erc_backward(const Erc *e, const SelectParams *v, float scale);
+float erc_coef(const Erc *e);
+double erc_eps_mean(const Erc *e);  // mean over experts of ε of the last erc_noise
+
+extern const SelectMethod select_topk, select_topp, select_expert_choice;
+extern const SelectMethod select_etr;
 
 #endif

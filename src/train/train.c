@@ -179,6 +179,7 @@ int cmd_train(int argc, char **argv) {
     long tok_log = meta.tok_log, n_acc = meta.n_acc;
     for (long step = meta.step; step < c.steps; step++) {
         params_zero_grad(&m->P);
+        model_set_progress(m, c.steps > 1 ? (float)step / (c.steps - 1) : 0.0f);  // schedules (ETR capacity)
         double loss = 0, aux = 0;
         for (int a = 0; a < c.grad_accum; a++) {
             loader_next(tr, x, y);
@@ -204,8 +205,8 @@ int cmd_train(int argc, char **argv) {
             printf("\n");
             fflush(stdout);
             fprintf(metrics, "{\"step\":%ld,\"loss\":%.6f,\"aux_loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                    "\"tokens_per_s\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f",
-                    step + 1, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps,
+                    "\"tokens_per_s\":%.1f,\"peak_rss_mb\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f",
+                    step + 1, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps, peak_rss_kb() / 1024.0,
                     (step + 1) * (long)T * c.grad_accum, now - t0);
             if (!isnan(vloss)) fprintf(metrics, ",\"val_loss\":%.6f", vloss);
             fprintf(metrics, "}\n");

@@ -211,3 +211,17 @@ uint64_t hash64(const void *data, size_t n, uint64_t h) {
     for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
     return h;
 }
+
+void bprintf(Buf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        size_t room = b->cap - b->n;
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? room : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if (b->s && (size_t)k < room) { b->n += k; return; }
+        b->cap = (b->cap + k + 1) * 2;
+        b->s = xrealloc(b->s, b->cap);
+    }
+}

@@ -70,6 +70,10 @@ void progress_start(Progress *p, const char *what, const char *unit, double tota
 void progress_update(Progress *p, double done);
 void progress_end(Progress *p, double done);
 
+// Growable string: bprintf appends (Buf b = {0}; ...; free(b.s)).
+typedef struct { char *s; size_t n, cap; } Buf;
+void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 // FNV-1a 64-bit hash (identities of tokenizers and configs).
 uint64_t hash64(const void *data, size_t n, uint64_t h);
 #define HASH64_INIT 1469598103934665603ULL

@@ -1,0 +1,206 @@
+// etr.c — Expert-Token Resonance (methods.md §3; LocMoE+), on the fixed GrAP affinities of the
+// layer (score source SCORE_AFFINITY, src/model/grap.h: S = GrAP logits z or cosines δ, s->aff = δ).
+//   TCR: each token takes its top-K experts by δ (the paper uses K = 1; model.ffn.top_k).
+//   ECR (training forwards): each expert keeps at most C = max(1, ceil(c_f·K·T/n)) of the tokens
+//        that chose it, highest δ first, ties to the lower token index; the others are dropped
+//        (they pass through the residual only and are counted in `dropped`). c_f goes linearly
+//        from model.ffn.etr_cap_start (first step) to etr_cap_end (last step): few drops while
+//        tokens are isotropic, a tighter expert-side cut later (§3.3 [I]).
+//   Gates: the chosen entries of softmax(S_t) over all n, no renormalisation (LocMoE); S = z
+//        (etr_gate grap) or δ (cosine). model.ffn.gate is ignored.
+//   Losses: the Switch balancing loss of select.c (f from the TCR choices, P from softmax(S)) plus
+//        etr_loc_coef·L_loc. L_loc emulates nodes on one process (§3.4 [I]): experts and tokens
+//        are split into G = etr_groups contiguous groups (expert i in group i/(n/G); token t in
+//        ⌊t·G/T⌋, i.e. whole sequences when G divides the batch, like data-parallel ranks); for
+//        token group g, D_c = mean over its tokens of softmax(S_t), D_l = (1−η)·uniform over group
+//        g's experts + η·uniform over all; L_loc = mean over non-empty groups of KL(D_c‖D_l), the
+//        paper's direction (the unofficial ports compute the reverse).
+// Not done: the paper's unspecified per-expert Σδ threshold (capacity only), dropping at
+// evaluation (eval forwards are dropless, so a token's output never depends on other tokens of
+// the batch; in training, as with expert choice, the drops do see future tokens of a causal LM),
+// learnable GrAP entries.
+#include "select/etr.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    float key;  // δ of the (token, expert) pair
+    int slot;   // t·kmax + j
+} Cand;
+
+const Etr *etr_state(const Selection *s) { return s && s->m == &select_etr ? s->priv : NULL; }
+
+double etr_cap_factor(const Etr *e, float progress) {
+    return e->cap_start + ((double)e->cap_end - e->cap_start) * progress;
+}
+
+long etr_capacity(double cap_factor, int K, int T, int n) {
+    // the factor comes from float config keys: 1e-6 relative slack so that 1.2·60/4 gives 18, not 19
+    long c = (long)ceil(cap_factor * K * T / n * (1 - 1e-6));
+    return c < 1 ? 1 : c;
+}
+
+static int etr_slots(const FfnConfig *c) { return c->top_k; }
+
+static const char *etr_check(const FfnConfig *c, ScoreSource src) {
+    if (src != SCORE_AFFINITY)
+        return "model.ffn.select etr brings its own scores (fixed GrAP affinities instead of a router); "
+               "use it with model.ffn.type moe";
+    if (c->capacity != 0)
+        return "model.ffn.capacity must be 0 with model.ffn.select etr (its capacity schedule is "
+               "model.ffn.etr_cap_start -> model.ffn.etr_cap_end)";
+    if (c->z_loss > 0) return "model.ffn.z_loss acts on router logits; model.ffn.select etr has no router (set it to 0)";
+    if (!(c->etr_cap_start > 0) || !(c->etr_cap_end > 0))
+        return "model.ffn.etr_cap_start and model.ffn.etr_cap_end must be > 0";
+    if (!(c->etr_loc_coef >= 0)) return "model.ffn.etr_loc_coef must be >= 0";
+    if (c->etr_groups < 1 || c->n_experts % c->etr_groups)
+        return "model.ffn.etr_groups must divide model.ffn.n_experts (each group emulates a node holding "
+               "n_experts/etr_groups experts)";
+    if (strcmp(c->etr_gate, "grap") && strcmp(c->etr_gate, "cosine"))
+        return "model.ffn.etr_gate must be grap or cosine";
+    return NULL;
+}
+
+static void etr_init(Selection *s, const FfnConfig *c) {
+    Etr *e = xcalloc(1, sizeof *e);
+    e->cap_start = c->etr_cap_start;
+    e->cap_end = c->etr_cap_end;
+    e->loc_coef = c->etr_loc_coef;
+    e->groups = c->etr_groups;
+    e->cap_factor = etr_cap_factor(e, 0);
+    e->cand = xmalloc(sizeof(Cand) * (size_t)s->max_T * s->kmax);
+    e->start = xcalloc(s->n + 1, sizeof(int));
+    e->dc = xcalloc((size_t)e->groups * s->n, sizeof(double));
+    e->a = xcalloc((size_t)e->groups * s->n, sizeof(double));
+    e->tg = xcalloc(e->groups, sizeof(int));
+    s->priv = e;
+    s->gate_kind = GATE_SOFTMAX;  // ETR's gate is the full softmax, whatever model.ffn.gate says
+}
+
+static void etr_free(Selection *s) {
+    Etr *e = s->priv;
+    if (!e) return;
+    free(e->cand); free(e->start); free(e->dc); free(e->a); free(e->tg); free(e);
+    s->priv = NULL;
+}
+
+// δ descending, then slot (= token) ascending: a strict total order, so qsort is deterministic.
+static int cand_cmp(const void *pa, const void *pb) {
+    const Cand *a = pa, *b = pb;
+    if (a->key != b->key) return a->key > b->key ? -1 : 1;
+    return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
+static void etr_select(Selection *s, Rng *rng) {
+    (void)rng;
+    Etr *e = s->priv;
+    int n = s->n, K = s->kmax, T = s->T;
+    const float *aff = s->aff ? s->aff : s->S;  // S alone (tests driving the method directly)
+    for (int t = 0; t < T; t++) {  // TCR
+        int *ch = s->choice + (size_t)t * K;
+        select_topk_row(aff + (size_t)t * n, n, K, ch);
+        select_gates_row(s, t, ch, K, s->gate + (size_t)t * K);
+    }
+    select_apply_capacity(s);  // capacity is 0 (check): load from the choices, expert = choice
+    if (!s->train) return;     // evaluation: dropless
+    // ECR: bucket the slots by expert (load = bucket sizes), sort each by δ, keep the first cap
+    e->cap_factor = etr_cap_factor(e, s->progress);
+    e->cap = etr_capacity(e->cap_factor, K, T, n);
+    Cand *cand = e->cand;
+    e->start[0] = 0;
+    for (int i = 0; i < n; i++) e->start[i + 1] = e->start[i] + (int)s->load[i];
+    int *fill = xcalloc(n, sizeof(int));
+    for (int q = 0; q < T * K; q++) {
+        int i = s->choice[q], t = q / K;
+        cand[e->start[i] + fill[i]++] = (Cand){aff[(size_t)t * n + i], q};
+    }
+    free(fill);
+    for (int i = 0; i < n; i++) {
+        int m = e->start[i + 1] - e->start[i];
+        if (m <= e->cap) continue;
+        qsort(cand + e->start[i], m, sizeof(Cand), cand_cmp);
+        for (int j = (int)e->cap; j < m; j++) {
+            s->expert[cand[e->start[i] + j].slot] = -1;
+            s->dropped++;
+        }
+    }
+}
+
+// Locality loss of the last forward (see the top); caches D_c and a = ln(D_c/D_l) for backward.
+static double loc_forward(const Selection *s, Etr *e) {
+    int n = s->n, T = s->T, G = e->groups, per = n / G;
+    memset(e->dc, 0, sizeof(double) * G * n);
+    memset(e->tg, 0, sizeof(int) * G);
+    for (int t = 0; t < T; t++) {
+        int g = (int)((long)t * G / T);
+        e->tg[g]++;
+        for (int i = 0; i < n; i++) e->dc[g * n + i] += s->prob[(size_t)t * n + i];
+    }
+    double L = 0;
+    e->ne = 0;
+    for (int g = 0; g < G; g++) {
+        if (!e->tg[g]) continue;
+        e->ne++;
+        for (int i = 0; i < n; i++) {
+            double D = e->dc[g * n + i] / e->tg[g];
+            double Dl = (i / per == g ? (1 - ETR_LOC_ETA) / per : 0) + ETR_LOC_ETA / n;
+            e->dc[g * n + i] = D;
+            e->a[g * n + i] = log(fmax(D, 1e-30) / Dl);
+            L += D * e->a[g * n + i];
+        }
+    }
+    return e->ne ? L / e->ne : 0;
+}
+
+// dS_tj += scale · (1/(ne·T_g)) · p_tj (a_gj − Σ_i p_ti a_gi), g = group of t: the softmax Jacobian
+// applied to d(D ln(D/D_l))/dD = a + 1, whose +1 cancels because Σ_i p_ti = 1.
+static void loc_backward(const Selection *s, const Etr *e, float *dS, double scale) {
+    int n = s->n, T = s->T, G = e->groups;
+    for (int t = 0; t < T; t++) {
+        int g = (int)((long)t * G / T);
+        const float *p = s->prob + (size_t)t * n;
+        const double *a = e->a + g * n;
+        double c = scale / ((double)e->ne * e->tg[g]), pa = 0;
+        for (int i = 0; i < n; i++) pa += p[i] * a[i];
+        for (int j = 0; j < n; j++) dS[(size_t)t * n + j] += (float)(c * p[j] * (a[j] - pa));
+    }
+}
+
+static double etr_aux_forward(Selection *s) {
+    Etr *e = s->priv;
+    double aux = select_std_aux_forward(s);
+    e->loc = loc_forward(s, e);
+    // called before the driver counts this forward: 0 forwards = a new statistics interval
+    if (s->st.forwards == 0) e->loc_sum = 0;
+    e->loc_sum += e->loc;
+    return aux + e->loc_coef * e->loc;
+}
+
+static void etr_aux_backward(const Selection *s, float *dS, float scale) {
+    const Etr *e = s->priv;
+    select_std_aux_backward(s, dS, scale);
+    if (e->loc_coef > 0) loc_backward(s, e, dS, (double)scale * e->loc_coef);
+}
+
+static void etr_write_stats(const Selection *s, FILE *f) {
+    const Etr *e = s->priv;
+    fprintf(f, ",\"cap_factor\":%.6g,\"cap_tokens\":%ld,\"loc_loss\":%.6g", e->cap_factor, e->cap,
+            s->st.forwards ? e->loc_sum / s->st.forwards : 0.0);
+}
+
+const SelectMethod select_etr = {
+    .name = "etr",
+    .summary = "Expert-Token Resonance: GrAP affinities, token top-K then expert-side capacity, locality loss",
+    .source = SCORE_AFFINITY,
+    .slots = etr_slots,
+    .check = etr_check,
+    .init = etr_init,
+    .free = etr_free,
+    .select = etr_select,
+    .gate_backward = select_gates_backward,
+    .aux_forward = etr_aux_forward,
+    .aux_backward = etr_aux_backward,
+    .write_stats = etr_write_stats,
+};
