@@ -240,7 +240,7 @@ static int same_payload(const char *a, const char *b) {
     return same;
 }
 
-// metrics.jsonl without the timing fields (tokens_per_s, elapsed_s).
+// metrics.jsonl without the timing and memory fields (tokens_per_s, peak_rss_mb, elapsed_s).
 static char *losses(const char *run) {
     size_t n;
     char *t = slurp(tmp_path(run), &n), *o = calloc(n + 1, 1);

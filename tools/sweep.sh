@@ -67,6 +67,7 @@ done
 for a in "$@"; do if [[ -z $config ]]; then config=$a; else axes+=("$a"); fi; done
 
 [[ -n $config ]] || { usage >&2; exit 2; }
+while [[ $out == */ && $out != / ]]; do out=${out%/}; done  # run.out is compared as text on reruns
 [[ -f $config ]] || die "$config: no such config file"
 [[ -x $AOE ]] || die "$AOE: no aoe binary (run make, or set AOE=/path/to/aoe)"
 [[ $eval_limit =~ ^[0-9]+$ ]] || die "--eval-limit: expected a non-negative integer, got '$eval_limit'"

@@ -47,7 +47,7 @@ static const Key keys[] = {
     {"model.ffn.every", T_INT, O(ffn.every), "1", 1, 256, 0, "sparse FFN in every k-th layer, counting from model.ffn.first; other layers dense"},
     {"model.ffn.first", T_INT, O(ffn.first), "0", 0, 255, 0, "index of the first sparse layer"},
     {"model.ffn.gate", T_ENUM, O(ffn.gate), "topk_softmax", 0, 0, "topk_softmax|softmax", "gates: softmax over the K selected scores (AoE paper), or full softmax without renormalisation"},
-    {"model.ffn.lb_coef", T_FLOAT, O(ffn.lb_coef), "0.01", 0, 100, 0, "Switch load-balancing loss weight alpha (0 = off)"},
+    {"model.ffn.lb_coef", T_FLOAT, O(ffn.lb_coef), "0.01", 0, 100, 0, "Switch load-balancing loss weight alpha (0 = off); every auxiliary loss is averaged over the sparse layers"},
     {"model.ffn.lb_div_k", T_BOOL, O(ffn.lb_div_k), "false", 0, 1, 0, "divide the balancing loss by K (balanced value 1 instead of K)"},
     {"model.ffn.z_loss", T_FLOAT, O(ffn.z_loss), "0", 0, 100, 0, "router z-loss weight (router MoE)"},
     {"model.ffn.select", T_STR, O(ffn.select), "topk", 0, 0, 0, "expert-selection method (docs/select.md; one file per method in src/select)"},

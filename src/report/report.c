@@ -133,8 +133,9 @@ static void read_metrics(Run *r) {
     free(path);
 }
 
-// Ent_load / Ent_conf: mean over sparse layers of each layer's last logged interval. Dropped: all
-// intervals and layers, Σ dropped / Σ tokens·k in %.
+// Ent_load / Ent_conf: mean over sparse layers of each layer's last logged interval. Over all
+// intervals and layers: dropped = Σ dropped / Σ tokens·k_mean (k without k_mean) and unrouted =
+// Σ unrouted / Σ tokens, in % (unrouted only when the lines carry it).
 static void read_load(Run *r) {
     char *path = path_in(r->dir, "load.jsonl");
     const char *type = run_conf(r, "model.ffn.type");
@@ -146,7 +147,8 @@ static void read_load(Run *r) {
     }
     int nl;
     LoadLayer *ls = loadlog_read(path, &nl);
-    double dropped = 0, assigned = 0, el = 0, ec = 0;
+    double dropped = 0, assigned = 0, el = 0, ec = 0, unrouted = 0, toks = 0;
+    int has_unrouted = 0;
     r->nl = nl;
     r->layer = xmalloc(sizeof(int) * (nl ? nl : 1));
     r->lay_ent_load = xmalloc(sizeof(double) * (nl ? nl : 1));
@@ -157,14 +159,18 @@ static void read_load(Run *r) {
         el += r->lay_ent_load[i] = last->ent_load;
         ec += r->lay_ent_conf[i] = last->ent_conf;
         for (int j = 0; j < ls[i].nr; j++) {
-            dropped += ls[i].r[j].dropped;
-            assigned += (double)ls[i].r[j].tokens * (ls[i].k > 0 ? ls[i].k : 1);
+            const LoadRec *q = &ls[i].r[j];
+            dropped += q->dropped;
+            assigned += (double)q->tokens * (!isnan(q->k_mean) ? q->k_mean : ls[i].k > 0 ? ls[i].k : 1);
+            toks += q->tokens;
+            if (q->unrouted >= 0) { unrouted += q->unrouted; has_unrouted = 1; }
         }
     }
     if (nl) {
         r->ent_load = el / nl;
         r->ent_conf = ec / nl;
         r->dropped_pct = assigned > 0 ? 100 * dropped / assigned : NAN;
+        r->unrouted_pct = has_unrouted && toks > 0 ? 100 * unrouted / toks : NAN;
     }
     loadlog_free(ls, nl);
     free(path);
@@ -277,7 +283,7 @@ static void read_run(Run *r, const char *dir) {
     while (n > 1 && r->dir[n - 1] == '/') r->dir[--n] = 0;
     const char *slash = strrchr(r->dir, '/');
     r->name = xstrdup(slash ? slash + 1 : r->dir);
-    r->val_loss = r->bpb = r->tps = r->rss_mb = r->ent_load = r->ent_conf = r->dropped_pct = NAN;
+    r->val_loss = r->bpb = r->tps = r->rss_mb = r->ent_load = r->ent_conf = r->dropped_pct = r->unrouted_pct = NAN;
     if (!is_directory(dir)) die_input("%s: not a directory (expected a run directory, the run.out of aoe train)", dir);
     char *cp = path_in(r->dir, "config.json");
     if (!file_exists(cp)) die_input("%s: missing (is %s a run directory of aoe train?)", cp, dir);
@@ -420,6 +426,7 @@ static void make_columns(Report *R) {
     add_col(R, "Ent_load", "ent_load", "%.3f", 0);
     add_col(R, "Ent_conf", "ent_conf", "%.3f", 0);
     add_col(R, "dropped %", "dropped_pct", "%.2f", 0);
+    add_col(R, "unrouted %", "unrouted_pct", "%.2f", 0);
     for (int i = 0; i < R->nrun; i++) {
         Run *r = &R->run[i];
         r->col = xmalloc(sizeof(double) * R->ncol);
@@ -430,9 +437,10 @@ static void make_columns(Report *R) {
             sum += 100 * r->score[t];
         }
         if (any_task && r->nt) r->col[report_col(R, "avg")] = sum / r->nt;
-        const char *fixed[] = {"val_loss", "bpb", "tokens_per_s", "peak_rss_mb", "ent_load", "ent_conf", "dropped_pct"};
-        double vals[] = {r->val_loss, r->bpb, r->tps, r->rss_mb, r->ent_load, r->ent_conf, r->dropped_pct};
-        for (int k = 0; k < 7; k++) r->col[report_col(R, fixed[k])] = vals[k];
+        const char *fixed[] = {"val_loss", "bpb", "tokens_per_s", "peak_rss_mb", "ent_load", "ent_conf", "dropped_pct",
+                               "unrouted_pct"};
+        double vals[] = {r->val_loss, r->bpb, r->tps, r->rss_mb, r->ent_load, r->ent_conf, r->dropped_pct, r->unrouted_pct};
+        for (int k = 0; k < 8; k++) r->col[report_col(R, fixed[k])] = vals[k];
     }
 }
 
@@ -560,7 +568,7 @@ static char *csv_text(const Report *R) {
                 bprintf(&b, ",");
                 csv_num(&b, pass == 0 ? r->col[c] : pass == 1 ? m : s);
                 if (!strcmp(R->col[c].csv, "bpb"))
-                    bprintf(&b, ",%s", pass ? (bpb_from_val(R, G) ? "val_loss" : "eval")
+                    bprintf(&b, ",%s", pass ? (isnan(m) ? "" : bpb_from_val(R, G) ? "val_loss" : "eval")
                                             : isnan(r->bpb) ? "" : r->bpb_from_eval ? "eval" : "val_loss");
             }
             bprintf(&b, "\n");

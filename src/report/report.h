@@ -14,7 +14,7 @@ typedef struct {
     ConfKV *kv;                    // flattened config.json
     int nkv;
     long step, steps, seed;        // last logged step, train.steps, train.seed
-    double val_loss, bpb, tps, rss_mb, ent_load, ent_conf, dropped_pct;  // NAN = not available
+    double val_loss, bpb, tps, rss_mb, ent_load, ent_conf, dropped_pct, unrouted_pct;  // NAN = not available
     int bpb_from_eval;             // bpb: 1 from eval results (shards task), 0 computed from val loss
     double *vstep, *vloss;         // validation-loss curve
     int nv;

@@ -138,7 +138,9 @@ void select_forward(Selection *s, const float *S, int T, int train, Rng *rng) {
     softmax_rows(s->prob, s->lse, S, T, s->n);
     s->m->select(s, rng);
     if (!train) return;
-    s->aux = s->m->aux_forward ? s->m->aux_forward(s) : select_std_aux_forward(s);
+    // every auxiliary loss is averaged over the sparse layers (methods.md §0.2 [I]), so its weight
+    // means the same whatever the depth
+    s->aux = s->layer_share * (s->m->aux_forward ? s->m->aux_forward(s) : select_std_aux_forward(s));
     SelectStats *st = &s->st;
     st->forwards++;
     st->tokens += T;
@@ -166,12 +168,13 @@ void select_backward(const Selection *s, const float *dgate, float *dS, float au
     memset(dS, 0, sizeof(float) * (size_t)s->T * s->n);
     s->m->gate_backward(s, dgate, dS);
     if (!s->train || aux_scale == 0) return;
+    aux_scale *= s->layer_share;
     if (s->m->aux_backward) s->m->aux_backward(s, dS, aux_scale);
     else select_std_aux_backward(s, dS, aux_scale);
 }
 
 void select_param_aux_forward(Selection *s, const SelectParams *v, Rng *rng) {
-    if (s->m->param_aux_forward) s->aux += s->m->param_aux_forward(s, v, rng);
+    if (s->m->param_aux_forward) s->aux += s->layer_share * s->m->param_aux_forward(s, v, rng);
     if (!s->erc) return;
     erc_noise(s->erc, v, rng);
     double l = erc_loss(s->erc, v);
@@ -182,7 +185,7 @@ void select_param_aux_forward(Selection *s, const SelectParams *v, Rng *rng) {
 
 void select_param_aux_backward(Selection *s, const SelectParams *v, float aux_scale) {
     if (!s->train || aux_scale == 0) return;
-    if (s->m->param_aux_backward) s->m->param_aux_backward(s, v, aux_scale);
+    if (s->m->param_aux_backward) s->m->param_aux_backward(s, v, aux_scale * s->layer_share);
     if (s->erc) erc_backward(s->erc, v, aux_scale * erc_coef(s->erc) * s->layer_share);
 }
 

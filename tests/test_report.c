@@ -1,0 +1,265 @@
+// test_report.c — `aoe report` on hand-written run directories (table and CSV values, seed
+// grouping with mean ± std, eval results, plots, malformed input named with file and line) and
+// tools/sweep.sh end to end on a 2-point grid of tiny runs: killed runs are resumed, a second
+// call skips finished and evaluated runs; the report takes bits per byte from the evaluation.
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "util/common.h"
+
+static void put(const char *path, const char *fmt, ...) {
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "  cannot write %s\n", path); return; }
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+static int shf(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int shf(char **out, char **err, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return run_capture(cmd, out, err);
+}
+
+static char *slurp(const char *path) {
+    size_t n;
+    return file_exists(path) ? read_file(path, &n) : NULL;
+}
+
+// A fake run: config.json, metrics.jsonl (val loss at steps 10 and 20), load.jsonl (2 layers,
+// 2 intervals), and eval/results.json when acc >= 0.
+static void fake_run(const char *root, const char *name, const char *type, int d_low, int seed, double val,
+                     double acc) {
+    char d[700], p[800];
+    snprintf(d, sizeof d, "%s/%s", root, name);
+    snprintf(p, sizeof p, "mkdir -p %s/eval", d);
+    if (system(p)) return;
+    snprintf(p, sizeof p, "%s/config.json", d);
+    put(p, "{\"model\": {\"d_model\": 64, \"ffn\": {\"type\": \"%s\", \"d_low\": %d, \"lb_coef\": 0.01, \"select\": \"topk\"}},\n"
+           " \"train\": {\"steps\": 20, \"seed\": %d, \"lr\": 0.00200000009},\n"
+           " \"data\": {\"val\": \"/nonexistent/val-*.shard\", \"tokenizer\": \"/nonexistent/tok.bpe\"},\n"
+           " \"run\": {\"out\": \"%s\"}}", type, d_low, seed, d);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", d);
+    put(p, "{\"step\":10,\"loss\":7,\"tokens_per_s\":1000,\"peak_rss_mb\":50,\"val_loss\":%.4f}\n"
+           "{\"step\":15,\"loss\":6.5,\"tokens_per_s\":3000,\"peak_rss_mb\":60}\n"
+           "{\"step\":20,\"loss\":6,\"tokens_per_s\":2000,\"peak_rss_mb\":55,\"val_loss\":%.4f}\n", val + 1, val);
+    snprintf(p, sizeof p, "%s/load.jsonl", d);
+    FILE *f = fopen(p, "w");
+    for (int step = 10; step <= 20; step += 10)
+        for (int l = 0; l < 2; l++)
+            fprintf(f, "{\"v\":1,\"step\":%d,\"layer\":%d,\"type\":\"%s\",\"n\":4,\"k\":2,\"tokens\":100,\"counts\":[50,50,50,50],"
+                       "\"ent_load\":%.2f,\"ent_conf\":%.2f,\"max_minus_min\":0,\"cv\":0,\"dead\":0,\"dropped\":%d,\"lb_loss\":1,"
+                       "\"k_mean\":2,\"unrouted\":%d}\n",
+                    step, l, type, 1.0 + l * 0.2, 0.5 + seed * 0.1, step == 20 ? 4 : 0, step == 20 ? 2 : 0);
+    fclose(f);
+    if (acc < 0) return;
+    snprintf(p, sizeof p, "%s/eval/results.json", d);
+    put(p, "{\"results\": {\"shards\": {\"alias\": \"shards\", \"bits_per_byte,none\": %.3f, \"token_perplexity,none\": 9},\n"
+           "  \"piqa\": {\"alias\": \"piqa\", \"acc,none\": 0.1, \"acc_norm,none\": %.3f},\n"
+           "  \"blimp\": {\"alias\": \"blimp\", \"acc,none\": 0.7},\n"
+           "  \"blimp_island\": {\"alias\": \" - blimp_island\", \"acc,none\": 0.2},\n"
+           "  \"wikitext\": {\"alias\": \"wikitext\", \"word_perplexity,none\": 900}},\n"
+           " \"group_subtasks\": {\"blimp\": [\"blimp_island\"]}}\n", val / 2, acc);
+}
+
+// The CSV row whose first two fields are kind,group (malloc'd), or NULL.
+static char *csv_row(const char *csv, const char *kind_group) {
+    const char *p = csv;
+    while (p && *p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (!strncmp(p, kind_group, strlen(kind_group)) && p[strlen(kind_group)] == ',') {
+            char *r = malloc(n + 1);
+            memcpy(r, p, n);
+            r[n] = 0;
+            return r;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return NULL;
+}
+
+TEST(report_table_csv_seed_groups) {
+    char root[600], *out = NULL, *err = NULL;
+    snprintf(root, sizeof root, "%s/rep", test_tmpdir());
+    fake_run(root, "aoe_r48_seed-1", "aoe", 48, 1, 4.0, 0.6);
+    fake_run(root, "aoe_r48_seed-2", "aoe", 48, 2, 4.2, 0.5);
+    fake_run(root, "aoe_r32_seed-1", "aoe", 32, 1, 4.5, -1);
+    fake_run(root, "moe_seed-1", "moe", 48, 1, 4.4, -1);
+    int rc = shf(&out, &err, "%s report %s/aoe_r48_seed-1 %s/aoe_r48_seed-2/ %s/aoe_r32_seed-1 %s/moe_seed-1 --out %s/out",
+                 aoe_bin(), root, root, root, root, root);
+    CHECK_EQ_INT(rc, 0);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    // 3 groups: the two r48 seeds together; the MoE's d_low is not an AoE rank and is not shown.
+    CHECK_STR_CONTAINS(out, "| aoe_r48_seed-* | 1,2 | aoe+lb | type=aoe d_low=48 | 20/20 | 4.1000 ± 0.1414 | 2.0500 ± 0.0707 |");
+    CHECK_STR_CONTAINS(out, "| aoe_r32_seed-1 | 1 | aoe+lb | type=aoe d_low=32 | 20/20 | 4.5000 | – |");
+    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | type=moe | 20/20 |");
+    CHECK_STR_CONTAINS(out, "| piqa | blimp | avg | tok/s | peak MB | Ent_load | Ent_conf | dropped % | unrouted % |");
+    char path[700];
+    snprintf(path, sizeof path, "%s/out/report.csv", root);
+    char *csv = slurp(path);
+    REQUIRE(csv);
+    CHECK_STR_CONTAINS(csv, "kind,group,run,seed,n,method,differs,step,steps,val_loss,bpb,bpb_source,piqa,blimp,avg,"
+                            "tokens_per_s,peak_rss_mb,ent_load,ent_conf,dropped_pct,unrouted_pct\n");
+    // Per run: median tokens/s, max peak RSS, mean over layers of the last interval, dropped =
+    // 4 per layer of 2·100·2 assignments per layer = 1%, unrouted 2 of 2·100 tokens per layer = 1%.
+    CHECK_STR_CONTAINS(csv, "run,aoe_r48_seed-*,aoe_r48_seed-1,1,1,aoe+lb,type=aoe d_low=48,20,20,4,2,eval,60,70,65,2000,60,1.1,0.6,1,1\n");
+    char *m = csv_row(csv, "mean,aoe_r48_seed-*"), *s = csv_row(csv, "std,aoe_r48_seed-*");
+    CHECK_STR_CONTAINS(m, "mean,aoe_r48_seed-*,,,2,aoe+lb,type=aoe d_low=48,20,20,4.1,2.05,eval,55,70,62.5,2000,60,1.1,0.65,1");
+    CHECK_STR_CONTAINS(s, "2,aoe+lb,type=aoe d_low=48,20,20,0.141421,0.0707107,eval,7.07107,0,3.53553,0,0,0,0.0707107,0,0");
+    char *mm = csv_row(csv, "mean,moe_seed-1");
+    CHECK_STR_CONTAINS(mm, ",20,20,4.4,,,,,,2000,");  // no bpb (no eval, no data), no benchmarks
+    free(mm);
+    free(m); free(s);
+    CHECK(csv_row(csv, "std,moe_seed-1") != NULL);  // every group has mean and std rows
+    free(csv);
+    snprintf(path, sizeof path, "%s/out/report.md", root);
+    char *md = slurp(path);
+    CHECK_STR_CONTAINS(md, "## Runs");
+    CHECK_STR_CONTAINS(md, "| aoe_r48_seed-2 | 2 | aoe+lb | type=aoe d_low=48 | 20/20 | 4.2000 | 2.1000 | 50.0 | 70.0 | 60.0 |");
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        const char *png[] = {"val_loss.png", "load_entropy.png", "dlow_loss.png"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof path, "%s/out/plots/%s", root, png[i]);
+            CHECK(access(path, R_OK) == 0);
+            CHECK_STR_CONTAINS(md, png[i]);
+        }
+        snprintf(path, sizeof path, "%s/out/plots/dlow_loss.dat", root);
+        char *dat = slurp(path);
+        CHECK_STR_CONTAINS(dat, "32 4.5 0\n48 4.1 0.141421\n");
+        free(dat);
+    } else {
+        CHECK_STR_CONTAINS(err, "gnuplot not found");
+    }
+    free(md); free(out); free(err);
+}
+
+TEST(report_malformed_input) {
+    char root[600], p[800], *err = NULL;
+    snprintf(root, sizeof root, "%s/repbad", test_tmpdir());
+    fake_run(root, "a", "aoe", 48, 1, 4.0, 0.6);
+    const char *run = "%s report --no-plots --out %s/out %s/a";
+    snprintf(p, sizeof p, "%s/a/metrics.jsonl", root);
+    put(p, "{\"step\":10,\"val_loss\":5}\n{\"step\":20,\"val_loss\":5\n{\"step\":30}\n");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/metrics.jsonl:2: not a JSON object");
+    free(err);
+    put(p, "{\"step\":10,\"val_loss\":\"low\"}\n");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/metrics.jsonl:1: key 'val_loss' must be a number");
+    free(err);
+    put(p, "{\"loss\":3}\n");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/metrics.jsonl:1: missing key 'step'");
+    free(err);
+    put(p, "{\"step\":10,\"val_loss\":5}\n{\"step\":20,\"val_lo");  // torn last line: a warning
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 0);
+    CHECK_STR_CONTAINS(err, "metrics.jsonl:2: unterminated last line ignored");
+    free(err);
+    snprintf(p, sizeof p, "%s/a/eval/results.json", root);
+    put(p, "{\"results\": {\"piqa\": {\"acc,none\": 0.5,}}}");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/eval/results.json: line 1, column");
+    free(err);
+    put(p, "{\"res\": {}}");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "key 'results' must be an object");
+    free(err);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/a/load.jsonl", root);
+    put(p, "{\"v\":1,\"step\":10,\"layer\":0}\n");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/load.jsonl:1: missing or non-numeric key 'ent_load'");
+    free(err);
+    unlink(p);
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/load.jsonl: missing (a aoe run writes it");
+    free(err);
+    snprintf(p, sizeof p, "%s/a/config.json", root);
+    put(p, "{\"model\": {\n  \"ffn\": [}\n");
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/config.json: line 2, column");
+    free(err);
+    unlink(p);
+    CHECK_EQ_INT(shf(NULL, &err, run, aoe_bin(), root, root), 2);
+    CHECK_STR_CONTAINS(err, "a/config.json: missing");
+    free(err);
+    CHECK_EQ_INT(shf(NULL, &err, "%s report %s/nope", aoe_bin(), root), 2);
+    CHECK_STR_CONTAINS(err, "nope: not a directory");
+    free(err);
+    CHECK_EQ_INT(shf(NULL, &err, "%s report --frob %s", aoe_bin(), root), 2);
+    CHECK_STR_CONTAINS(err, "unknown option '--frob'");
+    free(err);
+    char *out;
+    CHECK_EQ_INT(shf(&out, NULL, "%s report --help", aoe_bin()), 0);
+    CHECK_STR_CONTAINS(out, "usage: aoe report RUN_DIR...");
+    free(out);
+}
+
+// tools/sweep.sh on model.ffn.d_low=4,8 with train.seed=1: the first call is killed at step 3
+// (after the step-2 checkpoint) in both runs; the second resumes both, trains to step 4 and
+// evaluates; the third skips everything. Then `aoe report` over the two runs.
+TEST(report_sweep_resume_skip) {
+    const char *d = test_tiny_data();
+    char root[600], cfg[700], bin[PATH_MAX], sweep[PATH_MAX + 2048], *out = NULL, *err = NULL;
+    snprintf(root, sizeof root, "%s/sweep", test_tmpdir());
+    snprintf(cfg, sizeof cfg, "%s/sweep-tiny.json", test_tmpdir());
+    put(cfg, "{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16,\n"
+             "  \"ffn\": {\"type\": \"aoe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 16, \"d_low\": 4}},\n"
+             " \"train\": {\"steps\": 4, \"batch_size\": 2, \"log_every\": 1, \"eval_every\": 2, \"eval_batches\": 1,"
+             " \"warmup\": 1, \"ckpt_every\": 2},\n"
+             " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"}}\n",
+        d, d, d);
+    if (!realpath(aoe_bin(), bin)) snprintf(bin, sizeof bin, "%s", aoe_bin());
+    snprintf(sweep, sizeof sweep, "AOE=%s OMP_NUM_THREADS=1 tools/sweep.sh --out %s --eval-tasks val --eval-limit 4 %s "
+             "model.ffn.d_low=4,8 train.seed=1", bin, root, cfg);
+    int rc = shf(&out, &err, "AOE_TEST_KILL_AT_STEP=3 %s", sweep);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_STR_CONTAINS(err, "[1/2] sweep-tiny_d_low-4_seed-1: training failed");
+    CHECK_STR_CONTAINS(err, "[2/2] sweep-tiny_d_low-8_seed-1: training failed");
+    free(out); free(err);
+    rc = shf(&out, &err, "%s", sweep);
+    CHECK_EQ_INT(rc, 0);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    CHECK_STR_CONTAINS(out, "[1/2] sweep-tiny_d_low-4_seed-1: resuming from ckpt-2.aoec");
+    CHECK_STR_CONTAINS(out, "[2/2] sweep-tiny_d_low-8_seed-1: resuming from ckpt-2.aoec");
+    CHECK_STR_CONTAINS(out, "2 points: 0 trained, 2 resumed, 0 already trained, 2 evaluated, 0 failed");
+    free(out); free(err);
+    char p[800];
+    snprintf(p, sizeof p, "%s/sweep-tiny_d_low-8_seed-1/metrics.jsonl", root);
+    char *metrics = slurp(p);
+    CHECK_STR_CONTAINS(metrics, "{\"step\":4,");
+    int n2 = 0;  // the resumed run's log has each step once
+    for (const char *q = metrics; q && (q = strstr(q, "{\"step\":2,")); q++) n2++;
+    CHECK_EQ_INT(n2, 1);
+    free(metrics);
+    rc = shf(&out, &err, "%s --report %s/rep", sweep, root);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "[1/2] sweep-tiny_d_low-4_seed-1: finished earlier, training skipped");
+    CHECK_STR_CONTAINS(out, "2 points: 0 trained, 0 resumed, 2 already trained, 0 evaluated, 0 failed");
+    free(out); free(err);
+    snprintf(p, sizeof p, "%s/rep/report.csv", root);
+    char *csv = slurp(p);
+    CHECK_STR_CONTAINS(csv, "run,sweep-tiny_d_low-4_seed-1,sweep-tiny_d_low-4_seed-1,1,1,aoe+lb,d_low=4,4,4,");
+    CHECK_STR_CONTAINS(csv, ",eval,");  // bpb from the evaluation of the validation shards
+    free(csv);
+    // Bad usage: one line, exit 2, nothing run.
+    rc = shf(NULL, &err, "AOE=%s tools/sweep.sh --out %s %s model.ffn.d_low=4,,8", bin, root, cfg);
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, "axis model.ffn.d_low=4,,8: empty value in the list");
+    free(err);
+    rc = shf(NULL, &err, "AOE=%s tools/sweep.sh --out %s %s model.ffn.nope=1", bin, root, cfg);
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, "unknown key 'model.ffn.nope'");
+    free(err);
+}
