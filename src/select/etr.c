@@ -37,9 +37,7 @@ double etr_cap_factor(const Etr *e, float progress) {
 }
 
 long etr_capacity(double cap_factor, int K, int T, int n) {
-    // the factor comes from float config keys: 1e-6 relative slack so that 1.2·60/4 gives 18, not 19
-    long c = (long)ceil(cap_factor * K * T / n * (1 - 1e-6));
-    return c < 1 ? 1 : c;
+    return select_capacity_slots(cap_factor, (double)K * T, n);
 }
 
 static int etr_slots(const FfnConfig *c) { return c->top_k; }

@@ -61,7 +61,7 @@ static void ec_select(Selection *s, Rng *rng) {
     (void)rng;
     ExpertChoice *p = s->priv;
     int n = s->n, T = s->T;
-    long c = (long)ceil((double)p->factor * T / n);
+    long c = select_capacity_slots(p->factor, T, n);
     int C = c < T ? (int)c : T;
     for (long i = 0; i < (long)T * n; i++) s->choice[i] = -1;
     // threads only pay off for real batches (a parallel region costs more than a small one)

@@ -268,6 +268,11 @@ void select_gates_backward(const Selection *s, const float *dgate, float *dS) {
     }
 }
 
+long select_capacity_slots(double factor, double assignments, int n) {
+    long c = (long)ceil(factor * assignments / n * (1 - 1e-6));
+    return c < 1 ? 1 : c;
+}
+
 void select_apply_capacity(Selection *s) {
     int n = s->n, km = s->kmax, T = s->T;
     memset(s->load, 0, sizeof(long) * n);
@@ -278,7 +283,7 @@ void select_apply_capacity(Selection *s) {
         memcpy(s->expert, s->choice, sizeof(int) * (size_t)T * km);
         return;
     }
-    long cap = (long)ceil((double)s->capacity * T * s->K / n);
+    long cap = select_capacity_slots(s->capacity, (double)T * s->K, n);
     long *used = xcalloc(n, sizeof(long));
     for (int j = 0; j < km; j++)
         for (int t = 0; t < T; t++) {

@@ -161,6 +161,9 @@ void select_gates_backward(const Selection *s, const float *dgate, float *dS);
 // every token first, then slot 1, ...; within a slot, lower token index first. capacity <= 0:
 // dropless. Fills s->expert from s->choice and counts s->dropped; fills s->load from choice.
 void select_apply_capacity(Selection *s);
+// ceil(factor·assignments/n), at least 1. The factor comes from a float config key: a 1e-6
+// relative slack keeps exact products exact (1.2·60/4 gives 18, not 19).
+long select_capacity_slots(double factor, double assignments, int n);
 // Standard auxiliary losses: Switch balancing  L_lb = n·Σ_i f_i·P_i (/K if lb_div_k) with
 // f_i = load_i/T, P_i = mean_t prob[t,i]; z-loss L_z = mean_t lse_t². Weighted: lb_coef, z_coef.
 double select_std_aux_forward(Selection *s);
