@@ -309,6 +309,24 @@ int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int sho
         int n = limit > 0 && limit < t->n_docs ? limit : t->n_docs;
         return eval_ppl_task(sc, tk, t, n, out, S);
     }
+    if (limit > 0 && t->n_groups > 1) {
+        // --limit counts per sub-task, as lm-eval limits each BLiMP paradigm, so every paradigm is
+        // scored; the first `limit` items of each, in file order
+        Task sub = *t;
+        sub.items = xmalloc(sizeof(Item) * (t->n ? t->n : 1));
+        sub.n = 0;
+        int *taken = xcalloc(t->n_groups, sizeof(int));
+        for (int i = 0; i < t->n; i++)
+            if (taken[t->items[i].group]++ < limit) sub.items[sub.n++] = t->items[i];
+        int got = eval_choice_task(sc, tk, &sub, sub.n, shots, seed, out, max_out, S);
+        // "original" sample counts are the file's, not the subset's (out[0] = task, 1+g = group g)
+        memset(taken, 0, sizeof(int) * t->n_groups);
+        for (int i = 0; i < t->n; i++) taken[t->items[i].group]++;
+        for (int k = 0; k < got; k++) out[k].n_original = k == 0 ? t->n : taken[k - 1];
+        free(taken);
+        free(sub.items);
+        return got;
+    }
     int n = limit > 0 && limit < t->n ? limit : t->n;
     return eval_choice_task(sc, tk, t, n, shots, seed, out, max_out, S);
 }
