@@ -101,9 +101,9 @@ TEST(report_table_csv_seed_groups) {
     CHECK_EQ_INT(rc, 0);
     if (rc) fprintf(stderr, "  %s\n", err);
     // 3 groups: the two r48 seeds together; the MoE's d_low is not an AoE rank and is not shown.
-    CHECK_STR_CONTAINS(out, "| aoe_r48_seed-* | 1,2 | aoe+lb | type=aoe d_low=48 | 20/20 | 4.1000 ± 0.1414 | 2.0500 ± 0.0707 |");
-    CHECK_STR_CONTAINS(out, "| aoe_r32_seed-1 | 1 | aoe+lb | type=aoe d_low=32 | 20/20 | 4.5000 | – |");
-    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | type=moe | 20/20 |");
+    CHECK_STR_CONTAINS(out, "| aoe_r48_seed-* | 1,2 | aoe+lb | d_low=48 | 20/20 | 4.1000 ± 0.1414 | 2.0500 ± 0.0707 |");
+    CHECK_STR_CONTAINS(out, "| aoe_r32_seed-1 | 1 | aoe+lb | d_low=32 | 20/20 | 4.5000 | – |");
+    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | – | 20/20 |");
     CHECK_STR_CONTAINS(out, "| piqa | blimp | avg | tok/s | peak MB | Ent_load | Ent_conf | dropped % | unrouted % |");
     char path[700];
     snprintf(path, sizeof path, "%s/out/report.csv", root);
@@ -113,10 +113,10 @@ TEST(report_table_csv_seed_groups) {
                             "tokens_per_s,peak_rss_mb,ent_load,ent_conf,dropped_pct,unrouted_pct\n");
     // Per run: median tokens/s, max peak RSS, mean over layers of the last interval, dropped =
     // 4 per layer of 2·100·2 assignments per layer = 1%, unrouted 2 of 2·100 tokens per layer = 1%.
-    CHECK_STR_CONTAINS(csv, "run,aoe_r48_seed-*,aoe_r48_seed-1,1,1,aoe+lb,type=aoe d_low=48,20,20,4,2,eval,60,70,65,2000,60,1.1,0.6,1,1\n");
+    CHECK_STR_CONTAINS(csv, "run,aoe_r48_seed-*,aoe_r48_seed-1,1,1,aoe+lb,d_low=48,20,20,4,2,eval,60,70,65,2000,60,1.1,0.6,1,1\n");
     char *m = csv_row(csv, "mean,aoe_r48_seed-*"), *s = csv_row(csv, "std,aoe_r48_seed-*");
-    CHECK_STR_CONTAINS(m, "mean,aoe_r48_seed-*,,,2,aoe+lb,type=aoe d_low=48,20,20,4.1,2.05,eval,55,70,62.5,2000,60,1.1,0.65,1");
-    CHECK_STR_CONTAINS(s, "2,aoe+lb,type=aoe d_low=48,20,20,0.141421,0.0707107,eval,7.07107,0,3.53553,0,0,0,0.0707107,0,0");
+    CHECK_STR_CONTAINS(m, "mean,aoe_r48_seed-*,,,2,aoe+lb,d_low=48,20,20,4.1,2.05,eval,55,70,62.5,2000,60,1.1,0.65,1");
+    CHECK_STR_CONTAINS(s, "2,aoe+lb,d_low=48,20,20,0.141421,0.0707107,eval,7.07107,0,3.53553,0,0,0,0.0707107,0,0");
     char *mm = csv_row(csv, "mean,moe_seed-1");
     CHECK_STR_CONTAINS(mm, ",20,20,4.4,,,,,,2000,");  // no bpb (no eval, no data), no benchmarks
     free(mm);
@@ -126,7 +126,7 @@ TEST(report_table_csv_seed_groups) {
     snprintf(path, sizeof path, "%s/out/report.md", root);
     char *md = slurp(path);
     CHECK_STR_CONTAINS(md, "## Runs");
-    CHECK_STR_CONTAINS(md, "| aoe_r48_seed-2 | 2 | aoe+lb | type=aoe d_low=48 | 20/20 | 4.2000 | 2.1000 | 50.0 | 70.0 | 60.0 |");
+    CHECK_STR_CONTAINS(md, "| aoe_r48_seed-2 | 2 | aoe+lb | d_low=48 | 20/20 | 4.2000 | 2.1000 | 50.0 | 70.0 | 60.0 |");
     if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
         const char *png[] = {"val_loss.png", "load_entropy.png", "dlow_loss.png"};
         for (int i = 0; i < 3; i++) {

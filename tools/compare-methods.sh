@@ -4,7 +4,9 @@
 # at each seed; then `aoe report` into OUT/methods. Runs identical to sweep-dlow.sh's (MoE ± lb,
 # AoE at d_low 48 with lb) are shared, not trained twice. docs/sweeps.md.
 set -euo pipefail
+# shellcheck disable=SC2034  # read by study-lib.sh
 study_name=methods
+# shellcheck source=tools/study-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/study-lib.sh"
 
 AOE_DLOW=${AOE_DLOW:-48}

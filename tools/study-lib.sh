@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154  # study_name is set by the sourcing script
 # study-lib.sh — sourced by tools/sweep-dlow.sh and tools/compare-methods.sh: the options they
 # share, one call of tools/sweep.sh per method (all runs of a study live in OUT/runs, named
 # <method>_steps-<S>[_<axis>-<value>]_seed-<n>, so the two studies share identical runs), and the
@@ -8,11 +10,11 @@ AOE=${AOE:-$here/../aoe}
 export AOE
 
 # Defaults (docs/sweeps.md, "Sizing"): about 60 minutes for both studies together on 2 cores.
-STEPS=${STEPS:-150}
+STEPS=${STEPS:-600}
 SEEDS=${SEEDS:-1,2}
 OUT=${OUT:-runs/study}
 EVAL_TASKS=${EVAL_TASKS:-val,arc_easy,piqa,winogrande,hellaswag,blimp}
-EVAL_LIMIT=${EVAL_LIMIT:-100}
+EVAL_LIMIT=${EVAL_LIMIT:-200}
 DRY=0
 
 study_usage_common() {
@@ -27,7 +29,7 @@ options (environment variable in brackets):
   --dry-run          list the runs and what would happen to each
   -h, --help         this help
 Rerun the same command to continue after an interruption: finished runs are skipped, interrupted
-ones resume from their last checkpoint (every STEPS/5 steps), evaluations are kept.
+ones resume from their last checkpoint (every STEPS/6 steps), evaluations are kept.
 EOF
 }
 
@@ -58,7 +60,7 @@ study_parse() {
     [[ $SEEDS =~ ^[0-9]+(,[0-9]+)+$ ]] || study_die "--seeds: expected at least two comma-separated seeds, got '$SEEDS'"
     [[ $EVAL_LIMIT =~ ^[0-9]+$ ]] || study_die "--eval-limit: expected a non-negative integer, got '$EVAL_LIMIT'"
     [[ -x $AOE ]] || study_die "$AOE: no aoe binary (run make, or set AOE=/path/to/aoe)"
-    CKPT_EVERY=$(((STEPS + 4) / 5))
+    EVERY=$(((STEPS + 5) / 6))  # validation loss and checkpoint every STEPS/6 steps
     study_runs=() study_failed=() study_skipped=()
 }
 
@@ -74,7 +76,7 @@ study_run() {
         return 0
     fi
     local args=(--out "$OUT/runs" --name "$method" --eval-tasks "$EVAL_TASKS" --eval-limit "$EVAL_LIMIT"
-        --set "train.ckpt_every=$CKPT_EVERY")
+        --set "train.ckpt_every=$EVERY" --set "train.eval_every=$EVERY")
     local s
     for s in $fixed; do args+=(--set "$s"); done
     args+=("$config" "train.steps=$STEPS" "$@" "train.seed=$SEEDS")

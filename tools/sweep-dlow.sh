@@ -3,7 +3,9 @@
 # parameter-matched to the MoE by Eq.5) against MoE with and without the balancing loss, every
 # point at each seed; then `aoe report` into OUT/dlow (table, d_low-vs-loss plot). docs/sweeps.md.
 set -euo pipefail
+# shellcheck disable=SC2034  # read by study-lib.sh
 study_name=dlow
+# shellcheck source=tools/study-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/study-lib.sh"
 
 AOE_CONFIG=configs/aoe.json MOE_CONFIG=configs/moe.json DLOW=${DLOW:-16,32,48,64,96}

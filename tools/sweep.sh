@@ -45,8 +45,8 @@ die() { echo "$prog: $*" >&2; exit 2; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AOE=${AOE:-$here/../aoe}
-out=runs/sweep name= eval_tasks=val,arc_easy,piqa,winogrande,hellaswag,blimp eval_limit=200
-report= dry=0 config=
+out=runs/sweep name='' eval_tasks=val,arc_easy,piqa,winogrande,hellaswag,blimp eval_limit=200
+report='' dry=0 config=''
 sets=() axes=()
 while (($#)); do
     case $1 in
@@ -129,7 +129,7 @@ point_name() {
 json_field() { sed -n "s/^[[:space:]]*\"$1\":[[:space:]]*\"\{0,1\}\([^\"]*[^\",]\)\"\{0,1\},\{0,1\}\$/\1/p" | head -n 1; }
 
 # ---- signals: forward to the running aoe (it saves a checkpoint and exits), then stop
-child= stop=
+child='' stop=''
 on_signal() {
     stop=$1
     if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null || true; fi
@@ -184,7 +184,7 @@ for p in "${points[@]}"; do
     has_eval=0
     [[ -f $dir/eval/results.json ]] && has_eval=1
     if ((dry)); then
-        ev=eval; [[ $eval_tasks == none ]] && ev="no eval"; ((has_eval)) && ev="eval done"
+        ev="eval"; [[ $eval_tasks == none ]] && ev="no eval"; ((has_eval)) && ev="eval done"
         echo "$tag: $action train ($steps steps), $ev"
         continue
     fi

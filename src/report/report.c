@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "config/config.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "report/loadlog.h"
@@ -42,11 +43,13 @@ static void usage(FILE *f) {
 
 // ---------------------------------------------------------------- reading one run
 
-const char *run_conf(const Run *r, const char *key) {
-    for (int i = 0; i < r->nkv; i++)
-        if (!strcmp(r->kv[i].key, key)) return r->kv[i].val;
+static const char *kv_find(const ConfKV *kv, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(kv[i].key, key)) return kv[i].val;
     return NULL;
 }
+
+const char *run_conf(const Run *r, const char *key) { return kv_find(r->kv, r->nkv, key); }
 
 static double conf_num(const Run *r, const char *key, double dflt) {
     const char *v = run_conf(r, key);
@@ -55,12 +58,13 @@ static double conf_num(const Run *r, const char *key, double dflt) {
     return v && (end == v || *end) ? dflt : x;
 }
 
-static void flatten(Run *r, const cJSON *o, const char *prefix) {
+// Appends every leaf of a config object as ("model.ffn.d_low", "48").
+static void flatten(ConfKV **kv, int *n, const cJSON *o, const char *prefix) {
     const cJSON *it;
     cJSON_ArrayForEach(it, o) {
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", it->string ? it->string : "?");
-        if (cJSON_IsObject(it)) { flatten(r, it, key); continue; }
+        if (cJSON_IsObject(it)) { flatten(kv, n, it, key); continue; }
         char buf[64], *val;
         if (cJSON_IsString(it)) val = xstrdup(it->valuestring);
         else if (cJSON_IsNumber(it)) {  // configs hold float32 values: 6 digits round-trip them
@@ -70,9 +74,14 @@ static void flatten(Run *r, const cJSON *o, const char *prefix) {
         }
         else if (cJSON_IsBool(it)) val = xstrdup(cJSON_IsTrue(it) ? "true" : "false");
         else val = cJSON_PrintUnformatted(it);
-        r->kv = xrealloc(r->kv, sizeof(ConfKV) * (r->nkv + 1));
-        r->kv[r->nkv++] = (ConfKV){xstrdup(key), val};
+        *kv = xrealloc(*kv, sizeof(ConfKV) * (*n + 1));
+        (*kv)[(*n)++] = (ConfKV){xstrdup(key), val};
     }
+}
+
+static void free_kv(ConfKV *kv, int n) {
+    for (int k = 0; k < n; k++) { free(kv[k].key); free(kv[k].val); }
+    free(kv);
 }
 
 static char *path_in(const char *dir, const char *name) {
@@ -288,7 +297,7 @@ static void read_run(Run *r, const char *dir) {
     char *cp = path_in(r->dir, "config.json");
     if (!file_exists(cp)) die_input("%s: missing (is %s a run directory of aoe train?)", cp, dir);
     cJSON *cfg = json_load_file(cp);
-    flatten(r, cfg, "");
+    flatten(&r->kv, &r->nkv, cfg, "");
     cJSON_Delete(cfg);
     free(cp);
     r->steps = (long)conf_num(r, "train.steps", 0);
@@ -304,8 +313,8 @@ static void read_run(Run *r, const char *dir) {
 // Keys that never split groups and are not shown as differences: the output directory, the seed
 // (the grouping key), and settings that change neither the model nor the data.
 static int ignored_key(const char *k) {
-    static const char *const ign[] = {"run.out", "train.seed", "train.threads", "train.ckpt_every",
-                                      "train.keep_ckpts", "run.ckpt_compress"};
+    static const char *const ign[] = {"run.out", "train.seed", "train.threads", "train.ckpt_every", "train.keep_ckpts",
+                                      "run.ckpt_compress", "train.log_every", "train.eval_every"};
     for (size_t i = 0; i < sizeof ign / sizeof *ign; i++)
         if (!strcmp(k, ign[i])) return 1;
     return 0;
@@ -322,11 +331,25 @@ static void find_differ_keys(Report *R) {
             for (int j = 0; j < R->ndiffer && !seen; j++) seen = !strcmp(R->differ_keys[j], key);
             for (int j = 0; j < R->nrun && !differs && !seen; j++)
                 differs = !same_val(run_conf(&R->run[j], key), R->run[i].kv[k].val);
-            if (differs) {
-                R->differ_keys = xrealloc(R->differ_keys, sizeof(char *) * (R->ndiffer + 1));
-                R->differ_keys[R->ndiffer++] = xstrdup(key);
+            if (!differs) continue;
+            int nv = 0;  // distinct values over the runs
+            for (int j = 0; j < R->nrun; j++) {
+                int first = 1;
+                for (int q = 0; q < j && first; q++) first = !same_val(run_conf(&R->run[q], key), run_conf(&R->run[j], key));
+                nv += first;
             }
+            R->differ_keys = xrealloc(R->differ_keys, sizeof(char *) * (R->ndiffer + 1));
+            R->differ_nvals = xrealloc(R->differ_nvals, sizeof(int) * (R->ndiffer + 1));
+            R->differ_nvals[R->ndiffer] = nv;
+            R->differ_keys[R->ndiffer++] = xstrdup(key);
         }
+    Config c;  // the schema's defaults, to leave out differences that are default values
+    config_defaults(&c);
+    char *js = config_to_json(&c);
+    cJSON *j = cJSON_Parse(js);
+    flatten(&R->dflt, &R->ndflt, j, "");
+    cJSON_Delete(j);
+    free(js);
 }
 
 static int same_group(const Report *R, const Run *a, const Run *b) {
@@ -349,18 +372,20 @@ static char *method_of(const Run *r) {
     return xstrdup(m);
 }
 
-// The differing keys' values, "d_low=64 lb_coef=0" (last key component unless two share it).
-static char *differs_of(const Report *R, const Run *r) {
+char *differs_text(const Report *R, const Run *r, const char *skip) {
     Buf b = {0};
     bprintf(&b, "%s", "");
+    const char *type = run_conf(r, "model.ffn.type");
     for (int j = 0; j < R->ndiffer; j++) {
         const char *k = R->differ_keys[j], *dot = strrchr(k, '.'), *shortk = dot ? dot + 1 : k;
+        const char *v = run_conf(r, k), *d = kv_find(R->dflt, R->ndflt, k);
+        if (!strcmp(k, "model.ffn.type") || !strcmp(k, "model.ffn.select") || (skip && strstr(skip, k))) continue;
+        if (!strncmp(k, "model.ffn.d_", 12) && strcmp(k, "model.ffn.d_ff") && !same_val(type, "aoe")) continue;
+        if (same_val(v, d) && R->differ_nvals[j] < 3) continue;
         for (int i = 0; i < R->ndiffer; i++) {
             const char *o = R->differ_keys[i], *od = strrchr(o, '.');
             if (i != j && !strcmp(od ? od + 1 : o, shortk)) shortk = k;
         }
-        const char *v = run_conf(r, k), *type = run_conf(r, "model.ffn.type");
-        if (!strncmp(k, "model.ffn.d_", 12) && strcmp(k, "model.ffn.d_ff") && !same_val(type, "aoe")) continue;  // AoE-only
         bprintf(&b, "%s%s=%s", b.n ? " " : "", shortk, v ? v : "(unset)");
     }
     return b.s;
@@ -396,7 +421,7 @@ static void make_groups(Report *R) {
         const Run *r = &R->run[G->member[0]];
         G->label = group_label(r, G->n);
         G->method = method_of(r);
-        G->differs = differs_of(R, r);
+        G->differs = differs_text(R, r, NULL);
     }
 }
 
@@ -616,15 +641,17 @@ static int write_plots(const Report *R, const char *out, const char **png, int *
 static void free_report(Report *R) {
     for (int i = 0; i < R->nrun; i++) {
         Run *r = &R->run[i];
-        for (int k = 0; k < r->nkv; k++) { free(r->kv[k].key); free(r->kv[k].val); }
+        free_kv(r->kv, r->nkv);
         for (int t = 0; t < r->nt; t++) free(r->task[t]);
-        free(r->kv); free(r->task); free(r->score); free(r->vstep); free(r->vloss); free(r->col);
+        free(r->task); free(r->score); free(r->vstep); free(r->vloss); free(r->col);
         free(r->layer); free(r->lay_ent_load); free(r->lay_ent_conf); free(r->dir); free(r->name);
     }
     for (int g = 0; g < R->ngroup; g++) {
         free(R->group[g].member); free(R->group[g].label); free(R->group[g].method); free(R->group[g].differs);
     }
     for (int j = 0; j < R->ndiffer; j++) free(R->differ_keys[j]);
+    free_kv(R->dflt, R->ndflt);
+    free(R->differ_nvals);
     for (int i = 0; i < n_bpt; i++) free(bpt_cache[i].key);
     free(bpt_cache);
     bpt_cache = NULL; n_bpt = 0;

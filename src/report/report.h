@@ -47,7 +47,10 @@ typedef struct {
     Column *col;
     int ncol;
     char **differ_keys;            // config keys whose values differ between runs (seed excluded)
+    int *differ_nvals;             // distinct values of each over the runs
     int ndiffer;
+    ConfKV *dflt;                  // the config schema's defaults, flattened
+    int ndflt;
 } Report;
 
 // Value of config key in a run, or NULL.
@@ -55,6 +58,11 @@ const char *run_conf(const Run *r, const char *key);
 // Mean and sample standard deviation of column c over group g's members that have it; returns
 // how many had it (std is NAN below 2).
 int group_stat(const Report *R, const Group *g, int c, double *mean, double *std);
+// What sets a run apart, "d_low=32 lb_coef=0": the differing keys (last component unless two
+// share it) except type and select (the method column), AoE-only keys of other types, keys listed
+// in skip (space-separated), and default values of keys with fewer than 3 distinct values.
+// Malloc'd.
+char *differs_text(const Report *R, const Run *r, const char *skip);
 // Index of a column by CSV name, or -1.
 int report_col(const Report *R, const char *csv);
 

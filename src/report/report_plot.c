@@ -44,7 +44,8 @@ static int plot_val_loss(const Report *R, const char *dir, FILE *gp) {
         if (!r0->nv) continue;
         fprintf(f, "%s# %s\n", nb ? "\n\n" : "", G->label);
         for (int k = 0; k < r0->nv; k++) fprintf(f, "%g %.6g\n", r0->vstep[k], mean_val_at(R, G, r0->vstep[k]));
-        bprintf(&cmd, "%s'val_loss.dat' index %d using 1:2 with linespoints pt 7 ps 0.6 title ", nb ? ", " : "plot ", nb);
+        bprintf(&cmd, "%s'val_loss.dat' index %d using 1:2 with linespoints pt %d ps 0.6 dt %d title ", nb ? ", " : "plot ",
+                nb, 5 + 2 * (nb / 8), 1 + nb / 8);
         nb++;
         fprintf(gp, "t%d = ", nb);
         gp_str(gp, G->label);
@@ -86,32 +87,19 @@ static int plot_entropy(const Report *R, const char *dir, FILE *gp) {
     }
     fclose(f);
     if (!nb) return 0;
-    fprintf(gp, "eval sprintf('set terminal %%s noenhanced size 1200,480', T)\nset output 'load_entropy.png'\n"
+    fprintf(gp, "eval sprintf('set terminal %%s noenhanced size 1200,%d', T)\nset output 'load_entropy.png'\n"
                 "set multiplot layout 1,2 title 'last logged interval, mean over seeds'\n"
-                "set xlabel 'layer'; set xtics 1; set key bottom left font ',8'\n");
+                "set xlabel 'layer'; set xtics 1; set key below font ',8'\n", 480 + 16 * nb);
     for (int pass = 0; pass < 2; pass++) {
         fprintf(gp, "set title '%s'; set ylabel '%s'\nplot ", pass ? "Ent_conf (lower = more confident)" : "Ent_load (max ln n)",
                 pass ? "Ent_conf" : "Ent_load");
         for (int i = 0; i < nb; i++)
-            fprintf(gp, "%s'load_entropy.dat' index %d using 1:%d with linespoints pt 7 title e%d", i ? ", " : "", i,
-                    2 + pass, i);
+            fprintf(gp, "%s'load_entropy.dat' index %d using 1:%d with linespoints pt %d dt %d title e%d", i ? ", " : "",
+                    i, 2 + pass, 5 + 2 * (i / 8), 1 + i / 8, i);  // 8 colours, then new points and dashes
         fprintf(gp, "\n");
     }
     fprintf(gp, "unset multiplot\nunset output; reset\n");
     return 1;
-}
-
-// The group's differences other than the rank (d_low, d_wide): the series an AoE group belongs to.
-static char *series_of(const Report *R, const Run *r) {
-    Buf b = {0};
-    bprintf(&b, "%s", "");
-    for (int j = 0; j < R->ndiffer; j++) {
-        const char *k = R->differ_keys[j];
-        if (!strcmp(k, "model.ffn.d_low") || !strcmp(k, "model.ffn.d_wide") || !strcmp(k, "model.ffn.type")) continue;
-        const char *v = run_conf(r, k), *dot = strrchr(k, '.');
-        bprintf(&b, "%s%s=%s", b.n ? " " : "", dot ? dot + 1 : k, v ? v : "(unset)");
-    }
-    return b.s;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -143,7 +131,13 @@ static int plot_dlow(const Report *R, const char *dir, FILE *gp) {
     for (int g = 0; g < R->ngroup; g++) {
         const Run *r = &R->run[R->group[g].member[0]];
         const char *t = run_conf(r, "model.ffn.type");
-        if (t && !strcmp(t, "aoe") && run_conf(r, "model.ffn.d_low")) series[g] = series_of(R, r);
+        if (t && !strcmp(t, "aoe") && run_conf(r, "model.ffn.d_low")) {
+            char *d = differs_text(R, r, "model.ffn.d_low model.ffn.d_wide");
+            Buf b = {0};
+            bprintf(&b, "%s%s%s", R->group[g].method, d[0] ? " " : "", d);  // the series: method + other differences
+            series[g] = b.s;
+            free(d);
+        }
     }
     for (int g = 0; g < R->ngroup; g++) {
         if (!series[g] || done[g]) continue;
@@ -160,13 +154,13 @@ static int plot_dlow(const Report *R, const char *dir, FILE *gp) {
         }
         if (np) {
             qsort(pts, np, sizeof pts[0], cmp_dlow);
-            fprintf(f, "%s# AoE %s: d_low, val loss mean, std over seeds\n", nb ? "\n\n" : "", series[g]);
+            fprintf(f, "%s# %s: d_low, val loss mean, std over seeds\n", nb ? "\n\n" : "", series[g]);
             for (int i = 0; i < np; i++) fprintf(f, "%g %.6g %.6g\n", pts[i][0], pts[i][1], pts[i][2]);
             fprintf(gp, "d%d = ", nb);
-            gp_str(gp, series[g][0] ? series[g] : "AoE");
+            gp_str(gp, series[g]);
             fprintf(gp, "\n");
-            bprintf(&cmd, "%s'dlow_loss.dat' index %d using 1:2:3 with yerrorlines pt 7 title (d%d eq '' ? 'AoE' : 'AoE '.d%d)",
-                    nb ? ", " : "plot ", nb, nb, nb);
+            bprintf(&cmd, "%s'dlow_loss.dat' index %d using 1:2:3 with yerrorlines pt 7 title d%d",
+                    nb ? ", " : "plot ", nb, nb);
             nb++;
         }
         free(pts);
