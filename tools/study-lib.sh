@@ -21,7 +21,8 @@ study_usage_common() {
     cat <<EOF
 options (environment variable in brackets):
   --steps N          training steps of every run [STEPS, default $STEPS]
-  --seeds LIST       comma-separated seeds, at least 2 for mean ± std [SEEDS, default $SEEDS]
+  --seeds LIST       comma-separated seeds, 2 or more for mean ± std [SEEDS, default $SEEDS];
+                     to use both cores, run one process per seed at OMP_NUM_THREADS=1
   --out DIR          study directory: runs in DIR/runs, report in DIR/$study_name [OUT, default $OUT]
   --eval-tasks LIST  aoe eval tasks, 'val' = the validation shards, 'none' = no eval
                      [EVAL_TASKS, default $EVAL_TASKS]
@@ -57,7 +58,10 @@ study_parse() {
         esac
     done
     [[ $STEPS =~ ^[1-9][0-9]*$ ]] || study_die "--steps: expected a positive integer, got '$STEPS'"
-    [[ $SEEDS =~ ^[0-9]+(,[0-9]+)+$ ]] || study_die "--seeds: expected at least two comma-separated seeds, got '$SEEDS'"
+    [[ $SEEDS =~ ^[0-9]+(,[0-9]+)*$ ]] || study_die "--seeds: expected comma-separated seeds, got '$SEEDS'"
+    # one seed is allowed so that a study can be split over processes (one per core, seeds
+    # disjoint); the report then has no spread until all seeds are done
+    [[ $SEEDS == *,* ]] || echo "$study_name: one seed only: the report shows no spread between seeds" >&2
     [[ $EVAL_LIMIT =~ ^[0-9]+$ ]] || study_die "--eval-limit: expected a non-negative integer, got '$EVAL_LIMIT'"
     [[ -x $AOE ]] || study_die "$AOE: no aoe binary (run make, or set AOE=/path/to/aoe)"
     EVERY=$(((STEPS + 5) / 6))  # validation loss and checkpoint every STEPS/6 steps
