@@ -137,7 +137,10 @@ int cmd_train(int argc, char **argv) {
     char path[CFG_STR + 64];
     char *js = config_to_json(&c);
     snprintf(path, sizeof path, "%s/config.json", c.out);
-    if (!resume) write_file_atomic(path, js, strlen(js));  // a resume rewrites it once the checkpoint loaded
+    if (!resume) {
+        write_file_atomic(path, js, strlen(js));  // a resume rewrites it once the checkpoint loaded
+        ckpt_trim_logs(c.out, 0);  // logs of an earlier attempt that never checkpointed start over
+    }
 
     Model *m = model_create(&c, V, c.batch_size, c.seed);
     double tot, act, fl;
