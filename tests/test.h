@@ -5,6 +5,7 @@
 #define AOE_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,5 +45,9 @@ const char *test_tmpdir(void);
 // Token shards and tokenizer (vocab 300, train + val) made once per test process by `aoe prepare`
 // in test_tmpdir()/ckdata from a generated text (test_fixtures.c).
 const char *test_tiny_data(void);
+
+// Gaussian array [n] with standard deviation sd, seeded (test_fixtures.c).
+float *test_randn(long n, float sd, uint64_t seed);
+
 
 #endif

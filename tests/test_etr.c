@@ -14,6 +14,7 @@
 #include "model/moe.h"
 #include "select/etr.h"
 #include "test.h"
+#include "test_sparse.h"
 
 typedef struct {
     const char *gate;   // etr_gate: grap | cosine
@@ -61,14 +62,6 @@ static void fix_make(Fix *f, const Spec *s, uint64_t seed) {
 static void fix_free(Fix *f) {
     ffn_moe_ops.destroy(f->L);
     params_free(&f->P);
-}
-
-static float *randn(int n, float sd, uint64_t seed) {
-    Rng r;
-    rng_seed(&r, seed);
-    float *a = falloc(n);
-    for (int i = 0; i < n; i++) a[i] = sd * rng_normal(&r);
-    return a;
 }
 
 static void train_forward(Fix *f, float *out, const float *x, int T) {
@@ -128,7 +121,7 @@ TEST(etr_refuses_bad_configs) {
 TEST(etr_grap_scores_and_no_router) {
     kernels_init(2);
     int T = 5, d = 12, n = 4, m = 3;
-    float *x = randn(T * d, 1, 3), S[20], aff[20], xn[5];
+    float *x = test_randn(T * d, 1, 3), S[20], aff[20], xn[5];
     for (int cos = 0; cos <= 1; cos++) {
         grap_forward(S, aff, xn, x, T, d, n, cos);
         for (int t = 0; t < T; t++) {
@@ -166,7 +159,7 @@ static void fast_vs_naive(const Spec *s, double *fe, double *ae, double *be, lon
     Fix f;
     fix_make(&f, s, 11);
     int T = s->T, d = s->d;
-    float *x = randn(T * d, 1, 12), *G = randn(T * d, 1, 13);
+    float *x = test_randn(T * d, 1, 12), *G = test_randn(T * d, 1, 13);
     float *out = falloc(T * d), *ref = falloc(T * d), *dx = falloc(T * d), *dxr = falloc(T * d);
     float *gref = falloc(f.P.total);
     train_forward(&f, out, x, T);
@@ -222,48 +215,16 @@ static double gradcheck(const Spec *s, int with_output, float aux_scale, const c
     Fix f;
     fix_make(&f, s, 21);
     int T = s->T, d = s->d, K = s->K;
-    float *x = randn(T * d, 1, 22), *G = randn(T * d, with_output ? 1 : 0, 23);
+    float *x = test_randn(T * d, 1, 22), *G = test_randn(T * d, with_output ? 1 : 0, 23);
     float *out = falloc(T * d), *dx = falloc(T * d);
     train_forward(&f, out, x, T);
     params_zero_grad(&f.P);
     ffn_moe_ops.backward(f.L, &f.P, dx, G, x, T, aux_scale);
-    int *ch0 = calloc(T * K, sizeof(int)), *ch = calloc(T * K, sizeof(int));
-    moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, ch0);
-    double worst = 0;
     int skipped = 0, total = 0;
-    const double eps = 1e-3;
-    for (int ti = only_input ? f.P.n : 0; ti <= f.P.n; ti++) {  // tensors, then the input
-        float *w = ti < f.P.n ? f.P.w + f.P.t[ti].off : x;
-        const float *ga = ti < f.P.n ? f.P.g + f.P.t[ti].off : dx;
-        long nn = ti < f.P.n ? (long)f.P.t[ti].n : (long)T * d;
-        float *num = falloc(nn);
-        double gmax = 0;
-        for (long i = 0; i < nn; i++) gmax = fmax(gmax, fabs(ga[i]));
-        for (long i = 0; i < nn; i++) {
-            float w0 = w[i], wp = (float)(w0 + eps), wm = (float)(w0 - eps);
-            int same = 1;
-            w[i] = wp;
-            double lp = moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, ch);
-            for (int j = 0; j < T * K; j++) same &= ch[j] == ch0[j];
-            w[i] = wm;
-            double lm = moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, ch);
-            for (int j = 0; j < T * K; j++) same &= ch[j] == ch0[j];
-            w[i] = w0;
-            total++;
-            if (!same) { skipped++; num[i] = ga[i]; continue; }
-            num[i] = (float)((lp - lm) / ((double)wp - (double)wm));
-        }
-        double e = max_rel_err(ga, num, nn, fmax(gmax * 1e-3, 1e-9));
-        if (e > worst) worst = e;
-        if (e > 2e-3 || gmax == 0)
-            fprintf(stderr, "  %s: %s rel err %.2e (max |g| %.2e)\n", label, ti < f.P.n ? f.P.t[ti].name : "input",
-                    e, gmax);
-        if (!(gmax > 0)) worst = 1;
-        free(num);
-    }
+    double worst = test_sparse_fd(f.L, &f.P, x, dx, G, T, d, K, aux_scale, only_input ? f.P.n : 0, 1e-9, label, &skipped, &total);
     CHECK(skipped * 20 < total);
     if (s->cap1 < 1) CHECK(f.L->sel->dropped > 0);  // the expert-side cut is exercised
-    free(ch0); free(ch); free(x); free(G); free(out); free(dx);
+    free(x); free(G); free(out); free(dx);
     fix_free(&f);
     return worst;
 }
@@ -329,7 +290,7 @@ TEST(etr_ample_capacity_equals_dropless) {
         Spec s = {"grap", d, n, K, D, T, 2, 0.3f, 0.1f, 0, 5, 5, 0};  // C = ceil(5·K·T/n) ≥ K·T
         Fix f;
         fix_make(&f, &s, 61);
-        float *x = randn(T * d, 1, 62), *G = randn(T * d, 1, 63);
+        float *x = test_randn(T * d, 1, 62), *G = test_randn(T * d, 1, 63);
         float *o1 = falloc(T * d), *o2 = falloc(T * d), *o3 = falloc(T * d), *d1 = falloc(T * d), *d3 = falloc(T * d);
         Rng rng;
         rng_seed(&rng, 1);
@@ -386,7 +347,7 @@ TEST(etr_capacity_schedule_and_drops) {
     Spec s = {"cosine", d, n, 1, 8, T, 2, 0.3f, 0.01f, 0.01f, 1.2f, 0.4f, 0};
     Fix f;
     fix_make(&f, &s, 71);
-    float *x = randn(T * d, 1, 72), *out = falloc(T * d);
+    float *x = test_randn(T * d, 1, 72), *out = falloc(T * d);
     const Etr *e = etr_state(f.L->sel);
     REQUIRE(e);
     float prog[] = {0, 0.25f, 1};
@@ -450,7 +411,7 @@ TEST(etr_stats_fields) {
         double loc = 0;
         for (int it = 0; it < 3; it++) {
             int T = 64 - it * 9;
-            float *x = randn(T * d, 1, 90 + it + 10 * interval);
+            float *x = test_randn(T * d, 1, 90 + it + 10 * interval);
             ffn_moe_ops.set_progress(f.L, 0.5f * it);
             train_forward(&f, out, x, T);
             tokens += T;

@@ -1,7 +1,9 @@
-// test_fixtures.c — data shared by tests that drive `aoe train` end to end (no TESTs here).
+// test_fixtures.c — helpers shared by several test files (no TESTs here): tiny training data for
+// tests that drive `aoe train`, random arrays, and the finite-difference loop of sparse layers.
 #include <stdlib.h>
 
 #include "test.h"
+#include "test_sparse.h"
 #include "util/common.h"
 
 const char *test_tiny_data(void) {
@@ -25,4 +27,52 @@ const char *test_tiny_data(void) {
     if (run_capture(cmd, NULL, &err)) fprintf(stderr, "  prepare failed: %s\n", err);
     free(err);
     return dir;
+}
+
+float *test_randn(long n, float sd, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    float *a = falloc(n);
+    for (long i = 0; i < n; i++) a[i] = sd * rng_normal(&r);
+    return a;
+}
+
+double test_sparse_fd(const MoeLayer *L, Params *P, float *x, const float *dx, const float *G, int T, int d,
+                      int kmax, float aux_scale, int first_tensor, double floor, const char *label,
+                      int *skipped, int *total) {
+    int *ch0 = calloc((size_t)T * kmax, sizeof(int)), *ch = calloc((size_t)T * kmax, sizeof(int));
+    moe_objective_naive(L, P, x, T, G, aux_scale, ch0);
+    double worst = 0;
+    const double eps = 1e-3;
+    for (int ti = first_tensor; ti <= P->n; ti++) {  // tensors, then the input (index P->n)
+        float *w = ti < P->n ? P->w + P->t[ti].off : x;
+        const float *ga = ti < P->n ? P->g + P->t[ti].off : dx;
+        long nn = ti < P->n ? (long)P->t[ti].n : (long)T * d;
+        float *num = falloc(nn);
+        double gmax = 0;
+        for (long i = 0; i < nn; i++) gmax = fmax(gmax, fabs(ga[i]));
+        for (long i = 0; i < nn; i++) {
+            float w0 = w[i], wp = (float)(w0 + eps), wm = (float)(w0 - eps);
+            int same = 1;
+            w[i] = wp;
+            double lp = moe_objective_naive(L, P, x, T, G, aux_scale, ch);
+            for (int j = 0; j < T * kmax; j++) same &= ch[j] == ch0[j];
+            w[i] = wm;
+            double lm = moe_objective_naive(L, P, x, T, G, aux_scale, ch);
+            for (int j = 0; j < T * kmax; j++) same &= ch[j] == ch0[j];
+            w[i] = w0;
+            ++*total;
+            if (!same) { ++*skipped; num[i] = ga[i]; continue; }
+            num[i] = (float)((lp - lm) / ((double)wp - (double)wm));
+        }
+        double e = max_rel_err(ga, num, nn, fmax(gmax * 1e-3, floor));
+        if (e > worst) worst = e;
+        if (e > 2e-3 || gmax == 0)
+            fprintf(stderr, "  %s: %s rel err %.2e (max |g| %.2e)\n", label, ti < P->n ? P->t[ti].name : "input", e, gmax);
+        if (!(gmax > 0)) worst = 1;  // every tensor must receive gradient on the paths checked
+        free(num);
+    }
+    free(ch0);
+    free(ch);
+    return worst;
 }

@@ -9,6 +9,7 @@
 #include "model/kernels.h"
 #include "model/moe.h"
 #include "test.h"
+#include "test_sparse.h"
 
 typedef struct {
     Config c;
@@ -51,14 +52,6 @@ static void fix_make(Fix *f, const Spec *s, uint64_t seed) {
 static void fix_free(Fix *f) {
     f->ops->destroy(f->L);
     params_free(&f->P);
-}
-
-static float *randn(int n, float sd, uint64_t seed) {
-    Rng r;
-    rng_seed(&r, seed);
-    float *a = falloc(n);
-    for (int i = 0; i < n; i++) a[i] = sd * rng_normal(&r);
-    return a;
 }
 
 // ---- selection building blocks ----
@@ -109,7 +102,7 @@ static double fast_vs_naive(const Spec *s, double *fwd_err, double *aux_err) {
     Fix f;
     fix_make(&f, s, 11);
     int T = s->T, d = s->d;
-    float *x = randn(T * d, 1, 12), *G = randn(T * d, 1, 13);
+    float *x = test_randn(T * d, 1, 12), *G = test_randn(T * d, 1, 13);
     float *out = falloc(T * d), *ref = falloc(T * d), *dx = falloc(T * d), *dxr = falloc(T * d);
     float *gref = falloc(f.P.total);
     Rng rng;
@@ -164,52 +157,18 @@ static double gradcheck(const Spec *s, int with_output, float aux_scale, const c
     Fix f;
     fix_make(&f, s, 21);
     int T = s->T, d = s->d, K = s->K;
-    float *x = randn(T * d, 1, 22), *G = randn(T * d, with_output ? 1 : 0, 23);
+    float *x = test_randn(T * d, 1, 22), *G = test_randn(T * d, with_output ? 1 : 0, 23);
     float *out = falloc(T * d), *dx = falloc(T * d);
     Rng rng;
     rng_seed(&rng, 1);
     f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
     params_zero_grad(&f.P);
     f.ops->backward(f.L, &f.P, dx, G, x, T, aux_scale);
-    int *ch0 = calloc(T * K, sizeof(int)), *ch = calloc(T * K, sizeof(int));
-    moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, ch0);
-    double worst = 0;
     int skipped = 0, total = 0;
-    const double eps = 1e-3;
-    // tensors then the input (index P.n)
-    for (int ti = 0; ti <= f.P.n; ti++) {
-        float *w = ti < f.P.n ? f.P.w + f.P.t[ti].off : x;
-        const float *ga = ti < f.P.n ? f.P.g + f.P.t[ti].off : dx;
-        long nn = ti < f.P.n ? (long)f.P.t[ti].n : (long)T * d;
-        float *num = falloc(nn);
-        double gmax = 0;
-        for (long i = 0; i < nn; i++) gmax = fmax(gmax, fabs(ga[i]));
-        for (long i = 0; i < nn; i++) {
-            float w0 = w[i], wp = (float)(w0 + eps), wm = (float)(w0 - eps);
-            int same = 1;
-            w[i] = wp;
-            double lp = moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, ch);
-            for (int j = 0; j < T * K; j++) same &= ch[j] == ch0[j];
-            w[i] = wm;
-            double lm = moe_objective_naive(f.L, &f.P, x, T, G, aux_scale, ch);
-            for (int j = 0; j < T * K; j++) same &= ch[j] == ch0[j];
-            w[i] = w0;
-            total++;
-            if (!same) { skipped++; num[i] = ga[i]; continue; }
-            num[i] = (float)((lp - lm) / ((double)wp - (double)wm));
-        }
-        // elements are compared relative to the tensor's largest gradient (floor 1e-3 of it)
-        double e = max_rel_err(ga, num, nn, fmax(gmax * 1e-3, 1e-7));
-        if (e > worst) worst = e;
-        if (e > 2e-3 || gmax == 0)
-            fprintf(stderr, "  %s: %s rel err %.2e (max |g| %.2e)\n", label,
-                    ti < f.P.n ? f.P.t[ti].name : "input", e, gmax);
-        if (!(gmax > 0)) worst = 1;  // every tensor must receive gradient on these paths
-        free(num);
-    }
+    double worst = test_sparse_fd(f.L, &f.P, x, dx, G, T, d, K, aux_scale, 0, 1e-7, label, &skipped, &total);
     CHECK(skipped * 20 < total);  // the perturbation may flip a few top-K sets, not many
     if (s->cap > 0) CHECK(f.L->sel->dropped > 0);  // the capacity path is exercised
-    free(ch0); free(ch); free(x); free(G); free(out); free(dx);
+    free(x); free(G); free(out); free(dx);
     fix_free(&f);
     return worst;
 }
@@ -239,7 +198,7 @@ static double aux_only_check(const Spec *s, float aux_scale, double *gmax_w, dou
     Fix f;
     fix_make(&f, s, 21);
     int T = s->T, d = s->d;
-    float *x = randn(T * d, 1, 22), *G = falloc(T * d), *out = falloc(T * d), *dx = falloc(T * d);
+    float *x = test_randn(T * d, 1, 22), *G = falloc(T * d), *out = falloc(T * d), *dx = falloc(T * d);
     Rng rng;
     rng_seed(&rng, 1);
     f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
@@ -347,7 +306,7 @@ TEST(moe_one_expert_top1_equals_dense) {
             REQUIRE(td && tm && td->n == tm->n);
             memcpy(Pd.w + td->off, f.P.w + tm->off, sizeof(float) * td->n);
         }
-        float *x = randn(T * d, 1, 32), *G = randn(T * d, 1, 33);
+        float *x = test_randn(T * d, 1, 32), *G = test_randn(T * d, 1, 33);
         float *o1 = falloc(T * d), *o2 = falloc(T * d), *d1 = falloc(T * d), *d2 = falloc(T * d);
         Rng rng;
         rng_seed(&rng, 1);
@@ -447,7 +406,7 @@ TEST(moe_stats_counts_sum_to_tokens_times_k) {
         long tokens = 0;
         for (int it = 0; it < 3; it++) {
             int T = s->T - it * 7;
-            float *x = randn(T * s->d, 1, 100 + it);
+            float *x = test_randn(T * s->d, 1, 100 + it);
             f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
             f.ops->forward(f.L, &f.P, out, x, T, 0, &rng);  // eval forwards are not counted
             tokens += T;
@@ -491,7 +450,7 @@ TEST(moe_deterministic_across_runs) {
     for (int run = 0; run < 2; run++) {
         Fix f;
         fix_make(&f, &s, 51);
-        float *x = randn(s.T * s.d, 1, 52), *G = randn(s.T * s.d, 1, 53);
+        float *x = test_randn(s.T * s.d, 1, 52), *G = test_randn(s.T * s.d, 1, 53);
         res[run][0] = falloc(s.T * s.d);
         res[run][1] = falloc(s.T * s.d);
         Rng rng;

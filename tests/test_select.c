@@ -64,14 +64,6 @@ static void fix_free(Fix *f) {
     params_free(&f->P);
 }
 
-static float *randn(long n, float sd, uint64_t seed) {
-    Rng r;
-    rng_seed(&r, seed);
-    float *a = falloc(n);
-    for (long i = 0; i < n; i++) a[i] = sd * rng_normal(&r);
-    return a;
-}
-
 static FfnConfig ffn_cfg(const SSpec *s) {
     Config c;
     config_defaults(&c);
@@ -100,7 +92,7 @@ static double sel_gradcheck(const SSpec *sp, ScoreSource src, int T, float aux_s
     FfnConfig c = ffn_cfg(sp);
     Selection *s = select_create(&c, src, T);
     int n = s->n, km = s->kmax;
-    float *S = randn((long)T * n, 1.5f, 61), *dg = randn((long)T * km, 1, 62);
+    float *S = test_randn((long)T * n, 1.5f, 61), *dg = test_randn((long)T * km, 1, 62);
     if (src == SCORE_AOE_NORM)
         for (long i = 0; i < (long)T * n; i++) S[i] = 1 + fabsf(S[i]);  // norms are positive
     int *ex0 = calloc((size_t)T * km, sizeof(int)), *ex = calloc((size_t)T * km, sizeof(int));
@@ -170,7 +162,7 @@ static double layer_gradcheck(const SSpec *sp, float aux_scale, const char *labe
     Fix f;
     int T = FD_T, d = FD_D;
     fix_make(&f, sp, d, FD_FF, T, 1, 71);
-    float *x = randn((long)T * d, 1, 72), *G = randn((long)T * d, 1, 73);
+    float *x = test_randn((long)T * d, 1, 72), *G = test_randn((long)T * d, 1, 73);
     float *out = falloc((size_t)T * d), *dx = falloc((size_t)T * d);
     int km = f.L->kmax, *ex0 = calloc((size_t)T * km, sizeof(int)), *ex = calloc((size_t)T * km, sizeof(int));
     layer_obj(&f, out, x, T, G, aux_scale, ex0);
@@ -251,8 +243,8 @@ typedef struct {
 
 static void erc_fix(ErcFix *e, int n, int d, int D, uint64_t seed) {
     e->n = n; e->d = d; e->D = D;
-    e->R = randn((long)d * n, 1, seed);
-    e->Wg = randn((long)n * d * D, 0.5f, seed + 1);
+    e->R = test_randn((long)d * n, 1, seed);
+    e->Wg = test_randn((long)n * d * D, 0.5f, seed + 1);
     e->dR = falloc((size_t)d * n);
     e->dWg = falloc((size_t)n * d * D);
     e->v = (SelectParams){.d = d, .n = n, .D = D, .R = e->R, .dR = e->dR, .Wg = e->Wg, .dWg = e->dWg};
@@ -391,7 +383,7 @@ TEST(select_erc_wired_through_router_layer) {
         fix_make(&a, &on, d, D, T, 2, 5);  // 2 sparse layers: this one carries half the loss
         fix_make(&b, &off, d, D, T, 2, 5);
         CHECK(a.L->sel->layer_share == 0.5f);
-        float *x = randn((long)T * d, 1, 6), *G = randn((long)T * d, 1, 7);
+        float *x = test_randn((long)T * d, 1, 6), *G = test_randn((long)T * d, 1, 7);
         float *oa = falloc((size_t)T * d), *ob = falloc((size_t)T * d), *dxa = falloc((size_t)T * d),
               *dxb = falloc((size_t)T * d);
         Rng r1, r2;
@@ -433,7 +425,7 @@ static void run_layer(const SSpec *s, int T, float *out, float *dx, float **grad
     Fix f;
     int d = 16, D = 24;
     fix_make(&f, s, d, D, T, 1, 101);
-    float *x = randn((long)T * d, 1, 102), *G = randn((long)T * d, 1, 103);
+    float *x = test_randn((long)T * d, 1, 102), *G = test_randn((long)T * d, 1, 103);
     Rng rng;
     rng_seed(&rng, 1);
     f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
@@ -561,7 +553,7 @@ TEST(select_stats_fields_consistent) {
         long tokens = 0, unrouted = 0, cap_total = 0;
         for (int it = 0; it < 3; it++) {
             int T = 50 - 7 * it;
-            float *x = randn((long)T * 16, 1, 200 + it);
+            float *x = test_randn((long)T * 16, 1, 200 + it);
             f.ops->forward(f.L, &f.P, out, x, T, 1, &rng);
             for (int t = 0; t < T; t++) {
                 int any = 0;
@@ -668,7 +660,7 @@ TEST(select_stats_cli_shows_selection_and_erc) {
     for (int i = 0; i < 2; i++) {
         Fix x;
         fix_make(&x, &specs[i], 16, 24, 30, 2, 120 + i);
-        float *in = randn(30 * 16, 1, 130 + i), *out = falloc(30 * 16);
+        float *in = test_randn(30 * 16, 1, 130 + i), *out = falloc(30 * 16);
         for (int step = 1; step <= 20; step++) {
             x.ops->forward(x.L, &x.P, out, in, 30, 1, &rng);
             if (step % 10 == 0) x.ops->write_stats(x.L, f, step, i);
