@@ -6,7 +6,7 @@ BLIS_INC = /usr/include/x86_64-linux-gnu/blis-openmp
 BLIS_LIB = /usr/lib/x86_64-linux-gnu/blis-openmp
 MARCH   := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 OPT     ?= -O3 $(MARCH)
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp $(OPT) -g -Isrc -isystem $(BLIS_INC)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -fno-math-errno $(OPT) -g -Isrc -isystem $(BLIS_INC)
 LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -lcjson -lz -lm -fopenmp
 
 SRC      := $(shell find src -name '*.c' ! -name main.c | sort)

@@ -91,7 +91,7 @@ static void scorer_vs_brute(const char *ffn) {
             g[t] = b;
         }
     }
-    Scorer *sc = scorer_new(m, 256);  // buckets 32, 64, 80 with batches 8, 4, 3
+    Scorer *sc = scorer_new(m, 256);  // 3 sequences of 80, or 5 of 48, 15 of 17, ...
     SeqScore out[N];
     scorer_run(sc, seqs, N, out);
     for (int i = 0; i < N; i++) {

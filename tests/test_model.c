@@ -7,6 +7,7 @@
 #include "model/kernels.h"
 #include "model/layers.h"
 #include "model/model.h"
+#include "model/vmath.h"
 #include "test.h"
 #include "train/optim.h"
 #include "util/common.h"
@@ -41,6 +42,28 @@ TEST(kernels_blis_uses_native_family) {
     __builtin_cpu_init();
     if (!getenv("BLIS_ARCH_TYPE") || __builtin_cpu_supports("avx512f") || __builtin_cpu_supports("avx2"))
         CHECK(strcmp(arch, "generic") != 0);
+}
+
+// exp_fast against exp in double: 4 M evenly spaced points over its range plus the ends, and the
+// special values its callers rely on (0 below the range, NaN through, saturation instead of +inf).
+TEST(vmath_exp_fast_matches_exp) {
+    double worst = 0;
+    const long N = 1 << 22;
+    for (long i = 0; i <= N; i++) {
+        float x = -87.3f + (float)((88.0 + 87.3) * i / N);
+        double ref = exp((double)x), err = fabs(exp_fast(x) - ref) / ref;
+        if (err > worst) worst = err;
+    }
+    CHECK(worst < 3e-7);  // ~2.5 ulp; measured 1.4 ulp
+    CHECK(exp_fast(-87.5f) == 0.0f && exp_fast(-INFINITY) == 0.0f && exp_fast(-1e30f) == 0.0f);
+    CHECK(exp_fast(0.0f) == 1.0f);
+    CHECK(isnan(exp_fast(NAN)));
+    CHECK(isfinite(exp_fast(INFINITY)) && exp_fast(INFINITY) > 1e38f);
+    float x[1000], y[1000];
+    for (int k = 0; k < 1000; k++) x[k] = -20.0f + 0.04f * k;
+#pragma omp simd
+    for (int k = 0; k < 1000; k++) y[k] = exp_fast(x[k]);  // the vectorised form agrees too
+    for (int k = 0; k < 1000; k++) CHECK(fabs(y[k] - exp((double)x[k])) <= 3e-7 * exp((double)x[k]));
 }
 
 // Scalar objective L = sum(out ⊙ probe): its gradient wrt out is `probe`.
@@ -88,8 +111,40 @@ TEST(layers_attention_forward_matches_naive) {
     free(q); free(k); free(v); free(o1); free(o2); free(att);
 }
 
-TEST(layers_attention_rope_backward_fd) {
+// Causal tiling: several row blocks, a partial last one, block 1 and a block >= S all give the
+// naive result; the backward is the same whatever the block (datt poisoned with NaN first, so
+// any read of an entry the tiling leaves unwritten would show).
+TEST(layers_attention_tiled_matches_naive) {
+    kernels_init(2);
+    int B = 2, S = 150, H = 2, hd = 8, C = H * hd, n = B * S * C;
+    long na = (long)B * H * S * S;
+    Rng r;
+    rng_seed(&r, 13);
+    float *q = falloc(n), *k = falloc(n), *v = falloc(n), *o1 = falloc(n), *o2 = falloc(n), *att = falloc(na);
+    float *probe = falloc(n), *datt = falloc(na), *g[2][3];
+    fill(q, n, &r, 1); fill(k, n, &r, 1); fill(v, n, &r, 1); fill(probe, n, &r, 1);
+    attention_forward_naive(o2, q, k, v, B, S, H, hd);
+    int blocks[] = {64, 1, 37, 512};
+    for (int bi = 0; bi < 4; bi++) {
+        attention_set_block(blocks[bi]);
+        for (long i = 0; i < na; i++) att[i] = datt[i] = NAN;
+        attention_forward(o1, att, q, k, v, B, S, H, hd);
+        CHECK(max_rel_err(o1, o2, n, 1e-3) < 1e-4);
+        int slot = bi == 0 ? 0 : 1;
+        for (int w = 0; w < 3; w++) g[slot][w] = bi < 2 ? falloc(n) : g[slot][w];
+        attention_backward(g[slot][0], g[slot][1], g[slot][2], datt, probe, q, k, v, att, B, S, H, hd);
+        if (bi > 0)
+            for (int w = 0; w < 3; w++) CHECK(max_rel_err(g[1][w], g[0][w], n, 1e-3) < 1e-4);
+    }
+    attention_set_block(0);
+    for (int s = 0; s < 2; s++)
+        for (int w = 0; w < 3; w++) free(g[s][w]);
+    free(q); free(k); free(v); free(o1); free(o2); free(att); free(probe); free(datt);
+}
+
+static void attention_rope_fd(int block) {
     kernels_init(1);
+    attention_set_block(block);
     int B = 2, S = 5, H = 2, hd = 4, C = H * hd, n = B * S * C;
     Rng r;
     rng_seed(&r, 4);
@@ -118,7 +173,10 @@ TEST(layers_attention_rope_backward_fd) {
 #undef FWD
     float *bufs[] = {q, k, v, o, att, probe, dq, dk, dv, datt, qr, kr, cs, sn};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    attention_set_block(0);
 }
+TEST(layers_attention_rope_backward_fd) { attention_rope_fd(0); }
+TEST(layers_attention_rope_backward_fd_tiled) { attention_rope_fd(2); }  // S=5: blocks 2,2,1
 
 TEST(layers_swiglu_backward_fd) {
     kernels_init(1);
@@ -163,6 +221,95 @@ TEST(layers_crossentropy_backward_fd) {
         memcpy(zz, z, sizeof z); zz[i] -= h; double lm = crossentropy_forward(zz, NULL, tg, T, V);
         CHECK_NEAR(p[i], (lp - lm) / (2 * h), 1e-3);
     }
+}
+
+// The read-only loss equals crossentropy_forward's (NaN-free, ignored targets give 0) and leaves
+// the logits alone.
+TEST(layers_crossentropy_loss_matches_forward) {
+    int T = 6, V = 37;
+    Rng r;
+    rng_seed(&r, 21);
+    float z[222], p[222], z0[222], l1[6], l2[6];
+    int32_t tg[6] = {1, 36, -1, 3, 0, -5};
+    fill(z, T * V, &r, 5);
+    memcpy(p, z, sizeof z); memcpy(z0, z, sizeof z);
+    double m1 = crossentropy_forward(p, l1, tg, T, V);
+    double m2 = crossentropy_loss(z, l2, tg, T, V);
+    CHECK_NEAR(m2, m1, 1e-6 * fabs(m1));
+    for (int t = 0; t < T; t++) CHECK_NEAR(l2[t], l1[t], 1e-6 * fabs(l1[t]) + 1e-7);
+    CHECK(memcmp(z, z0, sizeof z) == 0);
+}
+
+// Scoring mode (model.h score_only): the same losses as a full forward, raw logits whose argmax is
+// the probabilities' argmax at scored positions; a later normal forward gives probabilities again.
+static void score_only_check(const char *ffn_type) {
+    kernels_init(2);
+    Config c;
+    config_defaults(&c);
+    c.d_model = 16; c.n_layer = 2; c.n_head = 2; c.seq_len = 9;
+    snprintf(c.ffn.type, sizeof c.ffn.type, "%s", ffn_type);
+    c.ffn.d_ff = 12; c.ffn.n_experts = 4; c.ffn.top_k = 2; c.ffn.d_low = 4; c.ffn.d_wide = 12;
+    int V = 23, B = 3, T = B * c.seq_len;
+    Model *m = model_create(&c, V, B, 5);
+    Rng r;
+    rng_seed(&r, 22);
+    int32_t x[27], y[27];
+    for (int i = 0; i < T; i++) {
+        x[i] = (int32_t)rng_below(&r, V);
+        int t = i % c.seq_len, row = i / c.seq_len;
+        y[i] = (row == 0 || (t >= 4 && t < 7 - row)) ? (int32_t)rng_below(&r, V) : -1;  // runs, empty row
+    }
+    float l1[27], l2[27], *probs = falloc((size_t)T * V);
+    double m1 = model_forward(m, x, y, B, c.seq_len, l1, 0, NULL);
+    memcpy(probs, m->logits, sizeof(float) * T * V);
+    m->score_only = 1;
+    double m2 = model_forward(m, x, y, B, c.seq_len, l2, 0, NULL);
+    CHECK_NEAR(m2, m1, 1e-5 * fabs(m1));
+    for (int i = 0; i < T; i++) {
+        CHECK_NEAR(l2[i], l1[i], 1e-5 * fabs(l1[i]) + 1e-7);
+        if (y[i] < 0) continue;
+        int a1 = 0, a2 = 0;
+        for (int v = 1; v < V; v++) {
+            if (probs[(size_t)i * V + v] > probs[(size_t)i * V + a1]) a1 = v;
+            if (m->logits[(size_t)i * V + v] > m->logits[(size_t)i * V + a2]) a2 = v;
+        }
+        CHECK_EQ_INT(a2, a1);
+    }
+    m->score_only = 0;
+    model_forward(m, x, y, B, c.seq_len, NULL, 0, NULL);
+    CHECK(max_rel_err(m->logits, probs, (long)T * V, 1e-6) < 1e-5);
+    free(probs);
+    model_free(m);
+}
+TEST(model_score_only_matches_full_dense) { score_only_check("dense"); }
+TEST(model_score_only_matches_full_aoe) { score_only_check("aoe"); }
+
+// Eval forward at a shorter S with more sequences (model.h): the same losses as a model built at
+// that S sharing the weights (MoE, so dispatch buffers are exercised at B > max_B too).
+TEST(model_eval_forward_shorter_seq) {
+    kernels_init(2);
+    Config c;
+    config_defaults(&c);
+    c.d_model = 16; c.n_layer = 2; c.n_head = 2; c.seq_len = 12;
+    snprintf(c.ffn.type, sizeof c.ffn.type, "moe");
+    c.ffn.d_ff = 12; c.ffn.n_experts = 4; c.ffn.top_k = 2;
+    int V = 19, B = 2, S2 = 5, B2 = 4, T2 = B2 * S2;  // 20 positions <= 2*12
+    Model *m = model_create(&c, V, B, 9);
+    Config c2 = c;
+    c2.seq_len = S2;
+    Model *m2 = model_create_shared(&c2, V, B2, m);
+    Rng r;
+    rng_seed(&r, 23);
+    int32_t x[20], y[20];
+    for (int i = 0; i < T2; i++) { x[i] = (int32_t)rng_below(&r, V); y[i] = i % 3 ? (int32_t)rng_below(&r, V) : -1; }
+    float l1[20], l2[20];
+    double a = model_forward(m, x, y, B2, S2, l1, 0, NULL);
+    double b = model_forward(m2, x, y, B2, S2, l2, 0, NULL);
+    CHECK_NEAR(a, b, 1e-5 * fabs(b));
+    for (int i = 0; i < T2; i++) CHECK_NEAR(l1[i], l2[i], 1e-5 * fabs(l2[i]) + 1e-7);
+    m2->P.w = NULL;
+    model_free(m2);
+    model_free(m);
 }
 
 // Whole-model check: analytic gradient of the mean loss against central differences on a sample
@@ -234,6 +381,39 @@ TEST(optim_adamw_matches_naive) {
     CHECK(max_rel_err(w1, w2, P.total, 1e-3) < 1e-5);
     P.w = w1;
     free(w2); adamw_free(&a); adamw_free(&b); params_free(&P);
+}
+
+// adamw_step_clip (clipping folded into the update) against clip_grad + the naive AdamW, on a
+// gradient large enough to be clipped and on one that is not; grad_norm against a double loop.
+TEST(optim_adamw_clip_matches_naive) {
+    Params P = {0};
+    params_add(&P, "a", 1, INIT_NORMAL, 1, 2, 300, 301);  // > one 2^16 block of grad_norm
+    params_add(&P, "norm", 0, INIT_ONES, 0, 1, 9);
+    params_alloc(&P);
+    Rng r;
+    rng_seed(&r, 19);
+    params_init(&P, &r);
+    Config c;
+    config_defaults(&c);
+    float *w1 = P.w, *w2 = falloc(P.total), *g2 = falloc(P.total);
+    memcpy(w2, P.w, sizeof(float) * P.total);
+    AdamW a, b;
+    adamw_init(&a, &P); adamw_init(&b, &P);
+    float gs[3] = {1, 1e-5f, 0.5f};  // norm ~ 300, ~ 3e-3 (under max_norm 1), ~ 150
+    for (int step = 0; step < 3; step++) {
+        fill(P.g, P.total, &r, gs[step]);
+        double ref = 0;
+        for (size_t i = 0; i < P.total; i++) ref += (double)P.g[i] * P.g[i];
+        CHECK_NEAR(grad_norm(&P), sqrt(ref), 1e-9 * sqrt(ref));
+        memcpy(g2, P.g, sizeof(float) * P.total);
+        P.w = w1; double n1 = adamw_step_clip(&a, &P, &c, 1e-2f, 1.0);
+        memcpy(P.g, g2, sizeof(float) * P.total);
+        P.w = w2; double n2 = clip_grad(&P, 1.0); adamw_step_naive(&b, &P, &c, 1e-2f);
+        CHECK(n1 == n2);
+    }
+    CHECK(max_rel_err(w1, w2, P.total, 1e-3) < 1e-5);
+    P.w = w1;
+    free(w2); free(g2); adamw_free(&a); adamw_free(&b); params_free(&P);
 }
 
 TEST(optim_lr_schedule) {

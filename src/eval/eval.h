@@ -74,15 +74,16 @@ typedef struct { const int32_t *tok; int n, ncont; } Seq;
 typedef struct { double ll; int greedy; } SeqScore;
 
 typedef struct Scorer Scorer;
-// Wraps m (not owned) with length buckets (32, 48, 80, ... up to m->S) that share m's weights, so
-// short sequences run at short S. tok_budget bounds B*S per forward (memory ~ L*H*budget*S).
+// Wraps m (not owned) with a scoring model that shares m's weights and holds tok_budget positions
+// (at least one sequence of m->S); short sequences run at short S (their longest member) in
+// larger batches. tok_budget bounds B*S per forward (memory ~ L*H*budget*S).
 Scorer *scorer_new(Model *m, int tok_budget);
 void scorer_free(Scorer *s);
-// Scores n sequences; forwards batch as many as fit in one bucket, in the given order.
+// Scores n sequences; forwards batch as many consecutive ones as fit the budget, in the given order.
 void scorer_run(Scorer *s, const Seq *seqs, int n, SeqScore *out);
 // One forward of tok[0..n) (n <= S); returns the probability row [V] of the last position.
 const float *scorer_next_probs(Scorer *s, const int32_t *tok, int n);
-int scorer_seq_len(const Scorer *s);   // the model's S (longest bucket)
+int scorer_seq_len(const Scorer *s);   // the model's S (longest sequence)
 long scorer_tokens(const Scorer *s);     // tokens forwarded so far (padding excluded)
 long scorer_positions(const Scorer *s);  // positions forwarded (padding included)
 

@@ -166,7 +166,7 @@ int cmd_eval(int argc, char **argv) {
         CkptResults *c = &cr[k];
         c->path = paths[k];
         c->file_hash = file_hash(paths[k]);
-        // one sequence of activations here; the scorer adds batched buckets sharing the weights
+        // one sequence of activations here; the scorer adds a batched model sharing the weights
         Model *m = ckpt_load_model(paths[k], 1, &meta);
         char *tp = tok_path ? xstrdup(tok_path) : find_tokenizer(m->cfg.tokenizer, paths[k]);
         Tokenizer *tk = tok_load(tp);

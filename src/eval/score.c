@@ -2,10 +2,12 @@
 // A sequence [EOT, ctx..., cont...] is fed as inputs tok[0..n-2] with targets tok[1..n-1]; only
 // the last ncont targets count: ll = sum log p(target | everything before it), greedy = every
 // scored target is the argmax. Sequences are padded to the forward length with targets -1.
-// Short sequences run on "bucket" models (same config with a shorter seq_len, weights shared
-// with the main model); attention is causal and RoPE tables agree on the shared positions, so a
-// bucket gives the same numbers as the full-length model. No KV cache: each sequence is
-// recomputed from its first token (a model change would be needed for prefix reuse).
+// A batch runs at the length of its longest member (capped at the model's S), with as many
+// sequences as the token budget allows: model_forward accepts a shorter
+// S with a larger batch in eval (model.h). Attention is causal and RoPE tables agree on the
+// shared positions, so a short forward gives the same numbers as the full-length model. No KV
+// cache: each sequence is recomputed from its first token (a model change would be needed for
+// prefix reuse).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,61 +15,42 @@
 #include "eval/eval.h"
 #include "util/common.h"
 
-enum { MAX_BUCKETS = 16, MIN_BUCKET = 32, MAX_BATCH = 64 };
+// LEN_STEP: forward lengths are multiples of it. 1 (no rounding) padded least and ran fastest on
+// the bench model (docs/performance.md: 5-12% padding on choice tasks, vs 14-16% at 8, 19-22% at 16).
+enum { LEN_STEP = 1, MAX_BATCH = 64 };
 
 struct Scorer {
     Model *m;
-    int nb;
-    Model *bm[MAX_BUCKETS];  // by increasing S; the last has S = m->S (m itself when its batch suffices)
-    int bS[MAX_BUCKETS], bB[MAX_BUCKETS];
-    int32_t *tok, *tgt;      // [maxB*S] staging
+    Model *sm;           // scoring model: m's weights, sized for maxT positions (m itself if it is)
+    int maxT;            // positions per forward (the token budget, at least one full sequence)
+    int32_t *tok, *tgt;  // [maxT] staging
     float *loss;
     long tokens, positions;
 };
 
 static int clampi(int x, int lo, int hi) { return x < lo ? lo : x > hi ? hi : x; }
 
-// A model of the same config at sequence length S and batch B whose weights are m's.
-static Model *bucket_model(Model *m, int S, int B) {
-    Config c = m->cfg;
-    c.seq_len = S;
-    Model *b = model_create(&c, m->V, B, 0);
-    free(b->P.w); free(b->P.g);  // never used: the bucket reads the main model's weights
-    b->P.w = m->P.w; b->P.g = NULL;
-    return b;
-}
-
 Scorer *scorer_new(Model *m, int tok_budget) {
     Scorer *s = xcalloc(1, sizeof *s);
     s->m = m;
     if (tok_budget < 1) tok_budget = 2048;
-    size_t stage = 0;
-    // lengths grow by 1.5x (multiples of 16): 32, 48, 80, 128, 192, 288, ... — less padding than
-    // powers of two for a few more activation buffers
-    for (int S = MIN_BUCKET; s->nb < MAX_BUCKETS; S = (S * 3 / 2 + 15) / 16 * 16) {
-        if (S >= m->S) S = m->S;
-        int B = clampi(tok_budget / S, 1, MAX_BATCH);
-        if (S == m->S && B <= m->max_B) {
-            s->bm[s->nb] = m; s->bS[s->nb] = S; s->bB[s->nb] = m->max_B; B = m->max_B;
-        } else {
-            s->bm[s->nb] = bucket_model(m, S, B); s->bS[s->nb] = S; s->bB[s->nb] = B;
-        }
-        if ((size_t)B * S > stage) stage = (size_t)B * S;
-        s->nb++;
-        if (S == m->S) break;
-    }
-    s->tok = xmalloc(sizeof(int32_t) * stage);
-    s->tgt = xmalloc(sizeof(int32_t) * stage);
-    s->loss = xmalloc(sizeof(float) * stage);
+    int B = clampi(tok_budget / m->S, 1, MAX_BATCH);
+    // a model of m's config and weights for B full sequences (no random init, no gradients)
+    s->sm = B <= m->max_B ? m : model_create_shared(&m->cfg, m->V, B, m);
+    s->maxT = s->sm->max_B * m->S;
+    s->sm->score_only = 1;  // head and loss only where a target is scored (model.h)
+    s->tok = xmalloc(sizeof(int32_t) * s->maxT);
+    s->tgt = xmalloc(sizeof(int32_t) * s->maxT);
+    s->loss = xmalloc(sizeof(float) * s->maxT);
     return s;
 }
 
 void scorer_free(Scorer *s) {
     if (!s) return;
-    for (int i = 0; i < s->nb; i++) {
-        if (s->bm[i] == s->m) continue;
-        s->bm[i]->P.w = NULL;  // owned by the main model
-        model_free(s->bm[i]);
+    if (s->sm == s->m) s->m->score_only = 0;
+    else {
+        s->sm->P.w = NULL;  // owned by the main model
+        model_free(s->sm);
     }
     free(s->tok); free(s->tgt); free(s->loss);
     free(s);
@@ -77,12 +60,13 @@ int scorer_seq_len(const Scorer *s) { return s->m->S; }
 long scorer_tokens(const Scorer *s) { return s->tokens; }
 long scorer_positions(const Scorer *s) { return s->positions; }
 
-// Smallest bucket whose S holds `len` input positions.
-static int bucket_for(const Scorer *s, int len) {
-    for (int i = 0; i < s->nb; i++)
-        if (s->bS[i] >= len) return i;
-    return s->nb - 1;
+// Forward length for `len` input positions: rounded up to LEN_STEP, at most the model's S.
+static int len_for(const Scorer *s, int len) {
+    int S = (len + LEN_STEP - 1) / LEN_STEP * LEN_STEP;
+    return S < s->m->S ? (S > 0 ? S : LEN_STEP) : s->m->S;
 }
+// Sequences of length S that fit one forward.
+static int batch_for(const Scorer *s, int S) { return clampi(s->maxT / S, 1, MAX_BATCH); }
 
 static int argmax(const float *p, int V) {
     int best = 0;
@@ -91,10 +75,10 @@ static int argmax(const float *p, int V) {
     return best;
 }
 
-// Forwards seqs[0..n) (all fitting bucket b) as one batch.
-static void run_batch(Scorer *s, int b, const Seq *seqs, int n, SeqScore *out) {
-    Model *m = s->bm[b];
-    int S = s->bS[b], V = m->V;
+// Forwards seqs[0..n) (all at most S input positions) as one batch of length S.
+static void run_batch(Scorer *s, int S, const Seq *seqs, int n, SeqScore *out) {
+    Model *m = s->sm;
+    int V = m->V;
     for (int r = 0; r < n; r++) {
         const Seq *q = &seqs[r];
         int L = q->n - 1;  // input positions
@@ -124,28 +108,30 @@ static void run_batch(Scorer *s, int b, const Seq *seqs, int n, SeqScore *out) {
 void scorer_run(Scorer *s, const Seq *seqs, int n, SeqScore *out) {
     int i = 0;
     while (i < n) {
-        // grow the batch while the bucket of its longest member still has room for one more
-        int maxlen = 0, j = i;
-        int b = 0;
+        // grow the batch while one more still fits the budget at the batch's (rounded) length and,
+        // once it has a few rows, would pad less than 1/8 of its length (callers sort by length)
+        int maxlen = 0, j = i, S = LEN_STEP;
         while (j < n) {
             int len = seqs[j].n - 1 > maxlen ? seqs[j].n - 1 : maxlen;
             if (seqs[j].n - 1 > s->m->S) die("internal: scorer sequence of %d tokens exceeds S=%d", seqs[j].n, s->m->S);
-            int bb = bucket_for(s, len);
-            if (j - i + 1 > s->bB[bb]) break;
-            maxlen = len; b = bb; j++;
+            int SS = len_for(s, len);
+            if (j - i + 1 > batch_for(s, SS)) break;
+            if (j - i >= 4 && (seqs[j].n - 1) * 8 < SS * 7 && (j - i) * SS >= 256) break;
+            maxlen = len; S = SS; j++;
         }
-        run_batch(s, b, seqs + i, j - i, out + i);
+        run_batch(s, S, seqs + i, j - i, out + i);
         i = j;
     }
 }
 
 const float *scorer_next_probs(Scorer *s, const int32_t *tok, int n) {
     if (n < 1 || n > s->m->S) die("internal: scorer_next_probs length %d", n);
-    int b = bucket_for(s, n);
-    Model *m = s->bm[b];
-    int S = s->bS[b];
+    Model *m = s->sm;
+    int S = len_for(s, n);
     for (int t = 0; t < S; t++) { s->tok[t] = t < n ? tok[t] : tok[0]; s->tgt[t] = -1; }
+    m->score_only = 0;  // this caller wants probabilities at an unscored position
     model_forward(m, s->tok, s->tgt, 1, S, NULL, 0, NULL);
+    m->score_only = 1;
     s->tokens += n; s->positions += S;
     return m->logits + (size_t)(n - 1) * m->V;
 }

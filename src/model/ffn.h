@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "model/params.h"
+#include "model/vmath.h"
 
 typedef struct {
     const char *name;  // value of model.ffn.type
@@ -44,9 +45,9 @@ void swiglu_forward(float *h, float *u, float *v, float *a, const float *x, cons
 void swiglu_backward(float *dx, float *dWg, float *dWp, float *dWo, float *du, float *dv,
                      const float *dh, const float *x, const float *u, const float *v, const float *a,
                      const float *Wg, const float *Wp, const float *Wo, int T, int d, int D, int single_thread);
-static inline float silu(float u) { return u / (1.0f + __builtin_expf(-u)); }
+static inline float silu(float u) { return u / (1.0f + exp_fast(-u)); }
 static inline float silu_grad(float u) {
-    float s = 1.0f / (1.0f + __builtin_expf(-u));
+    float s = 1.0f / (1.0f + exp_fast(-u));
     return s * (1.0f + u * (1.0f - s));
 }
 

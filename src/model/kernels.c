@@ -1,19 +1,34 @@
 // kernels.c — see kernels.h.
 //
 // Why aoe picks the BLIS kernel family: Debian's BLIS 0.9 does not recognise AMD Zen 4/5 and
-// falls back to its generic kernels (~40 instead of ~190 GFLOP/s per core here). BLIS reads
+// falls back to its generic kernels (~40 instead of ~100 GFLOP/s per core here). BLIS reads
 // BLIS_ARCH_TYPE (a numeric arch id) at its first call, so we set it from the CPU's features first.
+// AVX-512 CPUs get the skx kernels, except AMD family 19h (Zen 4): it executes a 512-bit FMA as
+// two 256-bit halves, so the haswell (AVX2) kernels have the same peak there, and they are faster
+// in practice: BLIS 0.9 has no float packing kernel for skx's 32-row micro-panel (it packs with a
+// scalar loop) and no float "sup" kernels for skx. Measured on this project's bench shapes
+// (docs/performance.md): sgemm 1024^3 +4%, large products +4-8%, attention tiles about +30%.
 #include "model/kernels.h"
 
 #include <blis.h>
+#include <cpuid.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "util/common.h"
 
-static rntm_t rntm_all, rntm_one;
+static rntm_t rntm_all, rntm_one, rntm_all_nosup, rntm_one_nosup;
 static int n_threads = 1;
+
+// CPU family of an AMD processor, -1 on other vendors.
+static int amd_family(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541 || d != 0x69746e65 || c != 0x444d4163) return -1;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return -1;
+    int fam = (a >> 8) & 0xf;
+    return fam == 0xf ? fam + (int)((a >> 20) & 0xff) : fam;
+}
 
 const char *kernels_init(int threads) {
     if (threads <= 0) threads = omp_get_max_threads();
@@ -22,7 +37,8 @@ const char *kernels_init(int threads) {
     if (!getenv("BLIS_ARCH_TYPE")) {
         __builtin_cpu_init();
         int id = -1;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) id = BLIS_ARCH_SKX;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+            id = amd_family() == 0x19 ? BLIS_ARCH_HASWELL : BLIS_ARCH_SKX;
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) id = BLIS_ARCH_HASWELL;
         if (id >= 0) {
             char buf[16];
@@ -34,6 +50,10 @@ const char *kernels_init(int threads) {
     bli_rntm_set_num_threads(threads, &rntm_all);
     bli_rntm_init(&rntm_one);
     bli_rntm_set_num_threads(1, &rntm_one);
+    rntm_all_nosup = rntm_all;
+    bli_rntm_set_l3_sup(0, &rntm_all_nosup);
+    rntm_one_nosup = rntm_one;
+    bli_rntm_set_l3_sup(0, &rntm_one_nosup);
     bli_thread_set_num_threads(threads);
     return bli_arch_string(bli_arch_query_id());
 }
@@ -52,14 +72,20 @@ static void gemm(rntm_t *rt, float *C, int ldc, const float *A, int lda, const f
                  M, N, K, &alpha, (float *)A, lda, 1, (float *)B, ldb, 1, &beta, C, ldc, 1, NULL, rt);
 }
 
+// BLIS's "sup" path (unpacked kernels, taken when a dimension is under ~200) pays off for the
+// haswell family only when B is not transposed and K is not the smallest dimension; otherwise the
+// packed path was faster on every bench shape measured (A·B^T with K=64: 61% vs 84% of the
+// ceiling; X^T·dY over 100 rows: 75% vs 96%). The skx family has no float sup kernels.
+static int use_sup(int M, int N, int K, int tb) { return !tb && K >= (M < N ? M : N); }
+
 void matmul(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
             int M, int N, int K, int ta, int tb, float alpha, float beta) {
-    gemm(&rntm_all, C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
+    gemm(use_sup(M, N, K, tb) ? &rntm_all : &rntm_all_nosup, C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
 }
 
 void matmul_st(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                int M, int N, int K, int ta, int tb, float alpha, float beta) {
-    gemm(&rntm_one, C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
+    gemm(use_sup(M, N, K, tb) ? &rntm_one : &rntm_one_nosup, C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
 }
 
 void matmul_naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,

@@ -30,6 +30,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
                         const float *q, const float *k, const float *v, const float *att,
                         int B, int S, int H, int hd);
+// Rows per causal tile (default 64; <= 0 restores it). For tests and benchmarks.
+void attention_set_block(int rows);
 // Oracle: per-element loops in double.
 void attention_forward_naive(float *out, const float *q, const float *k, const float *v,
                              int B, int S, int H, int hd);
@@ -37,6 +39,9 @@ void attention_forward_naive(float *out, const float *q, const float *k, const f
 // Cross-entropy of logits [T,V] against targets [T]: overwrites logits with softmax
 // probabilities, returns mean loss; losses [T] optional. Targets < 0 are ignored.
 double crossentropy_forward(float *logits, float *losses, const int32_t *targets, int T, int V);
+// The same losses and mean without touching logits (one read-only pass per row, rows with
+// targets < 0 skipped): for scoring, where probabilities are not needed.
+double crossentropy_loss(const float *logits, float *losses, const int32_t *targets, int T, int V);
 // dlogits [T,V] = (probs - onehot) * scale, in place on probs.
 void crossentropy_backward(float *probs, const int32_t *targets, int T, int V, float scale);
 

@@ -11,7 +11,9 @@
 #include "util/common.h"
 #include "util/prof.h"
 
-Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {
+// shared_w: use these weights (another model's, same config but seq_len/max_B) instead of
+// allocating and initialising a parameter block; such a model has no gradient block.
+static Model *model_build(const Config *cfg, int V, int max_B, uint64_t seed, float *shared_w) {
     Model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->V = V; m->d = cfg->d_model; m->L = cfg->n_layer; m->H = cfg->n_head;
@@ -39,10 +41,14 @@ Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {
     }
     m->final_norm = params_add(P, "final_norm", 0, INIT_ONES, 0, 1, d);
     if (!cfg->tie_embeddings) m->lm_head = params_add(P, "lm_head", 1, INIT_NORMAL, std, 2, d, V);
-    params_alloc(P);
-    Rng rng;
-    rng_seed(&rng, seed);
-    params_init(P, &rng);
+    if (shared_w) {
+        P->w = shared_w;
+    } else {
+        params_alloc(P);
+        Rng rng;
+        rng_seed(&rng, seed);
+        params_init(P, &rng);
+    }
 
     size_t Td = (size_t)T * d, att = (size_t)max_B * m->H * m->S * m->S;
     for (int l = 0; l < m->L; l++) {
@@ -57,6 +63,14 @@ Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {
     m->dres = falloc(Td); m->dln = falloc(Td); m->dq = falloc(Td); m->dk = falloc(Td); m->dv = falloc(Td);
     m->datty = falloc(Td); m->datt = falloc(att); m->dlnf = falloc(Td);
     return m;
+}
+
+Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {
+    return model_build(cfg, V, max_B, seed, NULL);
+}
+
+Model *model_create_shared(const Config *cfg, int V, int max_B, const Model *src) {
+    return model_build(cfg, V, max_B, 0, src->P.w);
 }
 
 void model_free(Model *m) {
@@ -80,9 +94,47 @@ static void add_into(float *y, const float *a, const float *b, long n) {
     for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
+// logits [n,V] = x [n,d] · head (lm_head [d,V], or wte [V,d] transposed when tied)
+static void head_logits(Model *m, float *logits, const float *x, int n) {
+    int d = m->d, V = m->V;
+    const float *W = m->P.w;
+    if (m->cfg.tie_embeddings) matmul(logits, V, x, d, W + m->wte, d, n, V, d, 0, 1, 1, 0);
+    else matmul(logits, V, x, d, W + m->lm_head, V, n, V, d, 0, 0, 1, 0);
+}
+
+// score_only: the head and the loss only at positions with a target. The scored rows of lnf are
+// gathered into dlnf (backward scratch, unused in eval), their logits computed into the first
+// rows of m->logits, the losses taken without normalising, and each row moved to its position
+// (in descending order: row j goes to idx[j] >= j, never over a row still to be moved).
+static double head_scored_rows(Model *m, const int32_t *targets, float *losses, int T) {
+    int d = m->d, V = m->V, n = 0;
+    int *idx = xmalloc(sizeof(int) * T);
+    int32_t *tg = xmalloc(sizeof(int32_t) * T);
+    float *ls = xmalloc(sizeof(float) * T);
+    for (int t = 0; t < T; t++)
+        if (targets[t] >= 0) { tg[n] = targets[t]; idx[n++] = t; }
+    double loss = 0;
+    if (n > 0) {
+        for (int j = 0; j < n; j++) memcpy(m->dlnf + (size_t)j * d, m->lnf + (size_t)idx[j] * d, sizeof(float) * d);
+        head_logits(m, m->logits, m->dlnf, n);
+        loss = crossentropy_loss(m->logits, ls, tg, n, V);
+        for (int j = n - 1; j >= 0; j--)
+            if (idx[j] != j) memcpy(m->logits + (size_t)idx[j] * V, m->logits + (size_t)j * V, sizeof(float) * V);
+    }
+    if (losses) {
+        for (int t = 0; t < T; t++) losses[t] = 0;
+        for (int j = 0; j < n; j++) losses[idx[j]] = ls[j];
+    }
+    free(idx); free(tg); free(ls);
+    return loss;
+}
+
 double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, int B, int S,
                      float *losses, int train, Rng *rng) {
-    if (B > m->max_B || S != m->S) die("internal: model_forward shape [%d,%d] exceeds [%d,%d]", B, S, m->max_B, m->S);
+    // training: the built shape; eval: any S <= m->S with B*S <= max_B*m->S positions (every
+    // buffer is sized by positions, attention's B*H*S*S by max_B*H*m->S^2 >= it, RoPE tables by m->S)
+    if (B < 1 || S < 1 || S > m->S || (long)B * S > (long)m->max_B * m->S || (train && (B > m->max_B || S != m->S)))
+        die("internal: model_forward shape [%d,%d] does not fit [%d,%d]%s", B, S, m->max_B, m->S, train ? " (training)" : "");
     int d = m->d, T = B * S, V = m->V;
     const float *W = m->P.w;
     float eps = m->cfg.norm_eps;
@@ -119,9 +171,9 @@ double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, in
     }
     t0 = prof_begin();
     rmsnorm_forward(m->lnf, m->rstdf, m->xL, W + m->final_norm, T, d, eps);
-    if (m->cfg.tie_embeddings) matmul(m->logits, V, m->lnf, d, W + m->wte, d, T, V, d, 0, 1, 1, 0);
-    else matmul(m->logits, V, m->lnf, d, W + m->lm_head, V, T, V, d, 0, 0, 1, 0);
-    double loss = crossentropy_forward(m->logits, losses, targets, T, V);
+    double loss = !train && m->score_only ? head_scored_rows(m, targets, losses, T)
+                                          : (head_logits(m, m->logits, m->lnf, T),
+                                             crossentropy_forward(m->logits, losses, targets, T, V));
     prof_end(PROF_HEAD, t0);
     return loss;
 }

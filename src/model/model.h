@@ -31,16 +31,28 @@ typedef struct {
     int B, T;  // shape of the last forward
     const int32_t *tokens;
     double aux;  // weighted auxiliary loss of the last training forward
+    // Scoring mode (eval), 0 by default: a non-training forward computes the LM head only at
+    // positions with a target >= 0, and leaves raw logits (not probabilities) in their rows of
+    // m->logits; the other rows are not written. Losses and argmax are unchanged; it saves the
+    // head products of context and padding positions.
+    int score_only;
 } Model;
 
 // Builds the parameter table for cfg (vocab V) and allocates activations for up to max_B
 // sequences of cfg->seq_len. Parameters are initialised from `seed`.
 Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed);
+// A model of src's weights (not copied: src must outlive it) with another seq_len / max_B in cfg
+// (the rest of cfg must equal src->cfg): no parameter initialisation, no gradient block (P.g is
+// NULL), so forward only. Set P.w = NULL before model_free so the shared block is not freed.
+Model *model_create_shared(const Config *cfg, int V, int max_B, const Model *src);
 void model_free(Model *m);
 
 // Forward over tokens [B,S]; targets [B,S] (negative = ignored). Returns mean cross-entropy.
+// Training: B <= max_B and S = the built seq_len. train = 0 also takes any shorter S with
+// B*S <= max_B*seq_len (more, shorter sequences; same numbers as a model built at that S).
 // losses [B*S] optional (per-token NLL). train = 1 keeps caches and computes aux losses.
-// After it, m->logits holds softmax probabilities [B*S, V].
+// After it, m->logits holds softmax probabilities [B*S, V] (raw logits at scored positions only
+// when m->score_only, see above).
 double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, int B, int S,
                      float *losses, int train, Rng *rng);
 // Backward of the last training forward; grads accumulate (+=) into m->P.g. loss_scale multiplies

@@ -136,6 +136,7 @@ static void scores_forward(MoeLayer *L, const Params *P, const float *x, int T) 
         for (int e = 0; e < n; e++) {
             const float *c = L->C + (size_t)t * n * r + (size_t)e * r;
             double s = 0;
+#pragma omp simd reduction(+ : s)
             for (int k = 0; k < r; k++) s += (double)c[k] * c[k];
             L->S[(size_t)t * n + e] = (float)sqrt(s);
         }
@@ -264,11 +265,21 @@ static void expert_backward(MoeLayer *L, Params *P, int e, MatmulFn mm) {
 
 static void experts_run(MoeLayer *L, Params *P, int backward) {
     if (use_expert_parallel(L)) {
-#pragma omp parallel for schedule(dynamic, 1)
+        // largest experts first (insertion sort, ties by index): the dynamic schedule then ends
+        // on small ones, so threads finish close together. Each expert writes only its own rows
+        // and gradient slices, so the order does not change any result.
+        int *ord = xmalloc(sizeof(int) * L->n);
         for (int e = 0; e < L->n; e++) {
-            if (backward) expert_backward(L, P, e, matmul_st);
-            else expert_forward(L, P, e, matmul_st);
+            int j = e;
+            for (; j > 0 && L->cnt[ord[j - 1]] < L->cnt[e]; j--) ord[j] = ord[j - 1];
+            ord[j] = e;
         }
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < L->n; i++) {
+            if (backward) expert_backward(L, P, ord[i], matmul_st);
+            else expert_forward(L, P, ord[i], matmul_st);
+        }
+        free(ord);
     } else {
         for (int e = 0; e < L->n; e++) {
             if (backward) expert_backward(L, P, e, matmul);
@@ -347,7 +358,9 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
             const float *g = dout + (size_t)t * d, *y = L->Y + (size_t)row * d;
             float *dy = L->dY + (size_t)row * d;
             double s = 0;
-            for (int k = 0; k < d; k++) { s += (double)g[k] * y[k]; dy[k] = gate[i] * g[k]; }
+            float gi = gate[i];
+#pragma omp simd reduction(+ : s)
+            for (int k = 0; k < d; k++) { s += (double)g[k] * y[k]; dy[k] = gi * g[k]; }
             L->dgate[i] = (float)s;
         }
     prof_end(PROF_DISPATCH, t0);

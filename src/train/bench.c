@@ -63,8 +63,7 @@ static void run_one(const char *path, int threads, int steps, BenchResult *r) {
         model_forward(m, x, y, B, S, NULL, 1, &rng);
         model_backward(m, y, 1.0f);
         double to = prof_begin();
-        clip_grad(&m->P, c.grad_clip);
-        adamw_step(&opt, &m->P, &c, c.lr);
+        adamw_step_clip(&opt, &m->P, &c, c.lr, c.grad_clip);
         prof_end(PROF_OPT, to);
         if (s >= 0) t_total += now_sec() - t0;
     }

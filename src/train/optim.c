@@ -11,7 +11,9 @@ void adamw_init(AdamW *o, const Params *P) {
 }
 void adamw_free(AdamW *o) { free(o->m); free(o->v); o->m = o->v = NULL; }
 
-void adamw_step(AdamW *o, Params *P, const Config *c, float lr) {
+// The update with the gradient read as gscale·g (gradient clipping folded into the one pass
+// over the moments: the gradient block is not rewritten first).
+static void adamw_update(AdamW *o, Params *P, const Config *c, float lr, float gscale) {
     o->t++;
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     float bc1 = 1.0f - powf(b1, (float)o->t), bc2 = 1.0f - powf(b2, (float)o->t);
@@ -22,13 +24,21 @@ void adamw_step(AdamW *o, Params *P, const Config *c, float lr) {
         long n = (long)ti->n;
 #pragma omp parallel for simd
         for (long j = 0; j < n; j++) {
-            float gj = g[j];
+            float gj = g[j] * gscale;  // exact when gscale == 1
             m[j] = b1 * m[j] + (1 - b1) * gj;
             v[j] = b2 * v[j] + (1 - b2) * gj * gj;
             float mh = m[j] / bc1, vh = v[j] / bc2;
             w[j] -= lr * (mh / (sqrtf(vh) + eps) + wd * w[j]);
         }
     }
+}
+
+void adamw_step(AdamW *o, Params *P, const Config *c, float lr) { adamw_update(o, P, c, lr, 1.0f); }
+
+double adamw_step_clip(AdamW *o, Params *P, const Config *c, float lr, double max_norm) {
+    double n = grad_norm(P);
+    adamw_update(o, P, c, lr, clip_scale(n, max_norm));
+    return n;
 }
 
 void adamw_step_naive(AdamW *o, Params *P, const Config *c, float lr) {
@@ -64,8 +74,10 @@ double grad_norm(const Params *P) {
 #pragma omp parallel for
     for (long b = 0; b < nb; b++) {
         long e = (b + 1) * blk < (long)P->total ? (b + 1) * blk : (long)P->total;
+        const float *g = P->g;
         double acc = 0;
-        for (long i = b * blk; i < e; i++) acc += (double)P->g[i] * P->g[i];
+#pragma omp simd reduction(+ : acc)
+        for (long i = b * blk; i < e; i++) acc += (double)g[i] * g[i];
         part[b] = acc;
     }
     for (long b = 0; b < nb; b++) s += part[b];
@@ -73,10 +85,14 @@ double grad_norm(const Params *P) {
     return sqrt(s);
 }
 
+float clip_scale(double norm, double max_norm) {
+    return max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
+}
+
 double clip_grad(Params *P, double max_norm) {
     double n = grad_norm(P);
-    if (max_norm > 0 && n > max_norm) {
-        float sc = (float)(max_norm / (n + 1e-6));
+    float sc = clip_scale(n, max_norm);
+    if (sc != 1.0f) {
 #pragma omp parallel for
         for (long i = 0; i < (long)P->total; i++) P->g[i] *= sc;
     }

@@ -190,9 +190,8 @@ int cmd_train(int argc, char **argv) {
             aux += m->aux / c.grad_accum;
             model_backward(m, y, 1.0f / c.grad_accum);
         }
-        double gn = clip_grad(&m->P, c.grad_clip);
         float lr = lr_at(&c, step);
-        adamw_step(&opt, &m->P, &c, lr);
+        double gn = adamw_step_clip(&opt, &m->P, &c, lr, c.grad_clip);
         ckpt_test_kill_hook(step + 1);
         loss_acc += loss; aux_acc += aux; n_acc++;
         tok_log += (long)T * c.grad_accum;
