@@ -7,7 +7,7 @@
 // two 256-bit halves, so the haswell (AVX2) kernels have the same peak there, and they are faster
 // in practice: BLIS 0.9 has no float packing kernel for skx's 32-row micro-panel (it packs with a
 // scalar loop) and no float "sup" kernels for skx. Measured on this project's bench shapes
-// (docs/performance.md): sgemm 1024^3 +4%, large products +4-8%, attention tiles about +30%.
+// (docs/performance.md): sgemm 1024^3 +5%, large products +5-14%, attention core -30% time.
 #include "model/kernels.h"
 
 #include <blis.h>

@@ -115,8 +115,9 @@ static double head_scored_rows(Model *m, const int32_t *targets, float *losses, 
         if (targets[t] >= 0) { tg[n] = targets[t]; idx[n++] = t; }
     double loss = 0;
     if (n > 0) {
-        for (int j = 0; j < n; j++) memcpy(m->dlnf + (size_t)j * d, m->lnf + (size_t)idx[j] * d, sizeof(float) * d);
-        head_logits(m, m->logits, m->dlnf, n);
+        if (n < T)
+            for (int j = 0; j < n; j++) memcpy(m->dlnf + (size_t)j * d, m->lnf + (size_t)idx[j] * d, sizeof(float) * d);
+        head_logits(m, m->logits, n < T ? m->dlnf : m->lnf, n);
         loss = crossentropy_loss(m->logits, ls, tg, n, V);
         for (int j = n - 1; j >= 0; j--)
             if (idx[j] != j) memcpy(m->logits + (size_t)idx[j] * V, m->logits + (size_t)j * V, sizeof(float) * V);
