@@ -12,6 +12,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
 
 // True if any argument is -h or --help.
 int wants_help(int argc, char **argv);

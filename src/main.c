@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"stats", "summarise load-distribution statistics of a run, with plots", cmd_stats},
     {"report", "compare runs: table (seeds grouped), CSV and plots of loss, scores, load entropy", cmd_report},
     {"eval", "score checkpoints on perplexity and lm-eval-style benchmarks; comparison report", cmd_eval},
+    {"analyze", "post-hoc analyses of a checkpoint: expert-router coupling (erc), expert clusters", cmd_analyze},
     {"sample", "generate text from a checkpoint (temperature, top-k, seed)", cmd_sample},
     {"inspect", "verify a checkpoint or shard and show its header, tables and statistics", cmd_inspect},
     {"bench", "time training steps against the sgemm ceiling measured in the same process", cmd_bench},

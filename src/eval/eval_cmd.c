@@ -7,6 +7,7 @@
 #include "ckpt/ckpt.h"
 #include "cli.h"
 #include "eval/eval.h"
+#include "eval/open.h"
 #include "model/kernels.h"
 #include "util/common.h"
 
@@ -82,21 +83,6 @@ static void write_text(const char *dir, const char *name, const char *text) {
     free(p);
 }
 
-// Tokenizer path from the checkpoint's config: as given, else next to the run directory.
-static char *find_tokenizer(const char *cfg_tok, const char *ckpt) {
-    if (file_exists(cfg_tok)) return xstrdup(cfg_tok);
-    char dir[1024], p[1600];
-    snprintf(dir, sizeof dir, "%s", ckpt);
-    char *s = strrchr(dir, '/');
-    if (s && cfg_tok[0] != '/') {
-        *s = 0;
-        snprintf(p, sizeof p, "%s/%s", dir, cfg_tok);
-        if (file_exists(p)) return xstrdup(p);
-    }
-    die_input("%s: tokenizer '%s' from the checkpoint's config not found; pass --tokenizer PATH", ckpt,
-              cfg_tok[0] ? cfg_tok : "(none)");
-}
-
 int cmd_eval(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL;
@@ -146,13 +132,7 @@ int cmd_eval(int argc, char **argv) {
     // resolve run directories before any model work
     char **paths = xcalloc(nck, sizeof(char *));
     for (int k = 0; k < nck; k++) {
-        if (is_directory(ckpts[k])) {
-            paths[k] = ckpt_latest(ckpts[k]);
-            if (!paths[k]) die_input("%s: no complete checkpoint in this run directory", ckpts[k]);
-        } else {
-            if (!file_exists(ckpts[k])) die_input("%s: no such checkpoint", ckpts[k]);
-            paths[k] = xstrdup(ckpts[k]);
-        }
+        paths[k] = eval_resolve_ckpt(ckpts[k]);
     }
     if (mkdir_p(out_dir)) die("%s: cannot create the output directory", out_dir);
     fprintf(stderr, "aoe eval: %d checkpoint(s), %d task(s), BLIS %s, %d threads\n", nck, nspec, arch, threads);
@@ -168,14 +148,7 @@ int cmd_eval(int argc, char **argv) {
         c->file_hash = file_hash(paths[k]);
         // one sequence of activations here; the scorer adds a batched model sharing the weights
         Model *m = ckpt_load_model(paths[k], 1, &meta);
-        char *tp = tok_path ? xstrdup(tok_path) : find_tokenizer(m->cfg.tokenizer, paths[k]);
-        Tokenizer *tk = tok_load(tp);
-        if (meta.tok_hash && tok_hash(tk) != meta.tok_hash)
-            die_input("%s: tokenizer %s (identity %016llx) is not the one this checkpoint was trained with "
-                      "(%016llx); pass the right one with --tokenizer", paths[k], tp,
-                      (unsigned long long)tok_hash(tk), (unsigned long long)meta.tok_hash);
-        if (tok_vocab_size(tk) > m->V)
-            die_input("%s: tokenizer %s has %d tokens but the model only %d", paths[k], tp, tok_vocab_size(tk), m->V);
+        Tokenizer *tk = eval_open_tokenizer(m, &meta, paths[k], tok_path, NULL);
         c->tok_hash = tok_hash(tk);
         c->step = meta.step;
         double flops;
@@ -196,7 +169,6 @@ int cmd_eval(int argc, char **argv) {
         c->seconds = now_sec() - t0;
         scorer_free(sc);
         tok_free(tk);
-        free(tp);
         model_free(m);
     }
     // labels (unique) and files

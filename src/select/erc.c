@@ -89,6 +89,8 @@ double erc_eps_mean(const Erc *e) {
     return e->n ? s / e->n : 0;
 }
 
+static double hinge(const double *M, int n, double al, double *g);
+
 double erc_loss(Erc *e, const SelectParams *v) {
     ensure(e, v);
     int n = e->n, d = e->d, D = e->D;
@@ -108,19 +110,29 @@ double erc_loss(Erc *e, const SelectParams *v) {
         for (int c = 0; c < D; c++) s += a[c] * a[c];
         e->M[ij] = sqrt(s);
     }
-    // hinges and dL/dM (g), methods.md §2.4
-    double L = 0, w = 1.0 / ((double)n * n), al = e->alpha;
     memset(e->g, 0, sizeof(double) * n * n);
+    return hinge(e->M, n, e->alpha, e->g);
+}
+
+// The hinges of Eq.3 on M [n,n] at α; g [n,n] (NULL: loss only) += dL/dM (methods.md §2.4).
+static double hinge(const double *M, int n, double al, double *g) {
+    double L = 0, w = 1.0 / ((double)n * n);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
             if (j == i) continue;
-            double mii = e->M[(size_t)i * n + i], r = e->M[(size_t)i * n + j] - al * mii,
-                   c = e->M[(size_t)j * n + i] - al * mii;
-            if (r > 0) { L += r; e->g[(size_t)i * n + j] += w; e->g[(size_t)i * n + i] -= al * w; }
-            if (c > 0) { L += c; e->g[(size_t)j * n + i] += w; e->g[(size_t)i * n + i] -= al * w; }
+            double mii = M[(size_t)i * n + i], r = M[(size_t)i * n + j] - al * mii, c = M[(size_t)j * n + i] - al * mii;
+            if (r > 0) L += r;
+            if (c > 0) L += c;
+            if (!g) continue;
+            if (r > 0) { g[(size_t)i * n + j] += w; g[(size_t)i * n + i] -= al * w; }
+            if (c > 0) { g[(size_t)j * n + i] += w; g[(size_t)i * n + i] -= al * w; }
         }
     return L * w;
 }
+
+double erc_loss_at(const Erc *e, double alpha) { return hinge(e->M, e->n, alpha, NULL); }
+const double *erc_eps(const Erc *e) { return e->eps; }
+const double *erc_matrix(const Erc *e) { return e->M; }
 
 void erc_backward(const Erc *e, const SelectParams *v, float scale) {
     int n = e->n, d = e->d, D = e->D;

@@ -182,6 +182,11 @@ double erc_loss(Erc *e, const SelectParams *v);
 void erc_backward(const Erc *e, const SelectParams *v, float scale);
 float erc_coef(const Erc *e);
 double erc_eps_mean(const Erc *e);  // mean over experts of ε of the last erc_noise
+// For analysis (`aoe analyze erc`): ε [n] of the last erc_noise, M [n,n] (row i = proxy i) of
+// the last erc_loss, and the raw loss of that M at another α.
+const double *erc_eps(const Erc *e);
+const double *erc_matrix(const Erc *e);
+double erc_loss_at(const Erc *e, double alpha);
 
 extern const SelectMethod select_topk, select_topp, select_expert_choice;
 extern const SelectMethod select_etr;
