@@ -263,3 +263,64 @@ TEST(report_sweep_resume_skip) {
     CHECK_STR_CONTAINS(err, "unknown key 'model.ffn.nope'");
     free(err);
 }
+
+// The value after "key": in text (NAN if absent).
+static double json_num_after(const char *text, const char *key) {
+    const char *p = text ? strstr(text, key) : NULL;
+    return p ? atof(p + strlen(key)) : NAN;
+}
+
+// aoe train logs val_bpb with every val_loss (bytes per token of exactly the validation windows,
+// counted once at start); it equals the bits per byte `aoe eval` computes on the same windows, and
+// `aoe report` shows it (†) with the data and tokenizer gone. A run logged without val_bpb (an
+// older aoe) gets "–" and a line naming it, not a guess.
+TEST(report_bpb_recorded_at_train_time) {
+    const char *d = test_tiny_data();
+    char data[700], run[700], cmd[4096], p[800], *out = NULL, *err = NULL;
+    snprintf(data, sizeof data, "%s/bpbdata", test_tmpdir());
+    snprintf(run, sizeof run, "%s/bpbrun", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s && mkdir -p %s && cp %s/val-*.shard %s/train-*.shard %s/tokenizer.bpe %s/", data,
+             run, data, d, d, d, data);
+    REQUIRE(system(cmd) == 0);
+    snprintf(p, sizeof p, "%s/bpb.json", test_tmpdir());
+    put(p, "{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16, \"ffn\": {\"d_ff\": 32}},\n"
+           " \"train\": {\"steps\": 2, \"batch_size\": 2, \"eval_batches\": 3, \"warmup\": 1, \"threads\": 1},\n"
+           " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"},\n"
+           " \"run\": {\"out\": \"%s\"}}\n", data, data, data, run);
+    int rc = aoe_run(&out, &err, "train %s", p);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == 0);
+    free(out); free(err);
+    rc = aoe_run(&out, &err, "eval %s --tasks 'shards:%s/val-*.shard' --limit 6 --threads 1 --out %s/ev", run, data, run);
+    CHECK_EQ_INT(rc, 0);
+    free(out); free(err);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
+    char *metrics = slurp(p);
+    snprintf(p, sizeof p, "%s/ev/results.json", run);
+    char *res = slurp(p);
+    double train_bpb = json_num_after(metrics, "\"val_bpb\":"), eval_bpb = json_num_after(res, "\"bits_per_byte,none\":");
+    CHECK(train_bpb > 0.5 && train_bpb < 30);
+    CHECK_NEAR(train_bpb, eval_bpb, 2e-4 * eval_bpb);  // 6 windows = 3 batches of 2, both sides
+    free(res);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", data);  // the report needs neither shards nor tokenizer
+    REQUIRE(system(cmd) == 0);
+    rc = aoe_run(&out, &err, "report --no-plots --out %s/rep %s", run, run);
+    CHECK_EQ_INT(rc, 0);
+    char want[64];
+    snprintf(want, sizeof want, "%.4f†", train_bpb);
+    CHECK_STR_CONTAINS(out, want);
+    free(out); free(err);
+    // The same run as an older aoe logged it: no val_bpb.
+    for (char *q = metrics; (q = strstr(q, ",\"val_bpb\":"));) {
+        char *e = strchr(q, '}');
+        memmove(q, e, strlen(e) + 1);
+    }
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
+    put(p, "%s", metrics);
+    free(metrics);
+    rc = aoe_run(&out, &err, "report --no-plots --out %s/rep %s", run, run);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(err, "bpbrun: bits per byte unavailable");
+    CHECK(!strstr(out, "†"));
+    free(out); free(err);
+}

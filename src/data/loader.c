@@ -3,6 +3,7 @@
 #include "data/loader.h"
 
 #include <glob.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,6 +181,23 @@ void loader_window(Loader *L, uint64_t g, int32_t *tokens) {
         memcpy(tokens + done, tok + off, take * sizeof(int32_t));
         done += take;
     }
+}
+
+double loader_bytes_per_token(Loader *L, const Tokenizer *tk, uint64_t nwin) {
+    int S = L->seq_len, eot = tok_eot(tk);
+    int32_t *w = xmalloc(sizeof(int32_t) * (S + 1));
+    double bytes = 0;
+    if (nwin > L->total) nwin = L->total;
+    for (uint64_t g = 0; g < nwin; g++) {
+        loader_window(L, g, w);
+        for (int i = 1; i <= S; i++) {
+            size_t len = 0;
+            if (w[i] != eot) tok_piece(tk, w[i], &len);
+            bytes += len;
+        }
+    }
+    free(w);
+    return bytes > 0 ? bytes / ((double)nwin * S) : NAN;
 }
 
 void loader_next(Loader *L, int32_t *x, int32_t *y) {

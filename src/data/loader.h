@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "data/tokenizer.h"
+
 typedef struct Loader Loader;
 // Plain data saved in checkpoints. n_windows is the data's total window count when the position
 // was taken; loader_set_pos refuses a position taken on different data (0 = not checked).
@@ -38,6 +40,10 @@ void loader_close(Loader *L);
 void loader_require(const Loader *L, int vocab, uint64_t tok_hash);
 // The seq_len+1 tokens of global window g (0 <= g < loader_total_windows), unshuffled.
 void loader_window(Loader *L, uint64_t g, int32_t *tokens);
+// Bytes per target token over global windows [0, nwin) (unshuffled; the last seq_len tokens of
+// each window, as scored; EOT counts no byte): turns a mean loss over those windows into bits per
+// byte. NAN when they hold no byte.
+double loader_bytes_per_token(Loader *L, const Tokenizer *tk, uint64_t nwin);
 // The global window index the permutation of `epoch` puts at position q (a bijection on
 // [0, loader_total_windows)); identity when shuffling is off.
 uint64_t loader_permute(const Loader *L, uint64_t epoch, uint64_t q);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "report/plot.h"
-#include "report/report.h"
+#include "report/report_plot.h"
 #include "util/common.h"
 
 // A gnuplot single-quoted string: ' doubles.

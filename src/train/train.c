@@ -71,15 +71,19 @@ void train_parse_args(int argc, char **argv, Config *c, int *dry_run, const char
     config_validate(c, file ? file : "command line");
 }
 
+// Batches of a validation pass: train.eval_batches, at most the data holds.
+static int val_batches(const Config *c, const Loader *val) {
+    uint64_t avail = loader_n_windows(val) / c->batch_size;
+    return avail > 0 && (uint64_t)c->eval_batches > avail ? (int)avail : c->eval_batches;
+}
+
 // Mean validation loss over cfg.eval_batches batches from the start of the validation shards.
 double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y) {
     const Config *c = &m->cfg;
     LoaderPos start = {.epoch = 0, .cursor = 0, .seed = c->seed};
     loader_set_pos(val, &start);
     double sum = 0;
-    int n = c->eval_batches;
-    uint64_t avail = loader_n_windows(val) / c->batch_size;
-    if (avail > 0 && (uint64_t)n > avail) n = (int)avail;
+    int n = val_batches(c, val);
     for (int i = 0; i < n; i++) {
         loader_next(val, x, y);
         sum += model_forward(m, x, y, c->batch_size, c->seq_len, NULL, 0, NULL);
@@ -128,6 +132,9 @@ int cmd_train(int argc, char **argv) {
         if (loader_n_windows(lds[i]) < (uint64_t)c.batch_size)
             die_input("%s: too few tokens for one batch of %d x %d", specs[i], c.batch_size, c.seq_len + 1);
     }
+    // Bytes per target token of exactly the windows a validation pass scores: each val_loss is
+    // logged with its bits per byte, so `aoe report` never reopens shards or the tokenizer.
+    double val_bpt = val ? loader_bytes_per_token(val, tok, (uint64_t)val_batches(&c, val) * c.batch_size) : NAN;
     char *ckpt_from = resume ? ckpt_latest(resume) : NULL;
     if (resume && !ckpt_from) die_input("%s: no checkpoint to resume from (no `latest` pointer or ckpt-<step>.aoec)", resume);
     if (!resume && (ckpt_from = ckpt_latest(c.out)))
@@ -211,6 +218,7 @@ int cmd_train(int argc, char **argv) {
                     step + 1, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps, peak_rss_kb() / 1024.0,
                     (step + 1) * (long)T * c.grad_accum, now - t0);
             if (!isnan(vloss)) fprintf(metrics, ",\"val_loss\":%.6f", vloss);
+            if (!isnan(vloss) && !isnan(val_bpt)) fprintf(metrics, ",\"val_bpb\":%.6f", vloss / log(2.0) / val_bpt);
             fprintf(metrics, "}\n");
             fflush(metrics);
             model_write_stats(m, load, step + 1);

@@ -1,9 +1,8 @@
-// report.h — the pieces of `aoe report` (report.c: reading run directories, grouping seeds, the
-// Markdown/CSV tables; report_plot.c: the gnuplot figures). Internal to src/report.
-#ifndef AOE_REPORT_H
-#define AOE_REPORT_H
-
-#include <stdio.h>
+// report_model.h — what `aoe report` knows about a set of runs: each run's config, curves and
+// final numbers, the seed groups and the table columns. report_read.c builds it from the run
+// directories; report.c (tables) and report_plot.c (figures) only read it. Internal to src/report.
+#ifndef AOE_REPORT_MODEL_H
+#define AOE_REPORT_MODEL_H
 
 typedef struct {
     char *key, *val;  // dotted config key ("model.ffn.d_low") and its value as text
@@ -14,8 +13,10 @@ typedef struct {
     ConfKV *kv;                    // flattened config.json
     int nkv;
     long step, steps, seed;        // last logged step, train.steps, train.seed
+    double val_bpb;                // bits per byte of the last validation (metrics.jsonl val_bpb)
     double val_loss, bpb, tps, rss_mb, ent_load, ent_conf, dropped_pct, unrouted_pct;  // NAN = not available
-    int bpb_from_eval;             // bpb: 1 from eval results (shards task), 0 computed from val loss
+    int bpb_from_eval;             // bpb: 1 from eval results (shards task), 0 val_bpb of metrics.jsonl
+    int bpb_unrecorded;            // has a val loss but its metrics line has no val_bpb (older aoe)
     double *vstep, *vloss;         // validation-loss curve
     int nv;
     int nl;                        // sparse layers in load.jsonl
@@ -65,9 +66,12 @@ int group_stat(const Report *R, const Group *g, int c, double *mean, double *std
 char *differs_text(const Report *R, const Run *r, const char *skip);
 // Index of a column by CSV name, or -1.
 int report_col(const Report *R, const char *csv);
-
-// Writes the plots' data files and report.gp into dir and runs gnuplot there. Returns gnuplot's
-// status (0 ok) and lists the PNG names written in png[] (*npng).
-int report_plots(const Report *R, const char *dir, const char **png, int *npng);
+// Value of key in a flattened config, or NULL; two optional values are equal (both NULL or same text).
+const char *kv_find(const ConfKV *kv, int n, const char *key);
+int same_val(const char *a, const char *b);
+// "dir/name", malloc'd.
+char *path_in(const char *dir, const char *name);
+void free_kv(ConfKV *kv, int n);
+void report_free(Report *R);
 
 #endif
