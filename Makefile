@@ -57,7 +57,7 @@ bench: aoe
 # The shipped corpus (data/text, see data/README.md) -> data/prepared/tokenizer.bpe,
 # train-*.shard, val-*.shard: BPE vocab 4096, 5% of documents held out (seed 1). ~1 s on 2 cores.
 data: aoe
-	./aoe prepare --out data/prepared --vocab 4096 --seed 1 data/text
+	./aoe prepare --out data/prepared --vocab 4096 --seed 1 --glob '*.txt' data/text
 
 clean:
 	rm -rf build build-asan build-ubsan aoe

@@ -38,7 +38,7 @@ static const char *corpus(void) {
     snprintf(p, sizeof p, "%s/a.txt", dir); put_file(p, s, 60000);
     snprintf(p, sizeof p, "%s/b.txt", dir); put_file(p, s + 60000, 30000);
     snprintf(p, sizeof p, "%s/c.txt", dir); put_text(p, LATIN1);
-    snprintf(p, sizeof p, "%s/notes.md", dir); put_text(p, "not a .txt: ignored when walking a directory\n");
+    snprintf(p, sizeof p, "%s/notes.md", dir); put_text(p, "a walk takes every regular file, whatever its name\n");
     free(s);
     return dir;
 }
@@ -181,7 +181,7 @@ TEST(data_cli_prepare_bad_inputs) {
     snprintf(args, sizeof args, "prepare --out %s %s/missing.txt", outdir, tmp);
     expect_bad(args, "missing.txt", "cannot open");
     snprintf(args, sizeof args, "prepare --out %s %s", outdir, nodir);
-    expect_bad(args, nodir, "no *.txt files");
+    expect_bad(args, nodir, "directory has no regular files");
     snprintf(args, sizeof args, "prepare --out %s --tokenizer %s %s", outdir, nodir, corpus());
     expect_bad(args, nodir, "is a directory");
     snprintf(args, sizeof args, "prepare --out %s --vocab 100 %s", outdir, corpus());

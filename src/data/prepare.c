@@ -6,12 +6,15 @@
 // together at the end.
 #include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "data/docstream.h"
 #include "data/loader.h"
 #include "data/prepare_util.h"
 #include "data/shard.h"
@@ -24,13 +27,17 @@ static const char *USAGE =
     "       aoe prepare --check SHARDS [--tokenizer FILE]\n"
     "\n"
     "Trains a byte-level BPE tokenizer on text and encodes it into zlib-compressed token shards\n"
-    "(formats: docs/formats.md). INPUT is a text file or a directory, walked recursively for *.txt\n"
-    "files in name order. Files are cut into documents (see --doc-bytes); each document ends with\n"
-    "<|endoftext|>, and a seeded random subset of documents goes to the validation shards.\n"
+    "(formats: docs/formats.md). INPUT is a file (any name) or a directory, walked recursively for\n"
+    "every regular file in name order (hidden files and symbolic links inside it are skipped;\n"
+    "--glob/--exclude choose by file name). Each file is cut into documents: plain text at blank\n"
+    "lines (--doc-bytes), at separator lines (--doc-sep), or one per JSON line (--jsonl-field).\n"
+    "Each document ends with <|endoftext|>; a seeded random subset goes to the validation shards.\n"
+    "Files are streamed: memory holds a 4 MB batch and the longest document, not the input.\n"
     "\n"
     "Writes into --out DIR: tokenizer.bpe, train-NNNNN.shard, val-NNNNN.shard. They appear together\n"
     "only if everything succeeds (no partial output); older train-/val- shards in DIR are removed.\n"
-    "A bad input (missing, empty, binary, a directory without *.txt) stops before anything is written.\n"
+    "A bad input (missing, empty, binary, malformed JSON line, a directory with no matching file)\n"
+    "stops before anything is written.\n"
     "\n"
     "options:\n"
     "  -o, --out DIR        output directory (default data/prepared)\n"
@@ -40,8 +47,14 @@ static const char *USAGE =
     "  --train-bytes N      train the tokenizer on the first N bytes of input only (default: all)\n"
     "  --val-frac F         fraction of documents held out for validation (default 0.05; 0 = none)\n"
     "  --seed N             seed of the train/validation split (default 1)\n"
-    "  --doc-bytes N        cut files into documents of about N bytes at blank lines (default 65536;\n"
-    "                       0 = one document per file)\n"
+    "  --doc-bytes N        cut plain text into documents of about N bytes at blank lines\n"
+    "                       (default 65536; 0 = one document per file)\n"
+    "  --doc-sep LINE       a line equal to LINE (e.g. '%' for fortune files) ends a document; the\n"
+    "                       line itself is dropped, blank documents are skipped\n"
+    "  --jsonl-field NAME   JSON Lines input: one object per line, the document is its string field\n"
+    "                       NAME (e.g. text); blank lines and blank texts are skipped\n"
+    "  --glob PATTERN       in directories, read only files whose name matches (repeatable; any)\n"
+    "  --exclude PATTERN    in directories, skip files whose name matches (repeatable)\n"
     "  --shard-tokens N     start a new shard after about N tokens (default 67108864)\n"
     "  --chunk-tokens N     tokens per zlib chunk (default 4096; larger packs a little tighter but\n"
     "                       makes shuffled reads slower)\n"
@@ -51,17 +64,20 @@ static const char *USAGE =
     "\n"
     "Encoding runs on OMP_NUM_THREADS threads and shows a progress line with MB/s on a terminal\n"
     "(or with AOE_PROGRESS=1). Example, the default corpus (what `make data` runs):\n"
-    "  aoe prepare --out data/prepared --vocab 4096 data/text\n";
+    "  aoe prepare --out data/prepared --vocab 4096 --glob '*.txt' data/text\n"
+    "Fortune files and a JSONL corpus:\n"
+    "  aoe prepare --out data/fortunes --doc-sep % --exclude '*.dat' --exclude '*.u8' /usr/share/games/fortunes\n"
+    "  aoe prepare --out data/web --jsonl-field text corpus.jsonl\n";
 
 typedef struct {
     const char *out, *tokenizer, *check;
-    long vocab, doc_bytes, chunk_tokens, zlevel;
+    long vocab, chunk_tokens, zlevel;
     double val_frac;
     unsigned long long seed, shard_tokens, train_bytes;
-    int strip_tags;
+    DocFormat fmt;
 } Opts;
 
-typedef struct { int file; size_t off, len; } Doc;
+typedef struct { size_t off, len; int val; } BDoc;                           // a document in a batch
 typedef struct { size_t doc; const char *text; size_t len; TokIds ids; } Seg;  // a piece of a document
 
 // ---- input collection ----
@@ -70,17 +86,29 @@ static void push_str(StrList *l, const char *s) {
     if (l->n == l->cap) l->v = xrealloc(l->v, (size_t)(l->cap = l->cap * 2 + 16) * sizeof(char *));
     l->v[l->n++] = xstrdup(s);
 }
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-static int ends_with(const char *s, const char *suf) {
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && !strcmp(s + n - m, suf);
+static void free_strs(StrList *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
 }
-static void walk(const char *dir, StrList *out) {
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Which files of a directory are inputs: --glob patterns (any may match; none given = all) and
+// --exclude patterns, matched against the file name.
+typedef struct { StrList globs, excludes; } Filter;
+static int any_match(const StrList *pats, const char *name) {
+    for (int i = 0; i < pats->n; i++)
+        if (fnmatch(pats->v[i], name, 0) == 0) return 1;
+    return 0;
+}
+
+// Regular files under dir, recursively, in name order. Hidden entries (and our own *.tmp.*) are
+// skipped; symbolic links are not followed (no cycles, no file read twice through an alias).
+static void walk(const char *dir, const Filter *flt, StrList *out) {
     DIR *d = opendir(dir);
     if (!d) die_input("%s: cannot read directory: %s", dir, strerror(errno));
     StrList here = {0};
     for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;  // hidden files, and our own *.tmp.* are never inputs
+        if (e->d_name[0] == '.') continue;
         size_t n = strlen(dir) + strlen(e->d_name) + 2;
         char *p = xmalloc(n);
         snprintf(p, n, "%s/%s", dir, e->d_name);
@@ -90,24 +118,34 @@ static void walk(const char *dir, StrList *out) {
     closedir(d);
     if (here.n > 1) qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
     for (int i = 0; i < here.n; i++) {
-        if (is_directory(here.v[i])) walk(here.v[i], out);
-        else if (ends_with(here.v[i], ".txt")) push_str(out, here.v[i]);
-        free(here.v[i]);
+        struct stat st;
+        const char *name = strrchr(here.v[i], '/') + 1;
+        if (lstat(here.v[i], &st) != 0) die_input("%s: cannot read: %s", here.v[i], strerror(errno));
+        if (S_ISDIR(st.st_mode)) walk(here.v[i], flt, out);
+        else if (S_ISREG(st.st_mode) && (!flt->globs.n || any_match(&flt->globs, name)) && !any_match(&flt->excludes, name))
+            push_str(out, here.v[i]);
     }
-    free(here.v);
+    free_strs(&here);
 }
 
-// Reads one input file and checks it is usable text.
-static char *load_text(const char *path, size_t *len, int strip) {
-    char *buf = read_file(path, len);  // dies on missing / directory / unreadable
-    if (*len == 0) die_input("%s: empty file; expected text", path);
-    const char *nul = memchr(buf, 0, *len);
-    if (nul) die_input("%s: byte offset %zu: NUL byte; expected text (is this a binary file?)", path, (size_t)(nul - buf));
-    if (strip) {
-        *len = strip_pos_tags(buf, *len);
-        if (*len == 0) die_input("%s: no text left after removing POS tags", path);
+// Documents of every input, in order: calls fn(doc index, text, len, ctx) until it returns 0.
+typedef int (*DocFn)(uint64_t d, const char *text, size_t len, void *ctx);
+static uint64_t each_doc(const StrList *files, const DocFormat *fmt, DocFn fn, void *ctx) {
+    uint64_t d = 0;
+    for (int f = 0; f < files->n; f++) {
+        DocStream *s = docs_open(files->v[f], fmt);
+        const char *t;
+        size_t n;
+        uint64_t before = d;
+        int go = 1;
+        while (go && docs_next(s, &t, &n)) go = fn(d++, t, n, ctx);
+        if (go && d == before)
+            die_input("%s: no documents (%s); expected text", files->v[f],
+                      fmt->mode == DOC_JSONL ? "no line with a non-blank text field" : "only separator lines and blanks");
+        docs_close(s);
+        if (!go) break;
     }
-    return buf;
+    return d;
 }
 
 // ---- --check ----
@@ -184,11 +222,87 @@ static int usage_error(const char *fmt, const char *arg) {
     return 2;
 }
 
+// ---- passes over the documents ----
+typedef struct { const unsigned char *is_val; TokTrainer *tr; uint64_t limit, trained; } TrainCtx;
+static int count_doc(uint64_t d, const char *t, size_t n, void *ctx) {
+    (void)d; (void)t;
+    *(uint64_t *)ctx += n;
+    return 1;
+}
+// The tokenizer learns from training documents only, so validation text stays unseen.
+static int train_doc(uint64_t d, const char *t, size_t n, void *ctx) {
+    TrainCtx *c = ctx;
+    if (IS_VAL(c->is_val, d)) return 1;
+    size_t take = n;
+    if (c->limit && take > c->limit - c->trained) take = tok_safe_cut(t, n, (size_t)(c->limit - c->trained));
+    tok_trainer_add(c->tr, t, take);
+    c->trained += take;
+    return !c->limit || c->trained < c->limit;
+}
+
+// Encoding: documents are gathered into batches of about BATCH_BYTES, cut into segments at
+// encoding-safe points so every thread stays busy, encoded in parallel and written in order.
+typedef struct {
+    const unsigned char *is_val;
+    Out *train, *val;
+    TokEncoder **enc;
+    char *text;
+    size_t n, cap;
+    BDoc *docs;
+    size_t ndocs, cdocs;
+    TokIds docids;
+    double t_tok, done;
+    Progress *pr;
+} EncCtx;
+enum { BATCH_BYTES = 4 << 20, SEG_BYTES = 256 << 10 };
+
+static void encode_batch(EncCtx *c) {
+    size_t nseg = 0, cseg = 0;
+    Seg *seg = NULL;
+    for (size_t k = 0; k < c->ndocs; k++) {
+        const char *s = c->text + c->docs[k].off;
+        for (size_t p = 0; p < c->docs[k].len;) {
+            size_t q = tok_safe_cut(s, c->docs[k].len, p + SEG_BYTES);
+            if (nseg == cseg) seg = xrealloc(seg, (cseg = cseg * 2 + 64) * sizeof(Seg));
+            seg[nseg++] = (Seg){k, s + p, q - p, {0}};
+            p = q;
+        }
+    }
+    double ts = now_sec();
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (size_t k = 0; k < nseg; k++) tok_encoder_append(c->enc[omp_get_thread_num()], seg[k].text, seg[k].len, &seg[k].ids);
+    c->t_tok += now_sec() - ts;
+    for (size_t k = 0, doc = 0; doc < c->ndocs; doc++) {  // empty documents have no segment
+        c->docids.n = 0;
+        for (; k < nseg && seg[k].doc == doc; k++) {
+            tokids_append(&c->docids, seg[k].ids.v, seg[k].ids.n);
+            tokids_free(&seg[k].ids);
+        }
+        out_doc(c->docs[doc].val ? c->val : c->train, c->docids.v, c->docids.n);
+    }
+    free(seg);
+    c->done += (double)c->n;
+    progress_update(c->pr, c->done / 1e6);
+    c->n = c->ndocs = 0;
+}
+static int encode_doc(uint64_t d, const char *t, size_t n, void *ctx) {
+    EncCtx *c = ctx;
+    if (c->n + n > c->cap) c->text = xrealloc(c->text, c->cap = c->n + n + BATCH_BYTES);
+    memcpy(c->text + c->n, t, n);
+    if (c->ndocs == c->cdocs) c->docs = xrealloc(c->docs, (c->cdocs = c->cdocs * 2 + 256) * sizeof(BDoc));
+    c->docs[c->ndocs++] = (BDoc){c->n, n, IS_VAL(c->is_val, d)};
+    c->n += n;
+    if (c->n >= BATCH_BYTES) encode_batch(c);
+    return 1;
+}
+
 int cmd_prepare(int argc, char **argv) {
     if (wants_help(argc, argv)) { fputs(USAGE, stdout); return 0; }
-    Opts o = {.out = "data/prepared", .vocab = 4096, .doc_bytes = 65536, .chunk_tokens = SHARD_DEFAULT_CHUNK,
-              .zlevel = 6, .val_frac = 0.05, .seed = 1, .shard_tokens = 1ULL << 26};
+    Opts o = {.out = "data/prepared", .vocab = 4096, .chunk_tokens = SHARD_DEFAULT_CHUNK, .zlevel = 6,
+              .val_frac = 0.05, .seed = 1, .shard_tokens = 1ULL << 26, .fmt = {.doc_bytes = 65536}};
     StrList args = {0};
+    Filter flt = {0};
+    int doc_bytes_given = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
@@ -197,149 +311,77 @@ int cmd_prepare(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) { if (!(o.tokenizer = VAL())) return 2; }
         else if (!strcmp(a, "--check")) { if (!(o.check = VAL())) return 2; }
         else if (!strcmp(a, "--vocab")) { const char *v = VAL(); if (!v) return 2; o.vocab = (long)parse_uint(a, v, TOK_MIN_VOCAB, TOK_MAX_VOCAB); }
-        else if (!strcmp(a, "--doc-bytes")) { const char *v = VAL(); if (!v) return 2; o.doc_bytes = (long)parse_uint(a, v, 0, 1UL << 40); }
+        else if (!strcmp(a, "--doc-bytes")) { const char *v = VAL(); if (!v) return 2; o.fmt.doc_bytes = (size_t)parse_uint(a, v, 0, 1UL << 40); doc_bytes_given = 1; }
+        else if (!strcmp(a, "--doc-sep")) { if (!(o.fmt.sep = VAL())) return 2; }
+        else if (!strcmp(a, "--jsonl-field")) { if (!(o.fmt.field = VAL())) return 2; }
+        else if (!strcmp(a, "--glob")) { const char *v = VAL(); if (!v) return 2; push_str(&flt.globs, v); }
+        else if (!strcmp(a, "--exclude")) { const char *v = VAL(); if (!v) return 2; push_str(&flt.excludes, v); }
         else if (!strcmp(a, "--chunk-tokens")) { const char *v = VAL(); if (!v) return 2; o.chunk_tokens = (long)parse_uint(a, v, 64, 1 << 24); }
         else if (!strcmp(a, "--zlevel")) { const char *v = VAL(); if (!v) return 2; o.zlevel = (long)parse_uint(a, v, 1, 9); }
         else if (!strcmp(a, "--seed")) { const char *v = VAL(); if (!v) return 2; o.seed = parse_uint(a, v, 0, UINT64_MAX); }
         else if (!strcmp(a, "--shard-tokens")) { const char *v = VAL(); if (!v) return 2; o.shard_tokens = parse_uint(a, v, 1, UINT64_MAX); }
         else if (!strcmp(a, "--train-bytes")) { const char *v = VAL(); if (!v) return 2; o.train_bytes = parse_uint(a, v, 1, UINT64_MAX); }
         else if (!strcmp(a, "--val-frac")) { const char *v = VAL(); if (!v) return 2; o.val_frac = parse_frac(a, v); }
-        else if (!strcmp(a, "--strip-pos-tags")) o.strip_tags = 1;
+        else if (!strcmp(a, "--strip-pos-tags")) o.fmt.strip_tags = 1;
         else if (a[0] == '-' && a[1]) return usage_error("unknown option %s", a);
         else push_str(&args, a);
 #undef VAL
     }
     if (o.check) return run_check(&o);
     if (!args.n) return usage_error("%s", "no INPUT given");
+    if (o.fmt.sep && o.fmt.field) return usage_error("%s", "--doc-sep and --jsonl-field are two input formats; give one");
+    if ((o.fmt.sep || o.fmt.field) && doc_bytes_given)
+        return usage_error("--doc-bytes cuts plain text; with %s the input says where documents end", o.fmt.sep ? "--doc-sep" : "--jsonl-field");
+    if (o.fmt.field && o.fmt.strip_tags) return usage_error("%s", "--strip-pos-tags applies to plain text, not --jsonl-field");
+    if (o.fmt.sep && (!*o.fmt.sep || strchr(o.fmt.sep, '\n'))) return usage_error("%s", "--doc-sep needs a non-empty line");
+    if (o.fmt.field && !*o.fmt.field) return usage_error("%s", "--jsonl-field needs a field name");
+    o.fmt.mode = o.fmt.sep ? DOC_SEP : o.fmt.field ? DOC_JSONL : DOC_TEXT;
 
     if (file_exists(o.out) && !is_directory(o.out))
         die_input("%s: exists and is not a directory; expected an output directory for --out", o.out);
-    // Pass 1: collect and validate inputs, cut documents, count words for the tokenizer.
+    // Pass 1: collect and validate every input and count its documents; nothing is kept per document.
     StrList files = {0};
     for (int i = 0; i < args.n; i++) {
         if (!is_directory(args.v[i])) { push_str(&files, args.v[i]); continue; }
         int before = files.n;
-        walk(args.v[i], &files);
-        if (files.n == before) die_input("%s: directory has no *.txt files; expected text input", args.v[i]);
+        walk(args.v[i], &flt, &files);
+        if (files.n == before)
+            die_input("%s: directory has no %s; expected text input", args.v[i],
+                      flt.globs.n || flt.excludes.n ? "file matching --glob/--exclude" : "regular files");
     }
     Tokenizer *tok = o.tokenizer ? tok_load(o.tokenizer) : NULL;
-    Doc *docs = NULL;
-    size_t ndocs = 0, cdocs = 0, total_bytes = 0;
-    for (int f = 0; f < files.n; f++) {
-        size_t len;
-        char *buf = load_text(files.v[f], &len, o.strip_tags);
-        for (size_t off = 0; off < len;) {
-            size_t end = doc_end(buf, len, off, (size_t)o.doc_bytes);
-            if (ndocs == cdocs) docs = xrealloc(docs, (cdocs = cdocs * 2 + 256) * sizeof(Doc));
-            docs[ndocs++] = (Doc){f, off, end - off};
-            off = end;
-        }
-        total_bytes += len;
-        free(buf);
-    }
+    uint64_t total_bytes = 0, ndocs = each_doc(&files, &o.fmt, count_doc, &total_bytes);
 
-    // Seeded split by document: a partial Fisher-Yates shuffle picks the validation documents.
-    unsigned char *is_val = xcalloc(ndocs, 1);
-    size_t n_val = (size_t)(o.val_frac * (double)ndocs + 0.5);
+    // Seeded split by document.
+    uint64_t n_val = (uint64_t)(o.val_frac * (double)ndocs + 0.5);
     if (o.val_frac > 0 && n_val == 0) n_val = 1;
     if (n_val >= ndocs) n_val = ndocs - 1;
     if (o.val_frac > 0 && n_val == 0)
-        warnf("only %zu document: no validation shard (use --doc-bytes to cut files into documents)", ndocs);
-    {
-        size_t *perm = xmalloc(ndocs * sizeof(size_t));
-        for (size_t i = 0; i < ndocs; i++) perm[i] = i;
-        Rng r;
-        rng_seed(&r, o.seed);
-        for (size_t i = 0; i < n_val; i++) {
-            size_t j = i + (size_t)rng_below(&r, ndocs - i), t = perm[i];
-            perm[i] = perm[j]; perm[j] = t;
-            is_val[perm[i]] = 1;
-        }
-        free(perm);
-    }
+        warnf("only %llu document: no validation shard (use --doc-bytes to cut files into documents)", (unsigned long long)ndocs);
+    unsigned char *is_val = pick_val_docs(ndocs, n_val, o.seed);
 
-    // The tokenizer learns from training documents only, so validation text stays unseen.
     if (!tok) {
         double t0 = now_sec();
-        TokTrainer *tr = tok_trainer_new();
-        size_t trained = 0, d = 0;
-        for (int f = 0; f < files.n && (!o.train_bytes || trained < o.train_bytes); f++) {
-            size_t len;
-            char *buf = load_text(files.v[f], &len, o.strip_tags);
-            for (; d < ndocs && docs[d].file == f; d++) {
-                if (is_val[d] || (o.train_bytes && trained >= o.train_bytes)) continue;
-                size_t take = docs[d].len;
-                if (o.train_bytes && take > o.train_bytes - trained)
-                    take = tok_safe_cut(buf + docs[d].off, docs[d].len, o.train_bytes - trained);
-                tok_trainer_add(tr, buf + docs[d].off, take);
-                trained += take;
-            }
-            free(buf);
-        }
-        size_t words = tok_trainer_words(tr);
-        tok = tok_trainer_finish(tr, (int)o.vocab);
+        TrainCtx tc = {is_val, tok_trainer_new(), o.train_bytes, 0};
+        each_doc(&files, &o.fmt, train_doc, &tc);
+        size_t words = tok_trainer_words(tc.tr);
+        tok = tok_trainer_finish(tc.tr, (int)o.vocab);
         fprintf(stderr, "aoe prepare: tokenizer: %d tokens learned from %.1f MB (%zu distinct pre-tokens) in %.2f s\n",
-                tok_vocab_size(tok), (double)trained / 1e6, words, now_sec() - t0);
+                tok_vocab_size(tok), (double)tc.trained / 1e6, words, now_sec() - t0);
     }
 
-    // Pass 2: encode in batches of files, segments in parallel, documents written in order.
+    // Pass 3: encode and write shards.
     if (mkdir_p(o.out) != 0) die_input("%s: cannot create the output directory: %s", o.out, strerror(errno));
     Out train = {.dir = o.out, .kind = "train", .o = &o, .t = tok}, val = {.dir = o.out, .kind = "val", .o = &o, .t = tok};
     int nthreads = omp_get_max_threads();
-    TokEncoder **enc = xmalloc((size_t)nthreads * sizeof *enc);
-    for (int i = 0; i < nthreads; i++) enc[i] = tok_encoder_new(tok);
     Progress pr;
+    EncCtx ec = {.is_val = is_val, .train = &train, .val = &val, .pr = &pr, .enc = xmalloc((size_t)nthreads * sizeof(TokEncoder *))};
+    for (int i = 0; i < nthreads; i++) ec.enc[i] = tok_encoder_new(tok);
     progress_start(&pr, "encode", "MB", (double)total_bytes / 1e6);
-    double t1 = now_sec(), t_tok = 0;
-    size_t done_bytes = 0, d = 0;
-    TokIds docids = {0};
-    enum { BATCH_BYTES = 4 << 20, SEG_BYTES = 256 << 10 };
-    for (int f0 = 0; f0 < files.n;) {
-        int f1 = f0;
-        size_t bbytes = 0;
-        char **bufs = xcalloc((size_t)files.n, sizeof(char *));  // indexed by file, only [f0, f1) used
-        while (f1 < files.n && (f1 == f0 || bbytes < BATCH_BYTES)) {
-            size_t len;
-            bufs[f1] = load_text(files.v[f1], &len, o.strip_tags);
-            bbytes += len;
-            f1++;
-        }
-        size_t d1 = d;
-        while (d1 < ndocs && docs[d1].file < f1) d1++;
-        // Segments: documents cut at encoding-safe points so both threads stay busy.
-        size_t nseg = 0, cseg = 0;
-        Seg *seg = NULL;
-        for (size_t k = d; k < d1; k++) {
-            const char *s = bufs[docs[k].file] + docs[k].off;
-            for (size_t p = 0; p < docs[k].len;) {
-                size_t q = tok_safe_cut(s, docs[k].len, p + SEG_BYTES);
-                if (nseg == cseg) seg = xrealloc(seg, (cseg = cseg * 2 + 64) * sizeof(Seg));
-                seg[nseg++] = (Seg){k, s + p, q - p, {0}};
-                p = q;
-            }
-        }
-        double ts = now_sec();
-        #pragma omp parallel for schedule(dynamic, 1)
-        for (size_t k = 0; k < nseg; k++) tok_encoder_append(enc[omp_get_thread_num()], seg[k].text, seg[k].len, &seg[k].ids);
-        t_tok += now_sec() - ts;
-        for (size_t k = 0; k < nseg;) {
-            size_t doc = seg[k].doc;
-            docids.n = 0;
-            for (; k < nseg && seg[k].doc == doc; k++) {
-                tokids_append(&docids, seg[k].ids.v, seg[k].ids.n);
-                tokids_free(&seg[k].ids);
-            }
-            out_doc(is_val[doc] ? &val : &train, docids.v, docids.n);
-        }
-        free(seg);
-        for (int f = f0; f < f1; f++) free(bufs[f]);
-        free(bufs);
-        done_bytes += bbytes;
-        progress_update(&pr, (double)done_bytes / 1e6);
-        d = d1;
-        f0 = f1;
-    }
-    progress_end(&pr, (double)done_bytes / 1e6);
+    double t1 = now_sec();
+    each_doc(&files, &o.fmt, encode_doc, &ec);
+    if (ec.ndocs) encode_batch(&ec);
+    progress_end(&pr, ec.done / 1e6);
     out_finish(&train);
     out_finish(&val);
     double t2 = now_sec();
@@ -364,14 +406,12 @@ int cmd_prepare(int argc, char **argv) {
            (unsigned long long)train.docs, (unsigned long long)train.tokens, (double)train.bytes / 1e6);
     printf("  val:   %d shard(s), %llu documents, %llu tokens, %.2f MB\n", val.n_shards, (unsigned long long)val.docs,
            (unsigned long long)val.tokens, (double)val.bytes / 1e6);
-    printf("  encode: %.2f s on %d thread(s): %.1f MB/s end to end, %.1f MB/s tokenizing\n", t2 - t1, nthreads,
-           (double)total_bytes / 1e6 / (t2 - t1), t_tok > 0 ? (double)total_bytes / 1e6 / t_tok : 0.0);
-    for (int i = 0; i < nthreads; i++) tok_encoder_free(enc[i]);
-    free(enc); free(docs); free(is_val); tokids_free(&docids); tok_free(tok);
-    for (int i = 0; i < files.n; i++) free(files.v[i]);
-    for (int i = 0; i < args.n; i++) free(args.v[i]);
-    for (int i = 0; i < train.written.n; i++) free(train.written.v[i]);
-    for (int i = 0; i < val.written.n; i++) free(val.written.v[i]);
-    free(files.v); free(args.v); free(train.written.v); free(val.written.v);
+    printf("  encode: %.2f s on %d thread(s): %.1f MB/s end to end, %.1f MB/s tokenizing; peak RSS %.1f MB\n", t2 - t1,
+           nthreads, (double)total_bytes / 1e6 / (t2 - t1), ec.t_tok > 0 ? (double)total_bytes / 1e6 / ec.t_tok : 0.0,
+           (double)peak_rss_kb() / 1024);
+    for (int i = 0; i < nthreads; i++) tok_encoder_free(ec.enc[i]);
+    free(ec.enc); free(ec.text); free(ec.docs); free(is_val); tokids_free(&ec.docids); tok_free(tok);
+    free_strs(&files); free_strs(&args); free_strs(&train.written); free_strs(&val.written);
+    free_strs(&flt.globs); free_strs(&flt.excludes);
     return 0;
 }

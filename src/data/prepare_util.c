@@ -62,3 +62,39 @@ int has_glob_match(const char *pattern) {
     if (rc == 0) globfree(&g);
     return found;
 }
+
+// perm[] of the shuffle, stored only where it differs from the identity: an open-addressing map.
+typedef struct { uint64_t *key, *val; size_t mask; } PermMap;
+static size_t pm_slot(const PermMap *m, uint64_t k) {
+    size_t i = (size_t)(k * 0x9E3779B97F4A7C15ULL >> 17) & m->mask;
+    while (m->key[i] != UINT64_MAX && m->key[i] != k) i = (i + 1) & m->mask;
+    return i;
+}
+static uint64_t pm_get(const PermMap *m, uint64_t k) {
+    size_t i = pm_slot(m, k);
+    return m->key[i] == k ? m->val[i] : k;
+}
+static void pm_set(PermMap *m, uint64_t k, uint64_t v) {
+    size_t i = pm_slot(m, k);
+    m->key[i] = k;
+    m->val[i] = v;
+}
+
+unsigned char *pick_val_docs(uint64_t n, uint64_t n_val, uint64_t seed) {
+    unsigned char *bits = xcalloc((size_t)(n / 8 + 1), 1);
+    size_t cap = 16;
+    while (cap < 4 * n_val + 16) cap *= 2;  // at most 2 entries per draw: load factor <= 1/2
+    PermMap m = {xmalloc(cap * sizeof(uint64_t)), xmalloc(cap * sizeof(uint64_t)), cap - 1};
+    memset(m.key, 0xff, cap * sizeof(uint64_t));
+    Rng r;
+    rng_seed(&r, seed);
+    for (uint64_t i = 0; i < n_val; i++) {
+        uint64_t j = i + rng_below(&r, n - i), vi = pm_get(&m, i), vj = pm_get(&m, j);
+        pm_set(&m, i, vj);
+        pm_set(&m, j, vi);
+        bits[vj >> 3] |= (unsigned char)(1u << (vj & 7));
+    }
+    free(m.key);
+    free(m.val);
+    return bits;
+}
