@@ -11,7 +11,8 @@
 #include "ckpt/ckpt.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
-#include "eval/eval.h"
+#include "eval/eval_task.h"
+#include "eval/results.h"
 #include "model/kernels.h"
 #include "model/model.h"
 #include "test.h"
@@ -400,7 +401,7 @@ TEST(eval_report_fields) {
     metrics_mc(&res[2], 10, nopt, (const double *const *)lls, (const int *const *)cl, gold, 0);
     CkptResults c = {"runs/a/ckpt-1.aoec", "a/ckpt-1", 0x1234, 0x5678, 1, 1e6, 5e5, NULL, res, 3, 2.0};
     EvalSettings s = {"piqa,blimp", 10, 0, 2048, 2, 1234, NULL};
-    char *js = report_results_json(&c, &s);
+    char *js = results_json(&c, &s);
     cJSON *j = cJSON_Parse(js);
     REQUIRE(j);
     cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "results"), "piqa");
@@ -427,7 +428,7 @@ TEST(eval_report_fields) {
     free(js);
     CkptResults two[2] = {c, c};
     two[1].label = "b/ckpt-2";
-    char *md = report_markdown(two, 2, &s);
+    char *md = results_markdown(two, 2, &s);
     CHECK_STR_CONTAINS(md, "| checkpoint | piqa (acc_norm) | blimp (acc) | avg |");
     CHECK_STR_CONTAINS(md, "| a/ckpt-1 | 70.00 | 70.00 | 70.00 |");
     CHECK_STR_CONTAINS(md, "| b/ckpt-2 |");

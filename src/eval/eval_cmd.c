@@ -6,7 +6,8 @@
 
 #include "ckpt/ckpt.h"
 #include "cli.h"
-#include "eval/eval.h"
+#include "eval/eval_task.h"
+#include "eval/results.h"
 #include "eval/open.h"
 #include "model/kernels.h"
 #include "util/common.h"
@@ -183,7 +184,7 @@ int cmd_eval(int argc, char **argv) {
                 break;
             }
         cr[k].label = l;
-        char *json = report_results_json(&cr[k], &st);
+        char *json = results_json(&cr[k], &st);
         if (nck == 1) write_text(out_dir, "results.json", json);
         else {
             char sub[2048], clean[1200];
@@ -196,7 +197,7 @@ int cmd_eval(int argc, char **argv) {
         }
         free(json);
     }
-    char *md = report_markdown(cr, nck, &st);
+    char *md = results_markdown(cr, nck, &st);
     write_text(out_dir, "report.md", md);
     // the comparison table on stdout (up to the "## Checkpoints" section)
     char *end = strstr(md, "\n## Checkpoints");

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/eval.h"
+#include "eval/metrics.h"
 #include "util/common.h"
 
 void mean_stderr(const double *x, int n, double *mean, double *se) {

@@ -7,7 +7,7 @@
 
 #include "ckpt/ckpt.h"
 #include "cli.h"
-#include "eval/eval.h"
+#include "eval/score.h"
 #include "model/kernels.h"
 #include "util/common.h"
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/eval.h"
+#include "eval/score.h"
 #include "util/common.h"
 
 // LEN_STEP: forward lengths are multiples of it. 1 (no rounding) padded least and ran fastest on

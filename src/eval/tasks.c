@@ -17,7 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "data/loader.h"
-#include "eval/eval.h"
+#include "eval/tasks.h"
 #include "util/common.h"
 
 enum { F_JSONL, F_PIQA, F_HSWAG, F_BLIMP, F_WIKITEXT, F_TEXT };

@@ -1,4 +1,4 @@
-// run.c — one task on one model: build lm-eval's requests (few-shot prefix + context,
+// eval_task.c — one task on one model: build lm-eval's requests (few-shot prefix + context,
 // delimiter + continuation), tokenize them (EOT prefix, left-truncated to S+1 tokens), score them
 // in length-sorted batches that keep all choices of a question together, and turn the scores into
 // metrics. Perplexity tasks use lm-eval's rolling windows (disjoint windows of S predicted tokens,
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "data/loader.h"
-#include "eval/eval.h"
+#include "eval/eval_task.h"
 #include "util/common.h"
 
 static char *join(const char *a, const char *b, const char *c) {

@@ -1,4 +1,4 @@
-// report.c — results.json in the shape lm-evaluation-harness writes (results -> task ->
+// results.c — results.json in the shape lm-evaluation-harness writes (results -> task ->
 // "metric,none" / "metric_stderr,none", configs, versions, n-shot, higher_is_better, n-samples,
 // config, git_hash, date) plus an aoe "checkpoint" block, and report.md: one comparison table
 // (rows = checkpoints, columns = each task's main metric and the average of the accuracy tasks,
@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "eval/eval.h"
+#include "eval/results.h"
 #include "util/common.h"
 
 static const char *output_type(TaskKind k) {
@@ -34,7 +34,7 @@ static void git_hash(char *out, size_t cap) {
 
 static int is_subtask(const CkptResults *c, int i) { return c->res[i].subtask; }
 
-char *report_results_json(const CkptResults *c, const EvalSettings *s) {
+char *results_json(const CkptResults *c, const EvalSettings *s) {
     cJSON *root = cJSON_CreateObject();
     cJSON *results = cJSON_AddObjectToObject(root, "results");
     cJSON *gsub = cJSON_AddObjectToObject(root, "group_subtasks");
@@ -151,7 +151,7 @@ static void fmt_metric(char *o, size_t cap, const Metric *m, int with_se) {
     else snprintf(o, cap, pct ? "%.2f" : "%.3f", v);
 }
 
-char *report_markdown(const CkptResults *c, int n_ckpt, const EvalSettings *s) {
+char *results_markdown(const CkptResults *c, int n_ckpt, const EvalSettings *s) {
     Buf b = {0};
     char date[64];
     time_t now = time(NULL);
