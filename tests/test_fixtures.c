@@ -1,5 +1,6 @@
 // test_fixtures.c — helpers shared by several test files (no TESTs here): tiny training data for
 // tests that drive `aoe train`, random arrays, and the finite-difference loop of sparse layers.
+#include <stdarg.h>
 #include <stdlib.h>
 
 #include "test.h"
@@ -27,6 +28,15 @@ const char *test_tiny_data(void) {
     if (run_capture(cmd, NULL, &err)) fprintf(stderr, "  prepare failed: %s\n", err);
     free(err);
     return dir;
+}
+
+int test_shf(char **out, char **err, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return run_capture(cmd, out, err);
 }
 
 float *test_randn(long n, float sd, uint64_t seed) {

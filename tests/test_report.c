@@ -21,15 +21,7 @@ static void put(const char *path, const char *fmt, ...) {
     fclose(f);
 }
 
-static int shf(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int shf(char **out, char **err, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return run_capture(cmd, out, err);
-}
+#define shf test_shf
 
 static char *slurp(const char *path) {
     size_t n;
@@ -222,7 +214,7 @@ TEST(report_sweep_resume_skip) {
         d, d, d);
     if (!realpath(aoe_bin(), bin)) snprintf(bin, sizeof bin, "%s", aoe_bin());
     snprintf(sweep, sizeof sweep, "AOE=%s OMP_NUM_THREADS=1 tools/sweep.sh --out %s --eval-tasks val --eval-limit 4 %s "
-             "model.ffn.d_low=4,8 train.seed=1", bin, root, cfg);
+             "model.ffn.d_low=4,8 --axis train.seed=1", bin, root, cfg);
     int rc = shf(&out, &err, "AOE_TEST_KILL_AT_STEP=3 %s", sweep);
     CHECK_EQ_INT(rc, 1);
     CHECK_STR_CONTAINS(err, "[1/2] sweep-tiny_d_low-4_seed-1: training failed");

@@ -16,6 +16,7 @@ OUT=${OUT:-runs/study}
 EVAL_TASKS=${EVAL_TASKS:-val,arc_easy,piqa,winogrande,hellaswag,blimp}
 EVAL_LIMIT=${EVAL_LIMIT:-200}
 DRY=0
+STUDY_SETS=()  # --set key=value: every run of the study
 
 study_usage_common() {
     cat <<EOF
@@ -27,6 +28,10 @@ options (environment variable in brackets):
   --eval-tasks LIST  aoe eval tasks, 'val' = the validation shards, 'none' = no eval
                      [EVAL_TASKS, default $EVAL_TASKS]
   --eval-limit N     items per eval task [EVAL_LIMIT, default $EVAL_LIMIT]
+  --set key=value    a config override for every run (repeatable), e.g. another corpus:
+                     --set data.train='DIR/train-*.shard' --set data.val='DIR/val-*.shard'
+                     --set data.tokenizer=DIR/tokenizer.bpe; never an axis, never in run names,
+                     so runs with other --set values need another --out
   --dry-run          list the runs and what would happen to each
   -h, --help         this help
 Rerun the same command to continue after an interruption: finished runs are skipped, interrupted
@@ -42,11 +47,15 @@ study_parse() {
     while (($#)); do
         case $1 in
         -h | --help) study_usage; exit 0 ;;
-        --steps | --seeds | --out | --eval-tasks | --eval-limit)
+        --steps | --seeds | --out | --eval-tasks | --eval-limit | --set)
             (($# >= 2)) || study_die "$1 needs a value (see --help)"
             case $1 in
             --steps) STEPS=$2 ;; --seeds) SEEDS=$2 ;; --out) OUT=$2 ;;
             --eval-tasks) EVAL_TASKS=$2 ;; --eval-limit) EVAL_LIMIT=$2 ;;
+            --set)
+                [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+=.+$ ]] ||
+                    study_die "--set '$2': expected key=value with a config key like train.lr"
+                STUDY_SETS+=("$2") ;;
             esac
             shift 2 ;;
         --dry-run) DRY=1; shift ;;
@@ -70,7 +79,9 @@ study_parse() {
 
 # study_run METHOD CONFIG "FIXED OVERRIDES" [AXIS ...]: every seed of one method (and each value
 # of its axes) through tools/sweep.sh. A missing config (a method not in this tree) is skipped
-# with a warning; a failed run is remembered and the study goes on.
+# with a warning; a failed run is remembered and the study goes on. Steps, the axes and the seed
+# are --axis (in run names even with one value, so both studies name shared runs alike); the
+# study's and the user's fixed overrides are --set (never in names).
 study_run() {
     local method=$1 config=$2 fixed=$3
     shift 3
@@ -81,9 +92,16 @@ study_run() {
     fi
     local args=(--out "$OUT/runs" --name "$method" --eval-tasks "$EVAL_TASKS" --eval-limit "$EVAL_LIMIT"
         --set "train.ckpt_every=$EVERY" --set "train.eval_every=$EVERY")
-    local s
+    local s own=" train.steps train.seed train.ckpt_every train.eval_every "
+    for s in $fixed "$@"; do own+="${s%%=*} "; done
     for s in $fixed; do args+=(--set "$s"); done
-    args+=("$config" "train.steps=$STEPS" "$@" "train.seed=$SEEDS")
+    for s in "${STUDY_SETS[@]}"; do
+        [[ $own != *" ${s%%=*} "* ]] || study_die "--set $s: $method sets ${s%%=*} itself (use --steps/--seeds, or another study)"
+        args+=(--set "$s")
+    done
+    args+=(--axis "train.steps=$STEPS")
+    for s in "$@"; do args+=(--axis "$s"); done
+    args+=(--axis "train.seed=$SEEDS" "$config")
     local names
     names=$("$here/sweep.sh" --dry-run "${args[@]}") || exit 2
     if ((DRY)); then echo "$names"; fi

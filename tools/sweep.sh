@@ -8,24 +8,25 @@ set -euo pipefail
 prog=sweep.sh
 usage() {
     cat <<'EOF'
-usage: tools/sweep.sh [options] CONFIG [key=v1,v2,... ...]
+usage: tools/sweep.sh [options] CONFIG [key=v1,v2,... | key=value ...]
 
 Trains `aoe train CONFIG` once per point of the cartesian product of the key=v1,v2 axes, each in
-its own run directory OUT/NAME_<key>-<value>..., then runs `aoe eval` on each finished run
+its own run directory OUT/NAME_<key>-<value>... (axes only), then runs `aoe eval` on each finished run
 (results in RUN/eval/). Rerun the same command to continue: finished runs (RUN/train.done) are
 skipped, interrupted ones resume from their newest checkpoint (`aoe train --resume`), evaluations
 that exist are kept. Ctrl-C (or SIGTERM) lets the current step finish and saves a checkpoint.
 
   CONFIG               JSON config (configs/*.json)
-  key=v1,v2,...        an axis: config key (docs/config.md) and its values; it is part of the
-                       run name even with one value (e.g. train.seed=1,2 model.ffn.d_low=32,64)
+  key=v1,v2,...        an axis: config key (docs/config.md) and two or more values, part of the
+                       run names (e.g. train.seed=1,2 model.ffn.d_low=32,64)
+  key=value            one value: a fixed override like --set, not an axis, not in run names
 
 options:
   --out DIR            parent of the run directories (default runs/sweep)
-  --name NAME          run-name prefix (default: CONFIG's file name without .json, followed by
-                       the --set overrides)
+  --name NAME          run-name prefix (default: CONFIG's file name without .json)
   --set key=value      a fixed override for every point; the value is not split at commas and is
-                       not part of the name when --name is given (repeatable)
+                       never part of run names (repeatable)
+  --axis key=v1,...    an axis even with one value, so the value is in the run names (repeatable)
   --eval-tasks LIST    `aoe eval --tasks` list; `val` stands for the run's validation shards
                        (shards:<data.val>), `none` skips evaluation
                        (default val,arc_easy,piqa,winogrande,hellaswag,blimp)
@@ -36,8 +37,10 @@ options:
 
 environment: AOE (the aoe binary; default ./aoe next to tools/), OMP_NUM_THREADS (threads).
 Each run directory gets train.log and eval.log (the commands' output), train.done when training
-finished, eval/results.json and eval/report.md. Exit status: 0 all points done, 1 some point
-failed (the others still ran), 2 bad usage or input, 130 interrupted.
+finished, eval/results.json and eval/report.md. Fixed overrides are not in run names: runs with
+other --set values need another --out (a rerun into the same OUT stops, naming the difference).
+Exit status: 0 all points done, 1 some point failed (the others still ran), 2 bad usage or input,
+130 interrupted.
 EOF
 }
 
@@ -47,14 +50,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AOE=${AOE:-$here/../aoe}
 out=runs/sweep name='' eval_tasks=val,arc_easy,piqa,winogrande,hellaswag,blimp eval_limit=200
 report='' dry=0 config=''
-sets=() axes=()
+sets=() axes=()  # axes in command-line order; --axis ones marked with a leading '!'
 while (($#)); do
     case $1 in
     -h | --help) usage; exit 0 ;;
-    --out | --name | --set | --eval-tasks | --eval-limit | --report)
+    --out | --name | --set | --axis | --eval-tasks | --eval-limit | --report)
         (($# >= 2)) || die "$1 needs a value (see --help)"
         case $1 in
-        --out) out=$2 ;; --name) name=$2 ;; --set) sets+=("$2") ;;
+        --out) out=$2 ;; --name) name=$2 ;; --set) sets+=("$2") ;; --axis) axes+=("!$2") ;;
         --eval-tasks) eval_tasks=$2 ;; --eval-limit) eval_limit=$2 ;; --report) report=$2 ;;
         esac
         shift 2 ;;
@@ -87,17 +90,18 @@ for s in "${sets[@]}"; do
     [[ -n ${s#*=} ]] || die "--set $s: empty value"
     fixed+=("$s")
 done
-for a in "${axes[@]}"; do
-    [[ $a == *=* ]] || die "'$a': expected key=v1,v2,... (an axis) after CONFIG"
+add_axis() {  # key=v1,v2,... and whether one value still makes an axis
+    local a=$1 v=${1#*=}
+    [[ $a == *=* ]] || die "'$a': expected key=v1,v2,... (an axis) or key=value after CONFIG"
     check_key "${a%%=*}" "axis $a"
-    v=${a#*=}
     [[ -n $v && $v != ,* && $v != *, && $v != *,,* ]] || die "axis $a: empty value in the list"
-    keys+=("${a%%=*}"); vals+=("$v")
-done
+    if [[ $v == *,* ]] || (($2)); then keys+=("${a%%=*}"); vals+=("$v"); else fixed+=("$a"); fi
+}
+for a in "${axes[@]}"; do if [[ $a == !* ]]; then add_axis "${a#!}" 1; else add_axis "$a" 0; fi; done
 
 # name part of key=value: last key component (the full key if two keys share it), value with
 # characters other than [A-Za-z0-9._+-] replaced by '-'
-all_keys=("${keys[@]}" "${fixed[@]%%=*}")
+all_keys=("${keys[@]}")  # fixed overrides are never in names
 short_key() {
     local k last=${1##*.} n=0
     for k in "${all_keys[@]}"; do [[ ${k##*.} != "$last" ]] || n=$((n + 1)); done
@@ -105,10 +109,7 @@ short_key() {
 }
 name_part() { local v=${2//[^A-Za-z0-9._+-]/-}; echo "_$(short_key "$1")-$v"; }
 
-if [[ -z $name ]]; then
-    name=$(basename "$config" .json)
-    for s in "${fixed[@]}"; do name+=$(name_part "${s%%=*}" "${s#*=}"); done
-fi
+[[ -n $name ]] || name=$(basename "$config" .json)
 
 # ---- the grid: each point is a list of key=value lines (axes in command-line order)
 points=("")
@@ -178,7 +179,7 @@ for p in "${points[@]}"; do
         # The run must be this point: same resolved config as CONFIG + overrides.
         if [[ $resolved != "$(cat "$dir/config.json")" ]]; then
             d=$(diff <(echo "$resolved") <(cat "$dir/config.json"; echo) | grep '^[<>]' | head -n 2 | tr -s '\t\n' '  ' | sed 's/[ ,]*$//' || true)
-            die "$dir/config.json differs from $config + the overrides of point $rn ($d); move the run away or choose another --out"
+            die "$dir/config.json differs from $config + the overrides of point $rn ($d); fixed overrides are not in run names: move the run away or choose another --out"
         fi
     fi
     has_eval=0

@@ -1,0 +1,119 @@
+// test_sweep.c — tools/sweep.sh naming (a one-value override is not an axis and not in run names;
+// --axis makes it one) and the studies' --set (every run gets it, no run name shows it, a key
+// the study sets itself is refused). The studies run for real on a tiny model made by --set.
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+#include "util/common.h"
+
+static const char *abs_aoe(void) {
+    static char bin[PATH_MAX];
+    if (!bin[0] && !realpath(aoe_bin(), bin)) snprintf(bin, sizeof bin, "%s", aoe_bin());
+    return bin;
+}
+
+// A tiny AoE config without a data section: the data comes from --set, as for another corpus.
+static const char *tiny_config(void) {
+    static char cfg[700];
+    if (cfg[0]) return cfg;
+    snprintf(cfg, sizeof cfg, "%s/sw-tiny.json", test_tmpdir());
+    FILE *f = fopen(cfg, "w");
+    if (f) {
+        fputs("{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16,\n"
+              "  \"ffn\": {\"type\": \"aoe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 16, \"d_low\": 4}},\n"
+              " \"train\": {\"steps\": 4, \"batch_size\": 2, \"log_every\": 1, \"eval_every\": 2, \"eval_batches\": 1,"
+              " \"warmup\": 1, \"ckpt_every\": 2}}\n", f);
+        fclose(f);
+    }
+    return cfg;
+}
+
+static char *data_sets(void) {
+    static char s[2048];
+    const char *d = test_tiny_data();
+    snprintf(s, sizeof s, "--set 'data.train=%s/train-*.shard' --set 'data.val=%s/val-*.shard' --set data.tokenizer=%s/tokenizer.bpe",
+             d, d, d);
+    return s;
+}
+
+TEST(sweep_one_value_is_not_an_axis) {
+    char *out = NULL, *err = NULL;
+    int rc = test_shf(&out, &err, "AOE=%s tools/sweep.sh --dry-run --out %s/sw1 %s %s model.ffn.d_low=4,8 train.lr=0.003",
+                      abs_aoe(), test_tmpdir(), data_sets(), tiny_config());
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "[1/2] sw-tiny_d_low-4: fresh train (4 steps)");
+    CHECK_STR_CONTAINS(out, "[2/2] sw-tiny_d_low-8: fresh train");
+    CHECK(out && !strstr(out, "lr") && !strstr(out, "data") && !strstr(out, "train-"));
+    free(out); free(err);
+    rc = test_shf(&out, &err, "AOE=%s tools/sweep.sh --dry-run --out %s/sw1 %s %s train.lr=0.003 --axis train.seed=7",
+                  abs_aoe(), test_tmpdir(), data_sets(), tiny_config());
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "[1/1] sw-tiny_seed-7: fresh train");
+    free(out); free(err);
+    // Fixed overrides reach aoe train: a real run, then its config.json.
+    rc = test_shf(&out, &err, "AOE=%s OMP_NUM_THREADS=1 tools/sweep.sh --eval-tasks none --out %s/sw2 %s %s train.lr=0.003 train.steps=2",
+                  abs_aoe(), test_tmpdir(), data_sets(), tiny_config());
+    CHECK_EQ_INT(rc, 0);
+    free(out); free(err);
+    char p[800];
+    snprintf(p, sizeof p, "%s/sw2/sw-tiny/config.json", test_tmpdir());
+    size_t n;
+    char *cfg = file_exists(p) ? read_file(p, &n) : NULL;
+    CHECK_STR_CONTAINS(cfg, "\"lr\":\t0.003");
+    CHECK_STR_CONTAINS(cfg, "\"steps\":\t2,");
+    CHECK_STR_CONTAINS(cfg, test_tiny_data());
+    free(cfg);
+    // The same key as a fixed override and an axis: refused.
+    rc = test_shf(NULL, &err, "AOE=%s tools/sweep.sh --dry-run --set train.lr=1 %s train.lr=2,3", abs_aoe(), tiny_config());
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, "train.lr is given twice");
+    free(err);
+}
+
+// compare-methods.sh on the shipped method configs shrunk by --set (d_model 64, 1 layer, 2 steps,
+// the test data), then sweep-dlow.sh into the same study directory: runs common to both studies
+// are trained once.
+TEST(sweep_studies_take_set) {
+    char sets[4096], *out = NULL, *err = NULL;
+    snprintf(sets, sizeof sets, "--steps 2 --seeds 1 --eval-tasks none --out %s/study --set model.d_model=64 "
+             "--set model.n_layer=1 --set model.n_head=2 --set model.seq_len=16 --set model.ffn.d_ff=16 "
+             "--set train.batch_size=2 --set train.warmup=1 --set train.lr=0.0031 %s", test_tmpdir(), data_sets());
+    int rc = test_shf(&out, &err, "AOE=%s OMP_NUM_THREADS=1 tools/compare-methods.sh %s", abs_aoe(), sets);
+    CHECK_EQ_INT(rc, 0);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    free(out); free(err);
+    static const char *runs[] = {"moe-lb_steps-2_seed-1", "moe-nolb_steps-2_seed-1", "aoe-lb_steps-2_d_low-48_seed-1",
+                                 "aoe-nolb_steps-2_d_low-48_seed-1", "moe-erc_steps-2_seed-1", "moe-topp_steps-2_seed-1",
+                                 "aoe-topp_steps-2_seed-1", "moe-ec_steps-2_seed-1", "aoe-ec_steps-2_seed-1", "etr_steps-2_seed-1"};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char p[800];
+        snprintf(p, sizeof p, "%s/study/runs/%s/config.json", test_tmpdir(), runs[i]);
+        size_t n;
+        char *cfg = file_exists(p) ? read_file(p, &n) : NULL;
+        if (!cfg) fprintf(stderr, "  missing %s\n", p);
+        CHECK_STR_CONTAINS(cfg, "\"d_model\":\t64,");
+        CHECK_STR_CONTAINS(cfg, "\"lr\":\t0.0031");
+        CHECK_STR_CONTAINS(cfg, test_tiny_data());
+        free(cfg);
+    }
+    char p[800];
+    snprintf(p, sizeof p, "%s/study/methods/report.md", test_tmpdir());
+    CHECK(file_exists(p));
+    rc = test_shf(&out, &err, "AOE=%s OMP_NUM_THREADS=1 tools/sweep-dlow.sh --dlow 8,48 %s", abs_aoe(), sets);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "[1/2] aoe-lb_steps-2_d_low-8_seed-1: training (2 steps)");
+    CHECK_STR_CONTAINS(out, "[2/2] aoe-lb_steps-2_d_low-48_seed-1: finished earlier, training skipped");
+    CHECK_STR_CONTAINS(out, "[1/1] moe-nolb_steps-2_seed-1: finished earlier, training skipped");
+    free(out); free(err);
+    // A key the study sets itself cannot be overridden.
+    rc = test_shf(NULL, &err, "AOE=%s tools/sweep-dlow.sh --dry-run --set model.ffn.lb_coef=0.5", abs_aoe());
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, "--set model.ffn.lb_coef=0.5: aoe-lb sets model.ffn.lb_coef itself");
+    free(err);
+    rc = test_shf(NULL, &err, "AOE=%s tools/compare-methods.sh --dry-run --set lr=1", abs_aoe());
+    CHECK_EQ_INT(rc, 2);
+    CHECK_STR_CONTAINS(err, "--set 'lr=1': expected key=value with a config key");
+    free(err);
+}
