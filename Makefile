@@ -7,14 +7,14 @@ BLIS_LIB = /usr/lib/x86_64-linux-gnu/blis-openmp
 MARCH   := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 OPT     ?= -O3 $(MARCH)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -fno-math-errno $(OPT) -g -Isrc -isystem $(BLIS_INC)
-LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -lcjson -lz -lm -fopenmp
+LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -ldnnl -lcjson -lz -lm -fopenmp
 
 SRC      := $(shell find src -name '*.c' ! -name main.c | sort)
 TEST_SRC := $(shell find tests -name '*.c' | sort)
 OBJDIR  ?= build
 OBJ      := $(SRC:%.c=$(OBJDIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
-DEPS_PKGS = build-essential libblis-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2
+DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2
 
 .PHONY: all deps test asan ubsan bench clean data
 all: aoe

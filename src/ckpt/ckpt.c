@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "ckpt/ckpt_format.h"
+#include "model/kernels.h"
 
 // ---------------------------------------------------------------- little-endian helpers
 static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
@@ -462,6 +463,7 @@ static void read_into_model(CkptFile *cf, Model *m, AdamW *opt) {
         ckpt_fail(cf->path, cf->h.off[SEC_META] + 56, "vocabulary size %d (expected %d, the run's tokenizer)", cf->V, m->V);
     ckpt_file_check_table(cf, &m->P);
     ckpt_file_read_payload(cf, m->P.w, opt ? opt->m : NULL, opt ? opt->v : NULL, 0, 0);
+    kernels_weights_changed(m->P.w);  // bf16 weight copies are derived, never stored
 }
 
 Model *ckpt_load_model(const char *path, int max_B, TrainMeta *meta_out) {

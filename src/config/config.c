@@ -81,6 +81,7 @@ static const Key keys[] = {
     {"train.ckpt_every", T_INT, O(ckpt_every), "0", 0, 1e9, 0, "steps between checkpoints (0 = only at the end)"},
     {"train.keep_ckpts", T_INT, O(keep_ckpts), "2", 1, 1000, 0, "checkpoints kept in the run directory"},
     {"train.threads", T_INT, O(threads), "0", 0, 1024, 0, "threads for OpenMP and BLIS; 0 = OMP_NUM_THREADS or all cores"},
+    {"train.precision", T_ENUM, O(precision), "auto", 0, 0, "auto|fp32|bf16", "matrix products: fp32 (BLIS), or bf16 operands with fp32 accumulation (oneDNN; fp32 master weights, optimizer state and gradients); auto = bf16 where the CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16), else fp32. config.json records the choice made"},
     {"data.train", T_STR, O(train_path), "data/prepared/train-*.shard", 0, 0, 0, "training shards: a glob or comma-separated list"},
     {"data.val", T_STR, O(val_path), "data/prepared/val-*.shard", 0, 0, 0, "validation shards (empty = no validation)"},
     {"data.tokenizer", T_STR, O(tokenizer), "data/prepared/tokenizer.bpe", 0, 0, 0, "tokenizer file the shards were encoded with"},

@@ -47,6 +47,7 @@ typedef struct {
         keep_ckpts, threads;
     float lr, min_lr, beta1, beta2, eps, weight_decay, grad_clip;
     uint64_t seed;
+    char precision[8];    // auto | fp32 | bf16 (train writes the resolved choice to config.json)
     // data
     char train_path[CFG_STR], val_path[CFG_STR], tokenizer[CFG_STR];
     // run

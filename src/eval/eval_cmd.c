@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
             "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
-            "                [--tokenizer PATH] [--list-tasks]\n"
+            "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--list-tasks]\n"
             "\n"
             "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "  --threads N        threads (default: OMP_NUM_THREADS, else all cores)\n"
             "  --tokenizer PATH   tokenizer file (default: the checkpoint config's data.tokenizer); it\n"
             "                     must be the one the checkpoint was trained with\n"
+            "  --precision P      matrix products in fp32 or bf16 (auto: bf16 where the CPU has native bf16\n"
+            "                     dot products); default: the precision the checkpoint was trained in\n"
             "  --list-tasks       print the registered tasks and exit\n");
 }
 
@@ -86,7 +88,7 @@ static void write_text(const char *dir, const char *name, const char *text) {
 
 int cmd_eval(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
-    const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL;
+    const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL, *prec = NULL;
     int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0;
     uint64_t seed = 1234;
     const char **ckpts = xcalloc(argc + 1, sizeof(char *));
@@ -106,7 +108,10 @@ int cmd_eval(int argc, char **argv) {
             else if (!strcmp(a, "--batch-tokens")) budget = parse_int(a, v, 1, 1 << 20);
             else if (!strcmp(a, "--threads")) threads = parse_int(a, v, 0, 4096);
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
-            else { fprintf(stderr, "aoe eval: unknown option '%s'\n", a); usage(stderr); return 2; }
+            else if (!strcmp(a, "--precision")) {
+                if (precision_parse(v) < 0) die_input("--precision: expected fp32, bf16 or auto, got '%s'", v);
+                prec = v;
+            } else { fprintf(stderr, "aoe eval: unknown option '%s'\n", a); usage(stderr); return 2; }
             i++;
             continue;
         }
@@ -149,6 +154,8 @@ int cmd_eval(int argc, char **argv) {
         c->file_hash = file_hash(paths[k]);
         // one sequence of activations here; the scorer adds a batched model sharing the weights
         Model *m = ckpt_load_model(paths[k], 1, &meta);
+        kernels_set_precision(model_precision(m, prec));
+        fprintf(stderr, "aoe eval: %s: precision %s\n", paths[k], precision_name(kernels_precision()));
         Tokenizer *tk = eval_open_tokenizer(m, &meta, paths[k], tok_path, NULL);
         c->tok_hash = tok_hash(tk);
         c->step = meta.step;

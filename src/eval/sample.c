@@ -14,7 +14,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: aoe sample CKPT|RUN_DIR [--prompt TEXT] [--max-tokens N] [--temperature T]\n"
-            "                  [--top-k K] [--seed N] [--tokenizer PATH] [--threads N]\n"
+            "                  [--top-k K] [--seed N] [--tokenizer PATH] [--threads N] [--precision P]\n"
             "\n"
             "Continues TEXT (default: empty, i.e. from <|endoftext|>) and prints the continuation.\n"
             "  --max-tokens N     tokens to generate (default 64); stops early at <|endoftext|>\n"
@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "  --top-k K          sample among the K most likely tokens (default 0 = all)\n"
             "  --seed N           RNG seed (default 1)\n"
             "  --tokenizer PATH   tokenizer (default: the checkpoint config's; must match the checkpoint)\n"
-            "  --threads N        threads (default: OMP_NUM_THREADS, else all cores)\n");
+            "  --threads N        threads (default: OMP_NUM_THREADS, else all cores)\n"
+            "  --precision P      fp32, bf16 or auto (default: the precision the checkpoint was trained in)\n");
 }
 
 typedef struct { float p; int id; } Cand;
@@ -59,7 +60,7 @@ static int draw(const float *probs, int V, float temp, int top_k, Rng *r, Cand *
 
 int cmd_sample(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
-    const char *ckpt = NULL, *prompt = "", *tok_path = NULL;
+    const char *ckpt = NULL, *prompt = "", *tok_path = NULL, *prec = NULL;
     int max_tokens = 64, top_k = 0, threads = 0;
     double temp = 1.0;
     uint64_t seed = 1;
@@ -74,6 +75,7 @@ int cmd_sample(int argc, char **argv) {
         char *end = NULL;
         if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--tokenizer")) tok_path = v;
+        else if (!strcmp(a, "--precision")) prec = v;
         else if (!strcmp(a, "--max-tokens")) { max_tokens = (int)strtol(v, &end, 10); if (*end || max_tokens < 0) die_input("--max-tokens: expected a count >= 0, got '%s'", v); }
         else if (!strcmp(a, "--top-k")) { top_k = (int)strtol(v, &end, 10); if (*end || top_k < 0) die_input("--top-k: expected an integer >= 0, got '%s'", v); }
         else if (!strcmp(a, "--threads")) { threads = (int)strtol(v, &end, 10); if (*end || threads < 0) die_input("--threads: expected an integer >= 0, got '%s'", v); }
@@ -89,6 +91,7 @@ int cmd_sample(int argc, char **argv) {
     if (!file_exists(path)) die_input("%s: no such checkpoint", path);
     TrainMeta meta;
     Model *m = ckpt_load_model(path, 1, &meta);
+    kernels_set_precision(model_precision(m, prec));
     const char *tp = tok_path ? tok_path : m->cfg.tokenizer;
     if (!file_exists(tp)) die_input("%s: tokenizer '%s' not found; pass --tokenizer PATH", path, tp);
     Tokenizer *tk = tok_load(tp);

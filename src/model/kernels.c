@@ -15,9 +15,11 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/common.h"
 
+static Precision precision = PREC_FP32;
 static rntm_t rntm_all, rntm_one, rntm_all_nosup, rntm_one_nosup;
 static int n_threads = 1;
 
@@ -60,12 +62,31 @@ const char *kernels_init(int threads) {
 
 int kernels_threads(void) { return n_threads; }
 
+void kernels_set_precision(Precision p) {
+    if (p == PREC_BF16) kernels_bf16_init();
+    precision = p;
+    kernels_weights_changed(NULL);  // make (or drop) the weight copies
+}
+Precision kernels_precision(void) { return precision; }
+const char *precision_name(Precision p) { return p == PREC_BF16 ? "bf16" : "fp32"; }
+int precision_parse(const char *s) {
+    if (!strcmp(s, "fp32")) return PREC_FP32;
+    if (!strcmp(s, "bf16")) return PREC_BF16;
+    if (!strcmp(s, "auto")) return kernels_cpu_has_bf16() ? PREC_BF16 : PREC_FP32;
+    return -1;
+}
+
+// The one entry of every product: by precision, BLIS (rt: its threading) or oneDNN.
 static void gemm(rntm_t *rt, float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                  int M, int N, int K, int ta, int tb, float alpha, float beta) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {  // BLIS would only scale C; do it here so beta == 0 also clears NaNs
+    if (K <= 0) {  // only scales C; done here so beta == 0 also clears NaNs
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == 0 ? 0 : beta * C[(long)i * ldc + j];
+        return;
+    }
+    if (precision == PREC_BF16) {
+        matmul_bf16(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta, rt == &rntm_all || rt == &rntm_all_nosup);
         return;
     }
     bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,

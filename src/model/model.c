@@ -255,3 +255,12 @@ void model_set_progress(Model *m, float progress) {
 void model_write_stats(Model *m, FILE *f, long step) {
     for (int l = 0; l < m->L; l++) m->blocks[l].ffn->write_stats(m->blocks[l].ffn_state, f, step, l);
 }
+
+int model_precision(const Model *m, const char *override) {
+    const char *rec = m->cfg.precision;
+    int p = override ? precision_parse(override) : !strcmp(rec, "auto") ? PREC_FP32 : precision_parse(rec);
+    if (p < 0) die_input("--precision: expected fp32, bf16 or auto, got '%s'", override ? override : rec);
+    if (p == PREC_BF16 && !kernels_cpu_has_bf16())
+        warnf("this CPU has no native bf16 dot products (AVX512_BF16/AMX-BF16): oneDNN emulates them, slowly");
+    return p;
+}

@@ -1,6 +1,8 @@
 // params.c — see params.h.
 #include "model/params.h"
 
+#include "model/kernels.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ size_t params_add(Params *p, const char *name, int decay, int init, float init_s
 void params_alloc(Params *p) {
     p->w = falloc(p->total);
     p->g = falloc(p->total);
+    kernels_weights_register(p->w, p->total);  // bf16 precision keeps a bf16 copy of w
 }
 
 void params_init(Params *p, Rng *rng) {
@@ -40,11 +43,13 @@ void params_init(Params *p, Rng *rng) {
             }
         }
     }
+    kernels_weights_changed(p->w);
 }
 
 void params_zero_grad(Params *p) { memset(p->g, 0, p->total * sizeof(float)); }
 
 void params_free(Params *p) {
+    if (p->w) kernels_weights_unregister(p->w);
     free(p->t); free(p->w); free(p->g);
     memset(p, 0, sizeof *p);
 }

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "model/kernels.h"
+
 void adamw_init(AdamW *o, const Params *P) {
     o->m = falloc(P->total);
     o->v = falloc(P->total);
@@ -31,6 +33,7 @@ static void adamw_update(AdamW *o, Params *P, const Config *c, float lr, float g
             w[j] -= lr * (mh / (sqrtf(vh) + eps) + wd * w[j]);
         }
     }
+    kernels_weights_changed(P->w);  // bf16 precision: refresh the weights' bf16 copy
 }
 
 void adamw_step(AdamW *o, Params *P, const Config *c, float lr) { adamw_update(o, P, c, lr, 1.0f); }
@@ -55,6 +58,7 @@ void adamw_step_naive(AdamW *o, Params *P, const Config *c, float lr) {
             P->w[k] = (float)(P->w[k] - lr * (mh / (sqrt(vh) + c->eps) + (ti->decay ? c->weight_decay : 0) * P->w[k]));
         }
     }
+    kernels_weights_changed(P->w);
 }
 
 float lr_at(const Config *c, long step) {

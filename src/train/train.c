@@ -107,6 +107,9 @@ int cmd_train(int argc, char **argv) {
     const char *resume = NULL;
     train_parse_args(argc, argv, &c, &dry, &resume);
     if (resume) ckpt_resume_config(argc, argv, resume, &c);
+    // config.json (and --dry-run) record the precision chosen, not "auto"
+    int prec = precision_parse(c.precision);  // the config check allows auto|fp32|bf16 only
+    snprintf(c.precision, sizeof c.precision, "%s", precision_name(prec));
     if (dry) {
         char *js = config_to_json(&c);
         printf("%s\n", js);
@@ -114,6 +117,10 @@ int cmd_train(int argc, char **argv) {
         return 0;
     }
     const char *arch = kernels_init(c.threads);
+    if (prec == PREC_BF16 && !kernels_cpu_has_bf16())
+        warnf("train.precision bf16: this CPU has no native bf16 dot products (AVX512_BF16/AMX-BF16); "
+              "oneDNN emulates them, slowly");
+    kernels_set_precision(prec);
 
     // Inputs first: nothing is written until the tokenizer and shards check out.
     Tokenizer *tok = tok_load(c.tokenizer);
@@ -152,7 +159,8 @@ int cmd_train(int argc, char **argv) {
     Model *m = model_create(&c, V, c.batch_size, c.seed);
     double tot, act, fl;
     model_count(&c, V, &tot, &act, &fl);
-    printf("aoe train: BLIS kernels %s, %d threads\n", arch, kernels_threads());
+    printf("aoe train: BLIS kernels %s, %d threads, precision %s (%s)\n", arch, kernels_threads(), c.precision,
+           prec == PREC_BF16 ? "oneDNN bf16 products, fp32 accumulation and master weights" : "BLIS sgemm");
     printf("model: %s ffn, %d layers, d_model %d, vocab %d: %.2fM parameters (%.2fM active per token), "
            "%.1f MFLOPs/token forward (%.1f train)\n",
            c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
@@ -219,7 +227,7 @@ int cmd_train(int argc, char **argv) {
                     (step + 1) * (long)T * c.grad_accum, now - t0);
             if (!isnan(vloss)) fprintf(metrics, ",\"val_loss\":%.6f", vloss);
             if (!isnan(vloss) && !isnan(val_bpt)) fprintf(metrics, ",\"val_bpb\":%.6f", vloss / log(2.0) / val_bpt);
-            fprintf(metrics, "}\n");
+            fprintf(metrics, ",\"precision\":\"%s\"}\n", c.precision);
             fflush(metrics);
             model_write_stats(m, load, step + 1);
             fflush(load);

@@ -1,0 +1,288 @@
+// kernels_bf16.c — the bf16 path of kernels.h: oneDNN matmul on bf16 operands with fp32
+// accumulation and an fp32 C, the bf16 copies of registered weight blocks, the CPU check.
+//
+// Primitives: one per product shape (M, N, K, leading dimensions, transposes, alpha, beta,
+// threads), created on first use and kept for the process. Row counts above BF16_EXACT_M run on a
+// primitive whose M is given at execution (DNNL_RUNTIME_DIM_VAL): expert products have a
+// different row count every step, and a primitive per count would grow without bound (and JIT
+// one kernel per count). oneDNN 2.6 serves runtime M with its gemm kernels ("gemm:jit", within
+// a few % of brgemm on the bench shapes); fixed shapes get brgemm ("brg:avx512_core_bf16").
+// Which primitive runs is a function of the call's shape only, so results are reproducible.
+//
+// Threads: oneDNN (Debian build) uses the same GNU OpenMP runtime as BLIS and the layers; a
+// product from serial code runs on the configured threads, one from inside a parallel loop
+// (matmul_st) on its calling thread only (the thread's OpenMP thread count is set to 1 around
+// creation and execution), so cores are never oversubscribed.
+#include <cpuid.h>
+#include <dnnl.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kernels.h"
+#include "util/common.h"
+
+enum { BF16_EXACT_M = 64, MAX_SHADOWS = 64 };
+
+uint16_t bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1);  // round to nearest, ties to even
+    return (uint16_t)(u >> 16);
+}
+
+float bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// rows x cols of src (row stride ld) into dst (row stride cols); parallel when called serially
+static void to_bf16(uint16_t *dst, const float *src, long rows, long cols, long ld, int parallel) {
+#pragma omp parallel for schedule(static) if (parallel && rows * cols > 32768)
+    for (long i = 0; i < rows; i++) {
+        const float *s = src + i * ld;
+        uint16_t *d = dst + i * cols;
+#pragma omp simd
+        for (long j = 0; j < cols; j++) d[j] = bf16_round(s[j]);
+    }
+}
+
+// ---- CPU ----
+int kernels_cpu_has_bf16(void) {
+    const char *fake = getenv("AOE_TEST_NO_BF16");  // tests only: a CPU without native bf16
+    if (fake && *fake && strcmp(fake, "0")) return 0;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    int avx512_bf16 = (a >> 5) & 1;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return avx512_bf16;
+    int amx_bf16 = (d >> 22) & 1;
+    return avx512_bf16 || amx_bf16;
+}
+
+// ---- weight copies ----
+typedef struct {
+    const float *w;
+    size_t n;
+    uint16_t *h;  // bf16 copy, NULL in fp32 precision
+} Shadow;
+static Shadow shadows[MAX_SHADOWS];
+
+void kernels_weights_register(const float *w, size_t n) {
+    for (int i = 0; i < MAX_SHADOWS; i++)
+        if (!shadows[i].w) {
+            shadows[i] = (Shadow){w, n, NULL};
+            kernels_weights_changed(w);
+            return;
+        }
+    // all slots taken: this block is converted on every call instead (same results, slower)
+}
+
+void kernels_weights_unregister(const float *w) {
+    if (!w) return;
+    for (int i = 0; i < MAX_SHADOWS; i++)
+        if (shadows[i].w == w) { free(shadows[i].h); shadows[i] = (Shadow){0}; }
+}
+
+void kernels_weights_changed(const float *w) {
+    for (int i = 0; i < MAX_SHADOWS; i++) {
+        Shadow *s = &shadows[i];
+        if (!s->w || (w && s->w != w)) continue;
+        if (kernels_precision() != PREC_BF16) { free(s->h); s->h = NULL; continue; }
+        if (!s->h) s->h = xmalloc(sizeof(uint16_t) * (s->n ? s->n : 1));
+        // one long row: split by hand so a large block converts on all threads
+        long n = (long)s->n, nt = kernels_threads();
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long t = 0; t < nt; t++)
+            for (long j = n * t / nt; j < n * (t + 1) / nt; j++) s->h[j] = bf16_round(s->w[j]);
+    }
+}
+
+static const uint16_t *shadow_of(const float *p) {
+    for (int i = 0; i < MAX_SHADOWS; i++) {
+        const Shadow *s = &shadows[i];
+        if (s->h && p >= s->w && p < s->w + s->n) return s->h + (p - s->w);
+    }
+    return NULL;
+}
+
+// ---- oneDNN primitives ----
+typedef struct {
+    int M, N, K, lda, ldb, ldc, ta, tb, nthr;  // M = -1: given at execution
+    float alpha, beta;
+} Key;
+typedef struct {
+    Key k;
+    dnnl_primitive_t p;
+    size_t scratch;  // bytes of user scratchpad
+} Prim;
+
+static dnnl_engine_t engine;
+static Prim *prims;
+static int n_prims, cap_prims;
+static omp_lock_t prim_lock;
+static char last_impl[64] = "none";
+
+#define DNNL_OK(call) do { dnnl_status_t st_ = (call); \
+    if (st_ != dnnl_success) die("oneDNN: %s failed (status %d)", #call, (int)st_); } while (0)
+
+void kernels_bf16_init(void) {
+    if (engine) return;
+    DNNL_OK(dnnl_engine_create(&engine, dnnl_cpu, 0));
+    omp_init_lock(&prim_lock);
+}
+
+// Row-major [rows, cols] with leading dimension ld, stored transposed when t (as [cols, rows]).
+static void md_init(dnnl_memory_desc_t *md, long rows, long cols, long ld, int t, dnnl_data_type_t dt) {
+    dnnl_dims_t dims = {rows, cols};
+    dnnl_dims_t strides = {t ? 1 : ld, t ? ld : 1};
+    DNNL_OK(dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides));
+}
+
+static Prim *prim_get(const Key *k) {
+    omp_set_lock(&prim_lock);
+    for (int i = 0; i < n_prims; i++)
+        if (!memcmp(&prims[i].k, k, sizeof *k)) { omp_unset_lock(&prim_lock); return &prims[i]; }
+    // pointers into prims are handed out: grow by a fresh block only when full (never realloc)
+    if (n_prims == cap_prims) {
+        if (cap_prims) die("internal: more than %d oneDNN primitives", cap_prims);
+        cap_prims = 4096;
+        prims = xcalloc(cap_prims, sizeof *prims);
+    }
+    long M = k->M < 0 ? DNNL_RUNTIME_DIM_VAL : k->M;
+    dnnl_memory_desc_t a, b, c;
+    md_init(&a, M, k->K, k->lda, k->ta, dnnl_bf16);
+    md_init(&b, k->K, k->N, k->ldb, k->tb, dnnl_bf16);
+    md_init(&c, M, k->N, k->ldc, 0, dnnl_f32);
+    dnnl_matmul_desc_t desc;
+    DNNL_OK(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c));
+    dnnl_primitive_attr_t attr;
+    DNNL_OK(dnnl_primitive_attr_create(&attr));
+    DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (k->alpha != 1.0f) DNNL_OK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha));
+    if (k->beta != 0.0f) {
+        dnnl_post_ops_t po;
+        DNNL_OK(dnnl_post_ops_create(&po));
+        DNNL_OK(dnnl_post_ops_append_sum(po, k->beta));
+        DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
+        dnnl_post_ops_destroy(po);
+    }
+    dnnl_primitive_desc_t pd;
+    DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL));
+    Prim *p = &prims[n_prims];
+    p->k = *k;
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+        snprintf(last_impl, sizeof last_impl, "%s", impl);
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    p->scratch = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    DNNL_OK(dnnl_primitive_create(&p->p, pd));
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_attr_destroy(attr);
+    n_prims++;
+    omp_unset_lock(&prim_lock);
+    return p;
+}
+
+const char *kernels_bf16_impl(void) { return last_impl; }
+
+// Per-thread buffers: converted operands and oneDNN's scratchpad.
+static __thread void *tbuf[3];
+static __thread size_t tcap[3];
+static void *tscratch(int i, size_t bytes) {
+    if (bytes > tcap[i]) {
+        free(tbuf[i]);
+        tcap[i] = bytes + bytes / 4 + 4096;
+        tbuf[i] = xmalloc(tcap[i]);
+    }
+    return tbuf[i];
+}
+static __thread dnnl_stream_t tstream;
+
+// Executes prim on A (bf16 [M,K] or transposed), B (bf16), C (fp32).
+static void prim_run(const Prim *p, int M, const uint16_t *A, const uint16_t *B, float *C) {
+    const Key *k = &p->k;
+    if (!tstream) DNNL_OK(dnnl_stream_create(&tstream, engine, dnnl_stream_default_flags));
+    dnnl_memory_desc_t a, b, c, s;
+    md_init(&a, M, k->K, k->lda, k->ta, dnnl_bf16);
+    md_init(&b, k->K, k->N, k->ldb, k->tb, dnnl_bf16);
+    md_init(&c, M, k->N, k->ldc, 0, dnnl_f32);
+    dnnl_dims_t sd = {(long)(p->scratch ? p->scratch : 1)};
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&s, 1, sd, dnnl_u8, dnnl_a));
+    dnnl_memory_t ma, mb, mc, ms;
+    DNNL_OK(dnnl_memory_create(&ma, &a, engine, (void *)A));
+    DNNL_OK(dnnl_memory_create(&mb, &b, engine, (void *)B));
+    DNNL_OK(dnnl_memory_create(&mc, &c, engine, C));
+    DNNL_OK(dnnl_memory_create(&ms, &s, engine, tscratch(2, p->scratch ? p->scratch : 1)));
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_SCRATCHPAD, ms}};
+    DNNL_OK(dnnl_primitive_execute(p->p, tstream, 4, args));
+    DNNL_OK(dnnl_stream_wait(tstream));
+    dnnl_memory_destroy(ma); dnnl_memory_destroy(mb); dnnl_memory_destroy(mc); dnnl_memory_destroy(ms);
+}
+
+// An fp32 operand op(X) of rows x cols (stored transposed when t) as bf16: the weight copy when
+// X lies in a registered block, else converted into per-thread buffer `slot` (leading dimension
+// compacted). *ld gets the leading dimension of what is returned.
+static const uint16_t *operand(const float *X, int ldx, int rows, int cols, int t, int slot, int serial, int *ld) {
+    const uint16_t *h = shadow_of(X);
+    if (h) { *ld = ldx; return h; }
+    long r = t ? cols : rows, c = t ? rows : cols;  // stored shape
+    uint16_t *buf = tscratch(slot, sizeof(uint16_t) * (size_t)r * c);
+    to_bf16(buf, X, r, c, ldx, serial);
+    *ld = (int)c;
+    return buf;
+}
+
+// C = alpha op(A)·op(B) + beta C with bf16 operands, fp32 accumulation; serial = 1: the calling
+// code is serial and the product may use all threads.
+void matmul_bf16(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                 int M, int N, int K, int ta, int tb, float alpha, float beta, int serial) {
+    if (!engine) die("internal: bf16 product before kernels_set_precision");
+    int la, lb;
+    const uint16_t *a = operand(A, lda, M, K, ta, 0, serial, &la);
+    const uint16_t *b = operand(B, ldb, K, N, tb, 1, serial, &lb);
+    int saved = omp_get_max_threads();
+    if (!serial) omp_set_num_threads(1);
+    Key k = {M <= BF16_EXACT_M ? M : -1, N, K, la, lb, ldc, ta, tb, serial ? kernels_threads() : 1, alpha, beta};
+    prim_run(prim_get(&k), M, a, b, C);
+    if (!serial) omp_set_num_threads(saved);
+}
+
+void matmul_bf16_naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                       int M, int N, int K, int ta, int tb, float alpha, float beta) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+                float a = bf16_to_float(bf16_round(ta ? A[(long)k * lda + i] : A[(long)i * lda + k]));
+                float b = bf16_to_float(bf16_round(tb ? B[(long)j * ldb + k] : B[(long)k * ldb + j]));
+                s += (double)a * b;
+            }
+            float *c = &C[(long)i * ldc + j];
+            *c = (float)(alpha * s + (beta == 0 ? 0 : beta * *c));
+        }
+}
+
+// The ceiling: one n^3 product of bf16 operands already in bf16 (no conversion), best of ~seconds.
+double kernels_bf16_gflops(int n, double seconds) {
+    kernels_bf16_init();
+    size_t nn = (size_t)n * n;
+    uint16_t *a = xmalloc(2 * nn), *b = xmalloc(2 * nn);
+    float *c = falloc(nn);
+    for (size_t i = 0; i < nn; i++) a[i] = b[i] = bf16_round((float)((long)(i % 7) - 3) * 0.1f);
+    Key k = {n, n, n, n, n, n, 0, 0, kernels_threads(), 1.0f, 0.0f};
+    const Prim *p = prim_get(&k);
+    prim_run(p, n, a, b, c);  // warm up
+    double best = 0, t_end = now_sec() + seconds;
+    do {
+        double t = now_sec();
+        prim_run(p, n, a, b, c);
+        double g = 2.0 * n * n * n / (now_sec() - t) / 1e9;
+        if (g > best) best = g;
+    } while (now_sec() < t_end);
+    free(a); free(b); free(c);
+    return best;
+}

@@ -1,0 +1,176 @@
+// test_bf16.c — the bf16 precision: rounding, oneDNN products against the naive twins with a
+// tolerance derived from bf16's precision, weight copies, and the precision choice.
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kernels.h"
+#include "test.h"
+#include "util/common.h"
+
+TEST(bf16_round_to_nearest_even) {
+    CHECK(bf16_round(1.0f) == 0x3f80);
+    CHECK(bf16_round(-2.0f) == 0xc000);
+    // 1 + 2^-8 is half-way between 1 and 1 + 2^-7: ties go to the even neighbour (1)
+    CHECK(bf16_round(1.0f + 0x1p-8f) == 0x3f80);
+    CHECK(bf16_round(1.0f + 0x1p-7f + 0x1p-8f) == 0x3f82);  // tie, odd below: up
+    CHECK(bf16_round(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81);  // above the tie: up
+    CHECK(bf16_round(INFINITY) == 0x7f80 && bf16_round(-INFINITY) == 0xff80);
+    CHECK(isnan(bf16_to_float(bf16_round(NAN))));
+    CHECK(bf16_round(3.4e38f) == 0x7f80);  // above bf16's largest finite: rounds to inf
+    for (int i = -1000; i <= 1000; i++) {  // relative error <= 2^-8 (8-bit significand, RNE)
+        float x = i * 0.37f + 0.001f;
+        CHECK(fabsf(bf16_to_float(bf16_round(x)) - x) <= fabsf(x) * 0x1p-8f);
+    }
+}
+
+// Tolerance of a bf16 product against the exact one (the fp32 naive twin, double accumulation),
+// per element: each operand rounded to bf16 has relative error <= u = 2^-8, so a product a·b
+// has <= 2u + u^2; fp32 accumulation of K terms adds <= K·2^-24 (gamma_K, first order), plus one
+// rounding each for alpha and the beta·C sum. All relative to sum_k |a_ik||b_kj|:
+//   |C - C_exact| <= |alpha|·(2^-7 + 2^-16 + (K + 2)·2^-24)·sum_k |a_ik b_kj| + 2^-24·|beta C| + 1e-30
+// (the floor covers the denormals that bf16 dot-product instructions flush to zero).
+static int within_bound(const float *C, const float *Cref, const float *C0, const float *A, int lda,
+                        const float *B, int ldb, int M, int N, int K, int ta, int tb, float alpha,
+                        float beta, double tight) {
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += fabs((double)(ta ? A[(long)k * lda + i] : A[(long)i * lda + k]) *
+                          (tb ? B[(long)j * ldb + k] : B[(long)k * ldb + j]));
+            double rel = tight >= 0 ? tight : 0x1p-7 + 0x1p-16 + (K + 2) * 0x1p-24;
+            double tol = fabs(alpha) * rel * s + 0x1p-24 * fabs(beta * C0[(long)i * N + j]) + 1e-30;
+            if (fabs((double)C[(long)i * N + j] - Cref[(long)i * N + j]) > tol) bad++;
+        }
+    return bad;
+}
+
+TEST(bf16_matmul_matches_naive_twins) {
+    kernels_init(2);
+    kernels_set_precision(PREC_BF16);
+    Rng r;
+    rng_seed(&r, 3);
+    // M = 37 runs a fixed-shape primitive, M = 150 one with M given at execution
+    int shapes[][3] = {{37, 29, 41}, {150, 70, 300}};
+    for (int s = 0; s < 2; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int st = 0; st < 2; st++) {
+                    int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                    float *A = test_randn((long)M * K, 1, rng_next(&r)), *B = test_randn((long)K * N, 1, rng_next(&r));
+                    float *C0 = test_randn((long)M * N, 1, rng_next(&r));
+                    float *C = falloc((size_t)M * N), *R = falloc((size_t)M * N), *Rb = falloc((size_t)M * N);
+                    float alpha = st ? 0.125f : 1.0f, beta = st ? 0.0f : 1.0f;
+                    int lda = ta ? M : K, ldb = tb ? K : N;
+                    memcpy(C, C0, sizeof(float) * M * N);
+                    memcpy(R, C0, sizeof(float) * M * N);
+                    memcpy(Rb, C0, sizeof(float) * M * N);
+                    (st ? matmul_st : matmul)(C, N, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
+                    matmul_naive(R, N, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
+                    matmul_bf16_naive(Rb, N, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
+                    // against fp32: the full bound; against the bf16 twin (same rounded operands):
+                    // accumulation only, (K + 2)·2^-24
+                    CHECK_EQ_INT(within_bound(C, R, C0, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta, -1), 0);
+                    CHECK_EQ_INT(within_bound(C, Rb, C0, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta,
+                                              (K + 2) * 0x1p-24), 0);
+                    // and bf16 is really in use: the fp32 result is not reproduced to fp32 accuracy
+                    CHECK(max_rel_err(C, R, (long)M * N, 1.0) > 1e-5);
+                    free(A); free(B); free(C0); free(C); free(R); free(Rb);
+                }
+    kernels_set_precision(PREC_FP32);
+}
+
+// Products inside an OpenMP loop (matmul_st, one thread each) equal the same call made alone,
+// and a repeated product is bit-identical.
+TEST(bf16_matmul_st_in_parallel_loop_reproducible) {
+    kernels_init(2);
+    kernels_set_precision(PREC_BF16);
+    int M = 64, N = 48, K = 96, nb = 6;
+    float *A = test_randn((long)nb * M * K, 1, 5), *B = test_randn((long)K * N, 1, 6);
+    float *C = falloc((size_t)nb * M * N), *C2 = falloc((size_t)nb * M * N);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < nb; i++) matmul_st(C + (long)i * M * N, N, A + (long)i * M * K, K, B, N, M, N, K, 0, 0, 1, 0);
+    for (int i = 0; i < nb; i++) matmul_st(C2 + (long)i * M * N, N, A + (long)i * M * K, K, B, N, M, N, K, 0, 0, 1, 0);
+    CHECK(!memcmp(C, C2, sizeof(float) * nb * M * N));
+    CHECK_EQ_INT(omp_get_max_threads(), 2);  // the thread count is restored after st products
+    matmul(C, N, A, K, B, N, nb * M, N, K, 0, 0, 1, 0);
+    matmul(C2, N, A, K, B, N, nb * M, N, K, 0, 0, 1, 0);
+    CHECK(!memcmp(C, C2, sizeof(float) * nb * M * N));
+    free(A); free(B); free(C); free(C2);
+    kernels_set_precision(PREC_FP32);
+}
+
+// A registered weight block is read through its bf16 copy: same result as converting on the
+// fly, and the copy follows kernels_weights_changed.
+TEST(bf16_weight_copy_follows_changes) {
+    kernels_init(2);
+    int M = 100, N = 40, K = 64;
+    float *W = test_randn((long)K * N + 7, 1, 8), *X = test_randn((long)M * K, 1, 9);
+    float *Wc = falloc((size_t)K * N), *C1 = falloc((size_t)M * N), *C2 = falloc((size_t)M * N);
+    kernels_weights_register(W, (size_t)K * N + 7);
+    kernels_set_precision(PREC_BF16);
+    for (int round = 0; round < 2; round++) {
+        memcpy(Wc, W + 7, sizeof(float) * K * N);
+        matmul(C1, N, X, K, W + 7, N, M, N, K, 0, 0, 1, 0);   // through the copy
+        matmul(C2, N, X, K, Wc, N, M, N, K, 0, 0, 1, 0);      // converted per call
+        CHECK(!memcmp(C1, C2, sizeof(float) * M * N));
+        for (long i = 0; i < (long)K * N + 7; i++) W[i] *= -1.5f;
+        kernels_weights_changed(W);
+    }
+    // fp32 again: BLIS on the fp32 block
+    kernels_set_precision(PREC_FP32);
+    float *R = falloc((size_t)M * N);
+    matmul(C1, N, X, K, W + 7, N, M, N, K, 0, 0, 1, 0);
+    matmul_naive(R, N, X, K, W + 7, N, M, N, K, 0, 0, 1, 0);
+    CHECK(max_rel_err(C1, R, (long)M * N, 1.0) < 1e-5);
+    kernels_weights_unregister(W);
+    free(W); free(X); free(Wc); free(C1); free(C2); free(R);
+}
+
+TEST(bf16_cpu_detection_override) {
+    setenv("AOE_TEST_NO_BF16", "1", 1);
+    CHECK_EQ_INT(kernels_cpu_has_bf16(), 0);
+    unsetenv("AOE_TEST_NO_BF16");
+    __builtin_cpu_init();
+    // this build's compiler knows the feature name: the cpuid bit agrees with it
+    CHECK_EQ_INT(kernels_cpu_has_bf16() != 0,
+                 __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16"));
+}
+
+// train.precision: auto picks bf16 exactly when the CPU has native bf16 dot products (and fp32 on
+// a CPU without them, simulated), explicit values are kept, anything else is refused; the
+// choice, not "auto", is what config.json and --dry-run record.
+static char *dry_run(const char *args) {
+    char *out = NULL, *err = NULL;
+    int rc = aoe_run(&out, &err, "train configs/quickstart.json %s --dry-run", args);
+    free(err);
+    if (rc) { free(out); return NULL; }
+    return out;
+}
+
+TEST(bf16_precision_choice) {
+    int native = kernels_cpu_has_bf16();
+    char *o = dry_run("");
+    CHECK_STR_CONTAINS(o, native ? "\"precision\":\t\"bf16\"" : "\"precision\":\t\"fp32\"");
+    free(o);
+    setenv("AOE_TEST_NO_BF16", "1", 1);  // inherited by the aoe child
+    CHECK_EQ_INT(precision_parse("auto"), PREC_FP32);
+    o = dry_run("train.precision=auto");
+    CHECK_STR_CONTAINS(o, "\"precision\":\t\"fp32\"");
+    free(o);
+    o = dry_run("train.precision=bf16");  // explicit bf16 stays (oneDNN emulates without native support)
+    CHECK_STR_CONTAINS(o, "\"precision\":\t\"bf16\"");
+    free(o);
+    unsetenv("AOE_TEST_NO_BF16");
+    CHECK_EQ_INT(precision_parse("auto"), native ? PREC_BF16 : PREC_FP32);
+    CHECK_EQ_INT(precision_parse("fp32"), PREC_FP32);
+    CHECK_EQ_INT(precision_parse("bf16"), PREC_BF16);
+    CHECK_EQ_INT(precision_parse("fp16"), -1);
+    char *out, *err;
+    CHECK_EQ_INT(aoe_run(&out, &err, "train configs/quickstart.json train.precision=fp16 --dry-run"), 2);
+    CHECK_STR_CONTAINS(err, "train.precision");
+    CHECK_STR_CONTAINS(err, "auto|fp32|bf16");
+    free(out); free(err);
+}
