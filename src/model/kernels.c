@@ -109,19 +109,31 @@ void matmul_st(float *C, int ldc, const float *A, int lda, const float *B, int l
     gemm(use_sup(M, N, K, tb) ? &rntm_one : &rntm_one_nosup, C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta);
 }
 
-void matmul_naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                  int M, int N, int K, int ta, int tb, float alpha, float beta) {
+// The triple loop both naive twins share; rb = 1 rounds every operand to bf16 first.
+static void naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                  int M, int N, int K, int ta, int tb, float alpha, float beta, int rb) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;
             for (int k = 0; k < K; k++) {
                 float a = ta ? A[(long)k * lda + i] : A[(long)i * lda + k];
                 float b = tb ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
+                if (rb) { a = bf16_to_float(bf16_round(a)); b = bf16_to_float(bf16_round(b)); }
                 s += (double)a * b;
             }
             float *c = &C[(long)i * ldc + j];
             *c = (float)(alpha * s + (beta == 0 ? 0 : beta * *c));
         }
+}
+
+void matmul_naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                  int M, int N, int K, int ta, int tb, float alpha, float beta) {
+    naive(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta, 0);
+}
+
+void matmul_bf16_naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                       int M, int N, int K, int ta, int tb, float alpha, float beta) {
+    naive(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta, 1);
 }
 
 double kernels_sgemm_gflops(int n, double seconds) {

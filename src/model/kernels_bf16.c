@@ -251,21 +251,6 @@ void matmul_bf16(float *C, int ldc, const float *A, int lda, const float *B, int
     if (!serial) omp_set_num_threads(saved);
 }
 
-void matmul_bf16_naive(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                       int M, int N, int K, int ta, int tb, float alpha, float beta) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0;
-            for (int k = 0; k < K; k++) {
-                float a = bf16_to_float(bf16_round(ta ? A[(long)k * lda + i] : A[(long)i * lda + k]));
-                float b = bf16_to_float(bf16_round(tb ? B[(long)j * ldb + k] : B[(long)k * ldb + j]));
-                s += (double)a * b;
-            }
-            float *c = &C[(long)i * ldc + j];
-            *c = (float)(alpha * s + (beta == 0 ? 0 : beta * *c));
-        }
-}
-
 // The ceiling: one n^3 product of bf16 operands already in bf16 (no conversion), best of ~seconds.
 double kernels_bf16_gflops(int n, double seconds) {
     kernels_bf16_init();
