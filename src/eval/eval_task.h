@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "eval/metrics.h"
-#include "eval/score.h"
+#include "eval/scorer.h"
 #include "eval/tasks.h"
 
 // Runs one task on a scorer (shots drawn from the task itself with `seed`, excluding the item).

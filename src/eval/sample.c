@@ -7,7 +7,7 @@
 
 #include "ckpt/ckpt.h"
 #include "cli.h"
-#include "eval/score.h"
+#include "eval/scorer.h"
 #include "model/kernels.h"
 #include "util/common.h"
 

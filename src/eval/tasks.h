@@ -1,6 +1,6 @@
 // tasks.h — evaluation tasks: the registry of benchmarks, loaders for the real benchmark files
 // and the generic JSONL format, and their in-memory form (Task, Item). docs/eval.md describes
-// the formats. Scoring is in score.h, one task's run in eval_task.h.
+// the formats. Scoring is in scorer.h, one task's run in eval_task.h.
 #ifndef AOE_EVAL_TASKS_H
 #define AOE_EVAL_TASKS_H
 

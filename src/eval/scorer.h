@@ -1,9 +1,9 @@
-// score.h — the scorer: (context, continuation) token sequences -> summed log-likelihoods and
+// scorer.h — the scorer: (context, continuation) token sequences -> summed log-likelihoods and
 // greedy flags on a Model, the way lm-evaluation-harness scores. It does not reuse a KV cache: the
 // model API recomputes every sequence, so a question's shared context is "shared" only in the
 // sense that all its choices run in the same batch.
-#ifndef AOE_EVAL_SCORE_H
-#define AOE_EVAL_SCORE_H
+#ifndef AOE_EVAL_SCORER_H
+#define AOE_EVAL_SCORER_H
 
 #include <stdint.h>
 

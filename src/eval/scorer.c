@@ -1,4 +1,4 @@
-// score.c — log-likelihood and greedy scoring of token sequences on a Model, lm-eval style.
+// scorer.c — log-likelihood and greedy scoring of token sequences on a Model, lm-eval style.
 // A sequence [EOT, ctx..., cont...] is fed as inputs tok[0..n-2] with targets tok[1..n-1]; only
 // the last ncont targets count: ll = sum log p(target | everything before it), greedy = every
 // scored target is the argmax. Sequences are padded to the forward length with targets -1.
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/score.h"
+#include "eval/scorer.h"
 #include "util/common.h"
 
 // LEN_STEP: forward lengths are multiples of it. 1 (no rounding) padded least and ran fastest on
