@@ -45,7 +45,7 @@ TEST(analyze_erc_matches_naive_recomputation) {
     cJSON *j = cJSON_Parse(text);
     REQUIRE(j);
     char *ck = ckpt_latest(run);
-    TrainMeta meta;
+    CkptMeta meta;
     Model *m = ckpt_load_model(ck, 1, &meta);
     const cJSON *layers = cJSON_GetObjectItem(j, "layers");
     CHECK_EQ_INT(cJSON_GetArraySize(layers), 2);

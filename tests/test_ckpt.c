@@ -13,6 +13,7 @@
 #include "ckpt/ckpt.h"
 #include "ckpt/ckpt_format.h"
 #include "test.h"
+#include "train/run.h"
 #include "util/common.h"
 
 // ---------------------------------------------------------------- helpers
@@ -61,13 +62,13 @@ static void fill(float *p, size_t n, Rng *r) {
 }
 
 // Saves a checkpoint of a random model/optimizer state; returns the model and state used.
-static Model *make_ckpt(const char *path, int compress, AdamW *opt, TrainMeta *mt) {
+static Model *make_ckpt(const char *path, int compress, Optim *opt, TrainMeta *mt) {
     Config c;
     Model *m = tiny_model(&c, 7);
-    adamw_init(opt, &m->P);
+    optim_init(opt, optim_ops_for("adamw"), &m->P);
     Rng r;
     rng_seed(&r, 99);
-    fill(m->P.w, m->P.total, &r); fill(opt->m, m->P.total, &r); fill(opt->v, m->P.total, &r);
+    fill(m->P.w, m->P.total, &r); fill(opt->s[0], m->P.total, &r); fill(opt->s[1], m->P.total, &r);
     opt->t = 123;
     memset(mt, 0, sizeof *mt);
     mt->step = 123;
@@ -76,39 +77,39 @@ static Model *make_ckpt(const char *path, int compress, AdamW *opt, TrainMeta *m
     mt->tok_hash = 0x1234567890abcdefULL;
     mt->loss_acc = 1.25; mt->aux_acc = 0.5; mt->elapsed = 3.5; mt->n_acc = 2; mt->tok_log = 64;
     char err[512];
-    int rc = ckpt_save(path, m, opt, mt, compress, err, sizeof err);
+    int rc = run_ckpt_save(path, m, opt, mt, compress, err, sizeof err);
     if (rc) fprintf(stderr, "  %s\n", err);
     return m;
 }
 
 // ---------------------------------------------------------------- round trip
 static void roundtrip(int compress) {
-    AdamW o1, o2;
+    Optim o1, o2;
     TrainMeta m1, m2;
     const char *path = tmp_path(compress ? "rt-z.aoec" : "rt.aoec");
     Model *a = make_ckpt(path, compress, &o1, &m1);
     Config c;
     Model *b = tiny_model(&c, 8);  // different init, overwritten by the load
-    adamw_init(&o2, &b->P);
-    ckpt_load_train(path, b, &o2, &m2);
+    optim_init(&o2, optim_ops_for("adamw"), &b->P);
+    run_ckpt_load(path, b, &o2, &m2);
     size_t bytes = a->P.total * sizeof(float);
     CHECK(!memcmp(a->P.w, b->P.w, bytes));
-    CHECK(!memcmp(o1.m, o2.m, bytes));
-    CHECK(!memcmp(o1.v, o2.v, bytes));
+    CHECK(!memcmp(o1.s[0], o2.s[0], bytes));
+    CHECK(!memcmp(o1.s[1], o2.s[1], bytes));
     CHECK_EQ_INT(o2.t, 123);
     CHECK_EQ_INT(m2.step, 123);
     CHECK(!memcmp(&m1.rng, &m2.rng, sizeof(Rng)));
     CHECK(!memcmp(&m1.pos, &m2.pos, sizeof(LoaderPos)));
     CHECK(m2.tok_hash == m1.tok_hash);
     CHECK(m2.loss_acc == 1.25 && m2.aux_acc == 0.5 && m2.elapsed == 3.5 && m2.n_acc == 2 && m2.tok_log == 64);
-    TrainMeta m3;
+    CkptMeta m3;
     Model *e = ckpt_load_model(path, 2, &m3);  // inference load: config from the file
     CHECK_EQ_INT(e->V, 300);
     CHECK_EQ_INT(e->cfg.d_model, 16);
     CHECK(!memcmp(a->P.w, e->P.w, bytes));
-    CHECK_EQ_INT(m3.step, 123);
+    CHECK_EQ_INT(ckpt_meta_i64(&m3, "step", 0, 1000), 123);
     model_free(e);
-    adamw_free(&o1); adamw_free(&o2);
+    optim_free(&o1); optim_free(&o2);
     model_free(a); model_free(b);
 }
 
@@ -132,7 +133,7 @@ static void expect_bad(const char *name, const char *img, size_t n, const char *
 }
 
 static void corruption(int compress) {
-    AdamW o;
+    Optim o;
     TrainMeta mt;
     const char *path = tmp_path(compress ? "c-z.aoec" : "c.aoec");
     Model *m = make_ckpt(path, compress, &o, &mt);
@@ -150,8 +151,8 @@ static void corruption(int compress) {
     expect_bad("trunc-hdr.aoec", img, 60, "truncated inside the header");
     memcpy(bad, img, n); bad[0] = 'X';
     expect_bad("magic.aoec", bad, n, "bad magic");
-    memcpy(bad, img, n); bad[8] = 2;
-    expect_bad("version.aoec", bad, n, "unsupported checkpoint version 2 (expected 1)");
+    memcpy(bad, img, n); bad[8] = 3;
+    expect_bad("version.aoec", bad, n, "unsupported checkpoint version 3 (this aoe reads versions 1 and 2)");
     memcpy(bad, img, n); bad[20] ^= 1;  // file_size field: caught by the header CRC
     expect_bad("hdr.aoec", bad, n, "CRC mismatch in header");
     memcpy(bad, img, n); bad[CKPT_HEADER_BYTES + 20] ^= 4;
@@ -168,7 +169,7 @@ static void corruption(int compress) {
         expect_bad("flip-wq.aoec", bad, n, want);
     }
     free(img); free(bad);
-    adamw_free(&o);
+    optim_free(&o);
     model_free(m);
 }
 
@@ -232,9 +233,11 @@ static int same_payload(const char *a, const char *b) {
     ckpt_file_open(&fb, b);
     size_t na, nb;
     char *ia = slurp(a, &na), *ib = slurp(b, &nb);
-    int same = fa.h.len[SEC_PAYLOAD] == fb.h.len[SEC_PAYLOAD] && fa.meta.step == fb.meta.step &&
-               !memcmp(ia + fa.h.off[SEC_PAYLOAD], ib + fb.h.off[SEC_PAYLOAD], fa.h.len[SEC_PAYLOAD]) &&
-               !memcmp(&fa.meta.rng, &fb.meta.rng, sizeof(Rng)) && !memcmp(&fa.meta.pos, &fb.meta.pos, sizeof(LoaderPos));
+    int same = fa.h.len[SEC_PAYLOAD] == fb.h.len[SEC_PAYLOAD] && fa.meta.n == fb.meta.n &&
+               !memcmp(ia + fa.h.off[SEC_PAYLOAD], ib + fb.h.off[SEC_PAYLOAD], fa.h.len[SEC_PAYLOAD]);
+    for (int i = 0; same && i < fa.meta.n; i++)  // every meta entry but the wall-clock time
+        same = !strcmp(fa.meta.it[i].name, fb.meta.it[i].name) &&
+               (!strcmp(fa.meta.it[i].name, "elapsed") || fa.meta.it[i].bits == fb.meta.it[i].bits);
     free(ia); free(ib);
     ckpt_file_close(&fa); ckpt_file_close(&fb);
     return same;
@@ -321,6 +324,71 @@ static void sparse_resume(const char *type, const char *ffn) {
     CHECK(strlen(a) > 100 && !strcmp(a, b));
     free(a); free(b);
 }
+// A second optimizer (SGD with momentum: one file, src/train/sgd.c, and one table line) is saved
+// and resumed bit-identically like AdamW; its checkpoint names its one state array, and a resume
+// with another optimizer is refused by name.
+TEST(ckpt_kill_resume_identical_sgd) {
+    sparse_resume("sgd", "train.optimizer=sgd train.lr=0.05 train.beta1=0.9");
+    char cmd[1024], *out, *err;
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), rel("kill-sgd", "ckpt-30.aoec"));
+    CHECK_EQ_INT(sh(cmd, &out, NULL), 0);
+    CHECK_STR_CONTAINS(out, "arrays (2, each");
+    CHECK_STR_CONTAINS(out, " params sgd.momentum");
+    free(out);
+    // the run's config edited to another optimizer: the checkpoint's config says sgd
+    size_t n;
+    char *js = slurp(rel("kill-sgd", "config.json"), &n), *p = strstr(js, "\"sgd\"");
+    REQUIRE(p);
+    char *js2 = malloc(n + 8);
+    int k = snprintf(js2, n + 8, "%.*s\"adamw\"%s", (int)(p - js), js, p + 5);
+    spit(rel("kill-sgd", "config.json"), js2, k);
+    CHECK_EQ_INT(train(NULL, "--resume kill-sgd train.steps=40", NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "config mismatch: train.optimizer is \"sgd\" in the checkpoint but \"adamw\"");
+    free(err); free(js); free(js2);
+    snprintf(cmd, sizeof cmd, "%s train x.json train.optimizer=lion", aoe_bin());
+    CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
+    free(err);
+    char args[1200];
+    snprintf(args, sizeof args, "%s run.out=bad-opt train.optimizer=lion", config_file());
+    CHECK_EQ_INT(train(NULL, args, NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "train.optimizer: unknown optimizer 'lion' (expected adamw|sgd)");
+    free(err);
+}
+
+// A version-1 checkpoint (written by aoe before the format named its arrays and meta entries:
+// tests/data/ckpt-v1.aoec, zlib payload, known contents) still loads, for inference and to resume.
+TEST(ckpt_reads_version_1) {
+    const char *path = "tests/data/ckpt-v1.aoec";
+    CkptMeta cm;
+    Model *m = ckpt_load_model(path, 1, &cm);
+    CHECK_EQ_INT(m->V, 64);
+    CHECK_EQ_INT(m->cfg.d_model, 8);
+    Optim o;
+    optim_init(&o, optim_ops_for("adamw"), &m->P);
+    TrainMeta mt;
+    run_ckpt_load(path, m, &o, &mt);
+    int ok = 1;
+    for (size_t i = 0; i < m->P.total; i++)
+        ok &= m->P.w[i] == (float)((int)(i % 97) - 48) / 64.0f && o.s[0][i] == (float)i * 1e-3f &&
+              o.s[1][i] == (float)(i % 13) * 1e-4f;
+    CHECK(ok);
+    CHECK_EQ_INT(o.t, 45);
+    CHECK_EQ_INT(mt.step, 123);
+    CHECK(mt.rng.s[0] == 1 && mt.rng.s[1] == 2 && mt.rng.s[2] == 3 && mt.rng.s[3] == 4);
+    CHECK(mt.pos.epoch == 3 && mt.pos.cursor == 77 && mt.pos.seed == 11 && mt.pos.n_windows == 1000);
+    CHECK(mt.tok_hash == 0x1234567890abcdefULL);
+    CHECK(mt.loss_acc == 1.25 && mt.aux_acc == 0.5 && mt.elapsed == 3.5 && mt.n_acc == 2 && mt.tok_log == 64);
+    optim_free(&o);
+    model_free(m);
+    char cmd[1024], *out;
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), path);
+    CHECK_EQ_INT(sh(cmd, &out, NULL), 0);
+    CHECK_STR_CONTAINS(out, "version 1");
+    CHECK_STR_CONTAINS(out, "params adamw.m adamw.v");
+    CHECK_STR_CONTAINS(out, "step 123 of");
+    free(out);
+}
+
 TEST(ckpt_kill_resume_identical_sparse) {
     sparse_resume("moe", "model.ffn.type=moe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32 model.ffn.z_loss=0.001");
     sparse_resume("aoe", "model.ffn.type=aoe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32 model.ffn.d_low=8");
@@ -429,7 +497,7 @@ TEST(ckpt_inspect_shard) {
 // caught (each byte is covered by a CRC), with exit 2 — never a crash or a silent load.
 TEST(ckpt_fuzz_flips_and_truncations) {
     for (int compress = 0; compress < 2; compress++) {
-        AdamW o;
+        Optim o;
         TrainMeta mt;
         const char *path = tmp_path("fz.aoec");
         Model *m = make_ckpt(path, compress, &o, &mt);
@@ -454,7 +522,7 @@ TEST(ckpt_fuzz_flips_and_truncations) {
             if (rc != 2) fprintf(stderr, "  compress %d: %s at byte %zu (len %zu)\n", compress, len < n ? "truncated" : "flip", at, len);
         }
         free(img); free(bad);
-        adamw_free(&o);
+        optim_free(&o);
         model_free(m);
     }
 }

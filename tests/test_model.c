@@ -358,63 +358,53 @@ static void model_fd_check(const char *ffn_type, int tie) {
 TEST(model_dense_backward_fd_tied) { model_fd_check("dense", 1); }
 TEST(model_dense_backward_fd_untied) { model_fd_check("dense", 0); }
 
-TEST(optim_adamw_matches_naive) {
-    Params P = {0};
-    params_add(&P, "a", 1, INIT_NORMAL, 1, 2, 7, 5);
-    params_add(&P, "norm", 0, INIT_ONES, 0, 1, 9);
-    params_alloc(&P);
-    Rng r;
-    rng_seed(&r, 9);
-    params_init(&P, &r);
-    Config c;
-    config_defaults(&c);
-    float *w2 = falloc(P.total);
-    memcpy(w2, P.w, sizeof(float) * P.total);
-    AdamW a, b;
-    adamw_init(&a, &P); adamw_init(&b, &P);
-    float *w1 = P.w;
-    for (int step = 0; step < 3; step++) {
-        fill(P.g, P.total, &r, 1);
-        P.w = w1; adamw_step(&a, &P, &c, 1e-2f);
-        P.w = w2; adamw_step_naive(&b, &P, &c, 1e-2f);
+// Every optimizer of the table: optim_step against its naive twin (double scalar loop) for three
+// steps; then optim_step_clip (clipping folded into the update) against clip_grad + the naive
+// step, on gradients large enough to be clipped and small enough not to be; grad_norm against a
+// double loop.
+static void optim_check(const char *name) {
+    const OptimOps *ops = optim_ops_for(name);
+    REQUIRE(ops);
+    for (int clip = 0; clip < 2; clip++) {
+        Params P = {0};
+        params_add(&P, "a", 1, INIT_NORMAL, 1, 2, clip ? 300 : 7, clip ? 301 : 5);  // clip: > one 2^16 block of grad_norm
+        params_add(&P, "norm", 0, INIT_ONES, 0, 1, 9);
+        params_alloc(&P);
+        Rng r;
+        rng_seed(&r, 9 + 10 * clip);
+        params_init(&P, &r);
+        Config c;
+        config_defaults(&c);
+        float *w1 = P.w, *w2 = falloc(P.total), *g2 = falloc(P.total);
+        memcpy(w2, P.w, sizeof(float) * P.total);
+        Optim a, b;
+        optim_init(&a, ops, &P); optim_init(&b, ops, &P);
+        float gs[3] = {1, 1e-5f, 0.5f};  // norm ~ 300, ~ 3e-3 (under max_norm 1), ~ 150
+        for (int step = 0; step < 3; step++) {
+            fill(P.g, P.total, &r, clip ? gs[step] : 1);
+            memcpy(g2, P.g, sizeof(float) * P.total);
+            if (!clip) {
+                P.w = w1; optim_step(&a, &P, &c, 1e-2f);
+                P.w = w2; optim_step_naive(&b, &P, &c, 1e-2f);
+                continue;
+            }
+            double ref = 0;
+            for (size_t i = 0; i < P.total; i++) ref += (double)P.g[i] * P.g[i];
+            CHECK_NEAR(grad_norm(&P), sqrt(ref), 1e-9 * sqrt(ref));
+            P.w = w1; double n1 = optim_step_clip(&a, &P, &c, 1e-2f, 1.0);
+            memcpy(P.g, g2, sizeof(float) * P.total);
+            P.w = w2; double n2 = clip_grad(&P, 1.0); optim_step_naive(&b, &P, &c, 1e-2f);
+            CHECK(n1 == n2);
+        }
+        CHECK_EQ_INT(a.t, 3);
+        CHECK(max_rel_err(w1, w2, P.total, 1e-3) < 1e-5);
+        for (int k = 0; k < ops->n_state; k++) CHECK(max_rel_err(a.s[k], b.s[k], P.total, 1e-3) < 1e-5);
+        P.w = w1;
+        free(w2); free(g2); optim_free(&a); optim_free(&b); params_free(&P);
     }
-    CHECK(max_rel_err(w1, w2, P.total, 1e-3) < 1e-5);
-    P.w = w1;
-    free(w2); adamw_free(&a); adamw_free(&b); params_free(&P);
 }
-
-// adamw_step_clip (clipping folded into the update) against clip_grad + the naive AdamW, on a
-// gradient large enough to be clipped and on one that is not; grad_norm against a double loop.
-TEST(optim_adamw_clip_matches_naive) {
-    Params P = {0};
-    params_add(&P, "a", 1, INIT_NORMAL, 1, 2, 300, 301);  // > one 2^16 block of grad_norm
-    params_add(&P, "norm", 0, INIT_ONES, 0, 1, 9);
-    params_alloc(&P);
-    Rng r;
-    rng_seed(&r, 19);
-    params_init(&P, &r);
-    Config c;
-    config_defaults(&c);
-    float *w1 = P.w, *w2 = falloc(P.total), *g2 = falloc(P.total);
-    memcpy(w2, P.w, sizeof(float) * P.total);
-    AdamW a, b;
-    adamw_init(&a, &P); adamw_init(&b, &P);
-    float gs[3] = {1, 1e-5f, 0.5f};  // norm ~ 300, ~ 3e-3 (under max_norm 1), ~ 150
-    for (int step = 0; step < 3; step++) {
-        fill(P.g, P.total, &r, gs[step]);
-        double ref = 0;
-        for (size_t i = 0; i < P.total; i++) ref += (double)P.g[i] * P.g[i];
-        CHECK_NEAR(grad_norm(&P), sqrt(ref), 1e-9 * sqrt(ref));
-        memcpy(g2, P.g, sizeof(float) * P.total);
-        P.w = w1; double n1 = adamw_step_clip(&a, &P, &c, 1e-2f, 1.0);
-        memcpy(P.g, g2, sizeof(float) * P.total);
-        P.w = w2; double n2 = clip_grad(&P, 1.0); adamw_step_naive(&b, &P, &c, 1e-2f);
-        CHECK(n1 == n2);
-    }
-    CHECK(max_rel_err(w1, w2, P.total, 1e-3) < 1e-5);
-    P.w = w1;
-    free(w2); free(g2); adamw_free(&a); adamw_free(&b); params_free(&P);
-}
+TEST(optim_adamw_matches_naive) { optim_check("adamw"); }
+TEST(optim_sgd_matches_naive) { optim_check("sgd"); }
 
 TEST(optim_lr_schedule) {
     Config c;

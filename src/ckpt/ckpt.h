@@ -1,66 +1,85 @@
-// ckpt.h — checkpoints: header (magic, version), the resolved config JSON, a tensor table (name,
-// shape, dtype, offset, CRC32), parameters, AdamW moments, step, RNG state, loader position and
-// tokenizer identity. Written atomically (temp + fsync + rename); docs/formats.md has the layout.
+// ckpt.h — the checkpoint file: a set of named fp32 arrays that share one tensor table (the
+// parameters and any number of state arrays mirroring them, e.g. optimizer moments), the resolved
+// config JSON and a small table of named scalars (the meta). Written atomically (temp + fsync +
+// rename); every section and every tensor of every array is CRC-checked on read. The layout is in
+// docs/formats.md, "Checkpoint". This module knows nothing about training: what the arrays and
+// scalars mean is the writer's business (src/train/run.c writes the training state).
 #ifndef AOE_CKPT_H
 #define AOE_CKPT_H
 
 #include <stdint.h>
 
 #include "config/config.h"
-#include "data/loader.h"
 #include "model/model.h"
-#include "train/optim.h"
+
+#define CKPT_MAX_STATE 8      // state arrays besides the parameters
+#define CKPT_MAX_META 64      // named scalars
+#define CKPT_META_NAME 20     // bytes of a scalar's name, NUL included
+#define CKPT_ARRAY_NAME 32    // bytes of an array's name, NUL included
+#define CKPT_PARAMS "params"  // the name of the parameter array
+
+// Named scalars. Values are stored as 64-bit patterns; the type says how to read them.
+enum { CKPT_U64 = 0, CKPT_I64 = 1, CKPT_F64 = 2 };
+typedef struct {
+    char name[CKPT_META_NAME];
+    uint32_t type;
+    uint64_t bits;
+    uint64_t at;  // byte offset of the entry in the file it was read from (0 when built in memory)
+} CkptMetaItem;
 
 typedef struct {
-    long step;          // optimizer steps completed
-    Rng rng;            // training RNG (noise draws)
-    LoaderPos pos;      // training loader position
-    uint64_t tok_hash;  // tokenizer identity
-    // The open logging interval, so metrics.jsonl after a resume matches an uninterrupted run.
-    double loss_acc, aux_acc, elapsed;
-    long n_acc, tok_log;
-} TrainMeta;
+    int n;
+    CkptMetaItem it[CKPT_MAX_META];
+    const char *path;  // the file it was read from (NULL when built in memory): for messages
+} CkptMeta;
 
-// Saves model parameters, optimizer moments and meta to `path` atomically. Returns 0, or -1 with
-// a message in err (the previous file at `path` is untouched).
-int ckpt_save(const char *path, const Model *m, const AdamW *opt, const TrainMeta *meta, int compress,
-              char *err, int errlen);
+void ckpt_meta_put_u64(CkptMeta *m, const char *name, uint64_t v);
+void ckpt_meta_put_i64(CkptMeta *m, const char *name, int64_t v);
+void ckpt_meta_put_f64(CkptMeta *m, const char *name, double v);
+// Readers: the value of `name`, range-checked. A missing entry, a wrong type or a value outside
+// [lo, hi] exits 2 with "file: byte N: meta NAME = V (expected lo..hi)". ckpt_meta_f64 also
+// refuses NaN and infinities.
+uint64_t ckpt_meta_u64(const CkptMeta *m, const char *name, uint64_t lo, uint64_t hi);
+int64_t ckpt_meta_i64(const CkptMeta *m, const char *name, int64_t lo, int64_t hi);
+double ckpt_meta_f64(const CkptMeta *m, const char *name);
+int ckpt_meta_has(const CkptMeta *m, const char *name);
+// The two entries every reader uses: the training step (0..10^9) and the tokenizer identity;
+// 0 when the checkpoint has none. Out of range exits 2 like the getters above.
+long ckpt_meta_step(const CkptMeta *m);
+uint64_t ckpt_meta_tok_hash(const CkptMeta *m);
+
+// State arrays to save or load besides the parameters: each has P->total floats in the layout of
+// the model's parameter block (model/params.h), so the tensor table describes every array.
+typedef struct {
+    int n;
+    const char *name[CKPT_MAX_STATE];
+    float *data[CKPT_MAX_STATE];
+} CkptState;
+
+// Saves m's parameters, the state arrays st (may be NULL) and meta to `path` atomically. Meta
+// keys "vocab" (the model's V) is added by the writer. Returns 0, or -1 with a message in err
+// (the previous file at `path` is untouched).
+int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptMeta *meta, int compress, char *err,
+              int errlen);
 // Loads a checkpoint for inference: builds the model from the stored config (activations for up
-// to max_B sequences). Exits 2 with "file: offset: what was expected" on a bad file.
-Model *ckpt_load_model(const char *path, int max_B, TrainMeta *meta_out);
-// Loads parameters, moments and meta into an existing model built from the same config (resume).
-// Exits 2 if the file is bad or its config does not match m->cfg in a model.* key or in
-// train.seed / train.batch_size / train.grad_accum (names the differing key).
-void ckpt_load_train(const char *path, Model *m, AdamW *opt, TrainMeta *meta);
-// Path of the newest complete checkpoint of a run directory (via its `latest` pointer), or NULL.
+// to max_B sequences), reads only the parameters. Exits 2 with "file: byte N: what was expected"
+// on a bad file. meta_out may be NULL.
+Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out);
+// Loads parameters and the state arrays named in st into an existing model built from the same
+// config. Exits 2 if the file is bad, if its config differs from m->cfg in a key under one of
+// `same_keys` (prefixes such as "model."; names the key), or if its state arrays are not exactly
+// those of st (names them).
+void ckpt_load_into(const char *path, Model *m, const CkptState *st, CkptMeta *meta, const char *const *same_keys,
+                    int n_same);
+// Path of the newest complete checkpoint of a run directory (via its `latest` pointer, else the
+// highest ckpt-<step>.aoec), or NULL.
 char *ckpt_latest(const char *run_dir);
-
-// ---- run-directory helpers used by `aoe train` ----
-// Saves <run_dir>/ckpt-<step>.aoec, then points <run_dir>/latest at it (atomically), then deletes
-// all but the newest `keep` checkpoints. Returns 0, or -1 with err filled; on failure the previous
-// checkpoint and `latest` are untouched.
-int ckpt_save_run(const char *run_dir, const Model *m, const AdamW *opt, const TrainMeta *meta,
-                  int compress, int keep, char *err, int errlen);
-// Removes temporary files left by a crashed writer (ckpt-*.aoec.tmp.*, latest.tmp.*).
-void ckpt_clean_tmp(const char *run_dir);
+// Step number of a file name "ckpt-<digits>.aoec", or -1.
+long ckpt_name_step(const char *name);
 // First key under `prefix` (e.g. "model.") whose value differs between a and b: returns NULL if
 // none, else a message "model.d_model is 64 in A but 32 in B" in buf (names from an/bn).
 const char *ckpt_config_diff(const Config *a, const char *an, const Config *b, const char *bn,
                              const char *prefix, char *buf, int buflen);
-
-// `aoe train --resume RUN_DIR [key=value ...]`: the config is RUN_DIR/config.json; overrides are
-// allowed only for keys that change neither the model nor the data or its order (train.steps,
-// log/eval/ckpt intervals, keep_ckpts, threads, run.ckpt_compress, data.val); run.out = RUN_DIR.
-// Exits 2 naming the key otherwise.
-void ckpt_resume_config(int argc, char **argv, const char *run_dir, Config *c);
-// Drops lines of metrics.jsonl / load.jsonl logged after `step` (and a torn last line), so a resumed
-// run's logs continue as if it had never stopped.
-void ckpt_trim_logs(const char *run_dir, long step);
-// SIGINT/SIGTERM set a flag (a second one terminates at once); training polls it after each step.
-void ckpt_install_stop_handlers(void);
-int ckpt_stop_requested(void);  // the signal number, or 0
-// Test hook: if AOE_TEST_KILL_AT_STEP equals `step`, the process sends itself SIGKILL.
-void ckpt_test_kill_hook(long step);
 
 // Test hooks (documented in docs/formats.md): AOE_FAULT_WRITE_AFTER=N makes checkpoint writes
 // fail with ENOSPC after N bytes; AOE_TEST_KILL_IN_WRITE=N sends SIGKILL to the process after N

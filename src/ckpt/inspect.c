@@ -4,6 +4,7 @@
 // is intact, 2 on the first corrupt or unknown file (message: file, byte offset, expectation).
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,8 +16,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: aoe inspect FILE... [--quiet]\n\n"
             "Checks aoe checkpoints (*.aoec) and token shards and prints what they hold.\n"
-            "  checkpoint: header, resolved config, step / RNG / loader position, tensor table with\n"
-            "              CRC32 verification of parameters and AdamW moments, tokens seen\n"
+            "  checkpoint: header, resolved config, meta (step, RNG, loader position, ...), tensor\n"
+            "              table with CRC32 verification of the parameters and every state array\n"
             "  shard:      header, full CRC verification, token statistics\n"
             "  a run directory is read through its `latest` pointer\n"
             "  --quiet     only verify; print one line per file\n"
@@ -28,6 +29,18 @@ static void shape_str(char *b, size_t n, const uint32_t *shape, uint32_t ndim) {
     size_t k = 0;
     b[0] = 0;
     for (uint32_t i = 0; i < ndim && k < n; i++) k += snprintf(b + k, n - k, "%s%u", i ? "x" : "", shape[i]);
+}
+
+// One meta entry as "name value" (u64 in hex when it is an identity or RNG state).
+static void print_meta(const CkptMetaItem *it) {
+    double d;
+    switch (it->type) {
+    case CKPT_I64: printf("  %-16s %lld\n", it->name, (long long)it->bits); break;
+    case CKPT_F64: memcpy(&d, &it->bits, 8); printf("  %-16s %.17g\n", it->name, d); break;
+    default:
+        if (!strncmp(it->name, "rng.", 4) || strstr(it->name, "hash")) printf("  %-16s %016llx\n", it->name, (unsigned long long)it->bits);
+        else printf("  %-16s %llu\n", it->name, (unsigned long long)it->bits);
+    }
 }
 
 static int inspect_ckpt(const char *path, int quiet) {
@@ -47,24 +60,21 @@ static int inspect_ckpt(const char *path, int quiet) {
             printf(", %llu bytes inflated, ratio %.3f", (unsigned long long)h->payload_raw,
                    (double)h->len[SEC_PAYLOAD] / (double)(h->payload_raw ? h->payload_raw : 1));
         printf(")\nheader, config, meta and table CRCs: ok\n");
-        const TrainMeta *mt = &cf.meta;
-        long tokens = mt->step * (long)c->batch_size * c->seq_len * c->grad_accum;
-        printf("step %ld of %d, AdamW t %ld, tokens seen %ld (%ld steps x %d x %d x %d)\n", mt->step, c->steps, cf.adam_t,
-               tokens, mt->step, c->batch_size, c->seq_len, c->grad_accum);
-        printf("vocab %d, tokenizer hash %016llx, model %s ffn, %d layers, d_model %d\n", cf.V,
-               (unsigned long long)mt->tok_hash, c->ffn.type, c->n_layer, c->d_model);
-        printf("rng state %016llx %016llx %016llx %016llx\n", (unsigned long long)mt->rng.s[0],
-               (unsigned long long)mt->rng.s[1], (unsigned long long)mt->rng.s[2], (unsigned long long)mt->rng.s[3]);
-        printf("loader position: epoch %llu, cursor %llu, seed %llu, %llu windows\n", (unsigned long long)mt->pos.epoch,
-               (unsigned long long)mt->pos.cursor, (unsigned long long)mt->pos.seed, (unsigned long long)mt->pos.n_windows);
+        printf("arrays (%d, each %llu floats):", cf.n_arrays, (unsigned long long)cf.total);
+        for (int a = 0; a < cf.n_arrays; a++) printf(" %s", cf.array_name[a]);
+        printf("\n");
+        if (ckpt_meta_has(&cf.meta, "step"))  // printed as stored; no arithmetic on unchecked values
+            printf("step %lld of %d\n", (long long)ckpt_meta_i64(&cf.meta, "step", INT64_MIN, INT64_MAX), c->steps);
+        printf("vocab %d, model %s ffn, %d layers, d_model %d\nmeta (%d):\n", cf.V, c->ffn.type, c->n_layer, c->d_model, cf.meta.n);
+        for (int i = 0; i < cf.meta.n; i++) print_meta(&cf.meta.it[i]);
         printf("config:\n%s\n", cf.config_json);
     }
-    ckpt_file_read_payload(&cf, w, NULL, NULL, 1, 1);  // every array, every CRC; failures listed
+    float *dst[CKPT_MAX_ARRAYS] = {w};
+    ckpt_file_read_payload(&cf, dst, 1, 1);  // every array, every CRC; failures listed
     if (!quiet) {
         double nparam = 0;
-        printf("tensors (%u, fp32; offsets in floats into each payload array):\n", h->n_tensors);
-        printf("  %-36s %-14s %10s %10s %10s %10s %10s %10s %s\n", "name", "shape", "offset", "elements", "rms", "crc(w)",
-               "crc(m)", "crc(v)", "");
+        printf("tensors (%u, fp32; offsets in floats into each payload array; CRCs per array):\n", h->n_tensors);
+        printf("  %-36s %-14s %10s %10s %10s   %s\n", "name", "shape", "offset", "elements", "rms", "crc per array");
         for (uint32_t i = 0; i < h->n_tensors; i++) {
             const CkptTensor *t = &cf.t[i];
             char sh[64];
@@ -72,18 +82,20 @@ static int inspect_ckpt(const char *path, int quiet) {
             double ss = 0;
             for (uint64_t j = 0; j < t->n; j++) ss += (double)w[t->off + j] * w[t->off + j];
             uint32_t got = ckpt_crc(0, w + t->off, t->n * 4);
-            printf("  %-36s %-14s %10llu %10llu %10.4g   %08x   %08x   %08x %s\n", t->name, sh, (unsigned long long)t->off,
-                   (unsigned long long)t->n, t->n ? sqrt(ss / t->n) : 0.0, t->crc[ARR_W], t->crc[ARR_M], t->crc[ARR_V],
-                   got == t->crc[ARR_W] ? "" : "BAD");
+            printf("  %-36s %-14s %10llu %10llu %10.4g  ", t->name, sh, (unsigned long long)t->off, (unsigned long long)t->n,
+                   t->n ? sqrt(ss / t->n) : 0.0);
+            for (int a = 0; a < cf.n_arrays; a++) printf(" %08x", t->crc[a]);
+            printf("%s\n", got == t->crc[0] ? "" : " BAD");
             nparam += t->n;
         }
         printf("parameters: %.0f (%.3fM)\n", nparam, nparam / 1e6);
     }
     unsigned nt = h->n_tensors;
+    int na = cf.n_arrays;
     free(w);
     if (cf.n_bad) ckpt_fail(path, cf.bad_off, "%s; %d CRC failure(s) in all, the checkpoint is corrupt", cf.bad_msg, cf.n_bad);
     ckpt_file_close(&cf);
-    printf("%s: ok (all %u x 3 tensor CRCs and the payload CRC match)\n", path, nt);
+    printf("%s: ok (all %u x %d tensor CRCs and the payload CRC match)\n", path, nt, na);
     return 0;
 }
 

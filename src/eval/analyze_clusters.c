@@ -120,7 +120,7 @@ int analyze_clusters(int argc, char **argv) {
     size_t len;
     char *text = read_file(text_path, &len);  // before the model: fail fast on a missing file
     kernels_init(threads);
-    TrainMeta meta;
+    CkptMeta meta;
     Model *m = ckpt_load_model(path, B, &meta);
     Tokenizer *tk = eval_open_tokenizer(m, &meta, path, tok_path, NULL);
     int nt;
@@ -156,10 +156,10 @@ int analyze_clusters(int argc, char **argv) {
     Buf js = {0};
     bprintf(&js, "{\"v\":1,\"checkpoint\":");
     analyze_json_string(&js, path);
-    bprintf(&js, ",\"step\":%ld,\"text\":", meta.step);
+    bprintf(&js, ",\"step\":%ld,\"text\":", ckpt_meta_step(&meta));
     analyze_json_string(&js, text_path);
     bprintf(&js, ",\"tokens\":%d,\"layers\":[", nt);
-    printf("# aoe analyze clusters %s (step %ld) on %s: %d tokens\n", path, meta.step, text_path, nt);
+    printf("# aoe analyze clusters %s (step %ld) on %s: %d tokens\n", path, ckpt_meta_step(&meta), text_path, nt);
     printf("| layer | clustered | clusters | CH | B/W | unrouted |\n|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < nacc; k++) {
         const ClusterAcc *a = acc[k];

@@ -46,16 +46,16 @@ int analyze_erc(int argc, char **argv) {
     }
     if (!ck) { fprintf(stderr, "aoe analyze erc: no checkpoint given\n"); usage(stderr); return 2; }
     char *path = eval_resolve_ckpt(ck);
-    TrainMeta meta;
+    CkptMeta meta;
     Model *m = ckpt_load_model(path, 1, &meta);
     const Config *c = &m->cfg;
     Buf js = {0}, mt = {0};
     bprintf(&js, "{\"v\":1,\"checkpoint\":");
     analyze_json_string(&js, path);
-    bprintf(&js, ",\"step\":%ld,\"alpha\":[", meta.step);
+    bprintf(&js, ",\"step\":%ld,\"alpha\":[", ckpt_meta_step(&meta));
     for (int a = 0; a < na; a++) bprintf(&js, "%s%.17g", a ? "," : "", alpha[a]);
     bprintf(&js, "],\"layers\":[");
-    printf("# aoe analyze erc %s (step %ld): clean router, losses raw (unweighted)\n", path, meta.step);
+    printf("# aoe analyze erc %s (step %ld): clean router, losses raw (unweighted)\n", path, ckpt_meta_step(&meta));
     printf("| layer | eps mean |");
     for (int a = 0; a < na; a++) printf(" L_ERC a=%g |", alpha[a]);
     printf(" diag max of row | diag max of col |\n|---:|---:|");

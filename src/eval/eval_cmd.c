@@ -148,7 +148,7 @@ int cmd_eval(int argc, char **argv) {
     int max_res = 256;
     for (int k = 0; k < nck; k++) {
         double t0 = now_sec();
-        TrainMeta meta;
+        CkptMeta meta;
         CkptResults *c = &cr[k];
         c->path = paths[k];
         c->file_hash = file_hash(paths[k]);
@@ -158,7 +158,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "aoe eval: %s: precision %s\n", paths[k], precision_name(kernels_precision()));
         Tokenizer *tk = eval_open_tokenizer(m, &meta, paths[k], tok_path, NULL);
         c->tok_hash = tok_hash(tk);
-        c->step = meta.step;
+        c->step = ckpt_meta_step(&meta);
         double flops;
         model_count(&m->cfg, m->V, &c->params_total, &c->params_active, &flops);
         c->config_json = config_to_json(&m->cfg);

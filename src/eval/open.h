@@ -18,7 +18,7 @@ char *eval_find_tokenizer(const char *cfg_tok, const char *ckpt);
 // Loads the tokenizer (tok_path, else the config's) for model m of checkpoint `ckpt` and checks
 // that it is the one the checkpoint was trained with (meta->tok_hash) and fits the model's
 // vocabulary. Exits 2 naming the files otherwise. *path_out (may be NULL) gets the path used.
-Tokenizer *eval_open_tokenizer(const Model *m, const TrainMeta *meta, const char *ckpt, const char *tok_path,
+Tokenizer *eval_open_tokenizer(const Model *m, const CkptMeta *meta, const char *ckpt, const char *tok_path,
                                char **path_out);
 
 #endif

@@ -89,15 +89,16 @@ int cmd_sample(int argc, char **argv) {
     char *path = is_directory(ckpt) ? ckpt_latest(ckpt) : xstrdup(ckpt);
     if (!path) die_input("%s: no complete checkpoint in this run directory", ckpt);
     if (!file_exists(path)) die_input("%s: no such checkpoint", path);
-    TrainMeta meta;
+    CkptMeta meta;
     Model *m = ckpt_load_model(path, 1, &meta);
     kernels_set_precision(model_precision(m, prec));
+    uint64_t meta_tok = ckpt_meta_tok_hash(&meta);
     const char *tp = tok_path ? tok_path : m->cfg.tokenizer;
     if (!file_exists(tp)) die_input("%s: tokenizer '%s' not found; pass --tokenizer PATH", path, tp);
     Tokenizer *tk = tok_load(tp);
-    if (meta.tok_hash && tok_hash(tk) != meta.tok_hash)
+    if (meta_tok && tok_hash(tk) != meta_tok)
         die_input("%s: tokenizer %s (identity %016llx) is not the one this checkpoint was trained with (%016llx)",
-                  path, tp, (unsigned long long)tok_hash(tk), (unsigned long long)meta.tok_hash);
+                  path, tp, (unsigned long long)tok_hash(tk), (unsigned long long)meta_tok);
     Scorer *sc = scorer_new(m, m->S);
     int np = 0;
     int32_t *p = tok_encode(tk, prompt, strlen(prompt), &np);

@@ -55,8 +55,8 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
     int V = c.vocab_size ? c.vocab_size : 8192, B = c.batch_size, S = c.seq_len, T = B * S;
     Model *m = model_create(&c, V, B, c.seed);
     model_count(&c, V, &r->params, &r->active, &r->flops_tok);
-    AdamW opt;
-    adamw_init(&opt, &m->P);
+    Optim opt;
+    optim_init(&opt, optim_for_config(&c, path), &m->P);
     Rng rng;
     rng_seed(&rng, 42);
     int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
@@ -69,7 +69,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
         model_forward(m, x, y, B, S, NULL, 1, &rng);
         model_backward(m, y, 1.0f);
         double to = prof_begin();
-        adamw_step_clip(&opt, &m->P, &c, c.lr, c.grad_clip);
+        optim_step_clip(&opt, &m->P, &c, c.lr, c.grad_clip);
         prof_end(PROF_OPT, to);
         if (s >= 0) t_total += now_sec() - t0;
     }
@@ -80,7 +80,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
     r->rss_mb = peak_rss_kb() / 1024.0;
     snprintf(r->impl, sizeof r->impl, "%s", prec == PREC_BF16 ? kernels_bf16_impl() : "blis");
     free(x); free(y);
-    adamw_free(&opt);
+    optim_free(&opt);
     model_free(m);
 }
 

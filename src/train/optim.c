@@ -1,63 +1,66 @@
-// optim.c — see optim.h.
+// optim.c — the optimizer table and what every optimizer shares: the step driver (t, clipping
+// folded into the update), the learning-rate schedule, the gradient norm. See optim.h.
 #include "train/optim.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "model/kernels.h"
 
-void adamw_init(AdamW *o, const Params *P) {
-    o->m = falloc(P->total);
-    o->v = falloc(P->total);
-    o->t = 0;
-}
-void adamw_free(AdamW *o) { free(o->m); free(o->v); o->m = o->v = NULL; }
+// The optimizers `train.optimizer` can name. One line per optimizer.
+extern const OptimOps optim_adamw, optim_sgd;
+static const OptimOps *const optim_table[] = {&optim_adamw, &optim_sgd};
+#define N_OPTIM (int)(sizeof optim_table / sizeof *optim_table)
 
-// The update with the gradient read as gscale·g (gradient clipping folded into the one pass
-// over the moments: the gradient block is not rewritten first).
-static void adamw_update(AdamW *o, Params *P, const Config *c, float lr, float gscale) {
+const OptimOps *optim_ops_for(const char *name) {
+    for (int i = 0; i < N_OPTIM; i++)
+        if (!strcmp(optim_table[i]->name, name)) return optim_table[i];
+    return NULL;
+}
+
+const char *optim_names(void) {
+    static char buf[256];
+    if (!buf[0])
+        for (int i = 0; i < N_OPTIM; i++) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? "|" : "", optim_table[i]->name);
+    return buf;
+}
+
+const OptimOps *optim_for_config(const Config *c, const char *src) {
+    const OptimOps *o = optim_ops_for(c->optimizer);
+    if (!o) die_input("%s: train.optimizer: unknown optimizer '%s' (expected %s)", src, c->optimizer, optim_names());
+    return o;
+}
+
+void optim_init(Optim *o, const OptimOps *ops, const Params *P) {
+    memset(o, 0, sizeof *o);
+    o->ops = ops;
+    for (int k = 0; k < ops->n_state; k++) o->s[k] = falloc(P->total);
+}
+
+void optim_free(Optim *o) {
+    for (int k = 0; k < OPT_MAX_STATE; k++) free(o->s[k]);
+    memset(o, 0, sizeof *o);
+}
+
+void optim_step(Optim *o, Params *P, const Config *c, float lr) {
     o->t++;
-    float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
-    float bc1 = 1.0f - powf(b1, (float)o->t), bc2 = 1.0f - powf(b2, (float)o->t);
-    for (int i = 0; i < P->n; i++) {
-        const TensorInfo *ti = &P->t[i];
-        float wd = ti->decay ? c->weight_decay : 0;
-        float *w = P->w + ti->off, *g = P->g + ti->off, *m = o->m + ti->off, *v = o->v + ti->off;
-        long n = (long)ti->n;
-#pragma omp parallel for simd
-        for (long j = 0; j < n; j++) {
-            float gj = g[j] * gscale;  // exact when gscale == 1
-            m[j] = b1 * m[j] + (1 - b1) * gj;
-            v[j] = b2 * v[j] + (1 - b2) * gj * gj;
-            float mh = m[j] / bc1, vh = v[j] / bc2;
-            w[j] -= lr * (mh / (sqrtf(vh) + eps) + wd * w[j]);
-        }
-    }
+    o->ops->update(o, P, c, lr, 1.0f);
     kernels_weights_changed(P->w);  // bf16 precision: refresh the weights' bf16 copy
 }
 
-void adamw_step(AdamW *o, Params *P, const Config *c, float lr) { adamw_update(o, P, c, lr, 1.0f); }
-
-double adamw_step_clip(AdamW *o, Params *P, const Config *c, float lr, double max_norm) {
+double optim_step_clip(Optim *o, Params *P, const Config *c, float lr, double max_norm) {
     double n = grad_norm(P);
-    adamw_update(o, P, c, lr, clip_scale(n, max_norm));
+    o->t++;
+    o->ops->update(o, P, c, lr, clip_scale(n, max_norm));
+    kernels_weights_changed(P->w);
     return n;
 }
 
-void adamw_step_naive(AdamW *o, Params *P, const Config *c, float lr) {
+void optim_step_naive(Optim *o, Params *P, const Config *c, float lr) {
     o->t++;
-    double b1 = c->beta1, b2 = c->beta2;
-    for (int i = 0; i < P->n; i++) {
-        const TensorInfo *ti = &P->t[i];
-        for (size_t j = 0; j < ti->n; j++) {
-            size_t k = ti->off + j;
-            double g = P->g[k];
-            o->m[k] = (float)(b1 * o->m[k] + (1 - b1) * g);
-            o->v[k] = (float)(b2 * o->v[k] + (1 - b2) * g * g);
-            double mh = o->m[k] / (1 - pow(b1, o->t)), vh = o->v[k] / (1 - pow(b2, o->t));
-            P->w[k] = (float)(P->w[k] - lr * (mh / (sqrt(vh) + c->eps) + (ti->decay ? c->weight_decay : 0) * P->w[k]));
-        }
-    }
+    o->ops->update_naive(o, P, c, lr);
     kernels_weights_changed(P->w);
 }
 

@@ -1,25 +1,47 @@
-// optim.h — AdamW over the flat parameter block, the learning-rate schedule and gradient
-// clipping. Moments mirror the Params layout, so a checkpoint saves them as two flat arrays.
+// optim.h — optimizers behind a table (like FfnOps), the learning-rate schedule and gradient
+// clipping. An optimizer keeps n_state arrays that mirror the Params layout (so a checkpoint stores
+// them as flat arrays under the names the optimizer gives) and a step count t. Adding one = a file
+// with its OptimOps + a line in optim_table (optim.c); `train.optimizer` picks it by name.
 #ifndef AOE_OPTIM_H
 #define AOE_OPTIM_H
 
 #include "config/config.h"
 #include "model/params.h"
 
-typedef struct {
-    float *m, *v;  // first and second moments [P->total]
-    long t;        // optimizer steps taken
-} AdamW;
+#define OPT_MAX_STATE 4
 
-void adamw_init(AdamW *o, const Params *P);
-void adamw_free(AdamW *o);
+typedef struct Optim Optim;
+
+typedef struct {
+    const char *name;                         // value of train.optimizer
+    int n_state;                              // state arrays, each [P->total], zero at start
+    const char *state_names[OPT_MAX_STATE];   // as stored in checkpoints, e.g. "adamw.m"
+    // One update with learning rate lr, reading the gradient as gscale·g (clipping folded in;
+    // the gradient block is not rewritten). o->t has already been incremented.
+    void (*update)(Optim *o, Params *P, const Config *c, float lr, float gscale);
+    // The naive twin of update with gscale = 1: per-element scalar loop in double (test oracle).
+    void (*update_naive)(Optim *o, Params *P, const Config *c, float lr);
+} OptimOps;
+
+struct Optim {
+    const OptimOps *ops;
+    float *s[OPT_MAX_STATE];  // state arrays [P->total]
+    long t;                   // optimizer steps taken
+};
+
+const OptimOps *optim_ops_for(const char *name);  // NULL if unknown
+const char *optim_names(void);                    // "adamw|sgd" (for messages)
+// The optimizer c->optimizer names; exits 2 naming `src` and the choices if there is none.
+const OptimOps *optim_for_config(const Config *c, const char *src);
+
+void optim_init(Optim *o, const OptimOps *ops, const Params *P);
+void optim_free(Optim *o);
 // One update with learning rate lr; weight decay only on tensors with decay=1.
-void adamw_step(AdamW *o, Params *P, const Config *c, float lr);
-// clip_grad + adamw_step in one pass over the gradient (the gradient block keeps its unclipped
+void optim_step(Optim *o, Params *P, const Config *c, float lr);
+// clip_grad + optim_step in one pass over the gradient (the gradient block keeps its unclipped
 // values). Returns the gradient norm before clipping, like clip_grad.
-double adamw_step_clip(AdamW *o, Params *P, const Config *c, float lr, double max_norm);
-// The naive twin: per-tensor scalar loop in double (test oracle).
-void adamw_step_naive(AdamW *o, Params *P, const Config *c, float lr);
+double optim_step_clip(Optim *o, Params *P, const Config *c, float lr, double max_norm);
+void optim_step_naive(Optim *o, Params *P, const Config *c, float lr);
 // Linear warmup to train.lr over train.warmup steps, then cosine decay to train.min_lr at train.steps.
 float lr_at(const Config *c, long step);
 // Global L2 norm of the gradient (deterministic reduction order).

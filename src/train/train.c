@@ -1,5 +1,5 @@
 // train.c — `aoe train CONFIG.json [key.path=value ...]`: resolve the config, open the shards,
-// build the model, run AdamW steps with warmup+cosine, log progress, metrics.jsonl and
+// build the model, run optimizer steps with warmup+cosine, log progress, metrics.jsonl and
 // load.jsonl, evaluate on validation shards. All inputs are checked before anything is written.
 #include <errno.h>
 #include <math.h>
@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ckpt/ckpt.h"
 #include "cli.h"
 #include "config/config.h"
 #include "data/loader.h"
@@ -15,6 +14,7 @@
 #include "model/kernels.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/run.h"
 #include "train/train.h"
 #include "util/common.h"
 
@@ -69,6 +69,7 @@ void train_parse_args(int argc, char **argv, Config *c, int *dry_run, const char
         if (argv[i][0] != '-' && strchr(argv[i], '=') && !(i > 0 && !strcmp(argv[i - 1], "--resume")))
             config_set(c, argv[i], "command line");
     config_validate(c, file ? file : "command line");
+    optim_for_config(c, file ? file : "command line");
 }
 
 // Batches of a validation pass: train.eval_batches, at most the data holds.
@@ -106,7 +107,7 @@ int cmd_train(int argc, char **argv) {
     int dry;
     const char *resume = NULL;
     train_parse_args(argc, argv, &c, &dry, &resume);
-    if (resume) ckpt_resume_config(argc, argv, resume, &c);
+    if (resume) run_resume_config(argc, argv, resume, &c);
     // config.json (and --dry-run) record the precision chosen, not "auto"
     int prec = precision_parse(c.precision);  // the config check allows auto|fp32|bf16 only
     snprintf(c.precision, sizeof c.precision, "%s", precision_name(prec));
@@ -153,7 +154,7 @@ int cmd_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/config.json", c.out);
     if (!resume) {
         write_file_atomic(path, js, strlen(js));  // a resume rewrites it once the checkpoint loaded
-        ckpt_trim_logs(c.out, 0);  // logs of an earlier attempt that never checkpointed start over
+        run_trim_logs(c.out, 0);  // logs of an earlier attempt that never checkpointed start over
     }
 
     Model *m = model_create(&c, V, c.batch_size, c.seed);
@@ -166,21 +167,21 @@ int cmd_train(int argc, char **argv) {
            c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
     fflush(stdout);
 
-    AdamW opt;
-    adamw_init(&opt, &m->P);
+    Optim opt;
+    optim_init(&opt, optim_ops_for(c.optimizer), &m->P);
     Rng rng;
     rng_seed(&rng, c.seed ^ 0x5eedULL);
     TrainMeta meta = {0};
     if (resume) {  // parameters, moments, step, RNG, loader position and the open log interval
-        ckpt_load_train(ckpt_from, m, &opt, &meta);
+        run_ckpt_load(ckpt_from, m, &opt, &meta);
         if (meta.tok_hash != tok_hash(tok))
             die_input("%s: written with a different tokenizer than %s (hash %016llx vs %016llx)", ckpt_from, c.tokenizer,
                       (unsigned long long)meta.tok_hash, (unsigned long long)tok_hash(tok));
         loader_set_pos(tr, &meta.pos);
         rng = meta.rng;
         write_file_atomic(path, js, strlen(js));  // records the overrides of this resume
-        ckpt_clean_tmp(c.out);
-        ckpt_trim_logs(c.out, meta.step);
+        run_clean_tmp(c.out);
+        run_trim_logs(c.out, meta.step);
         printf("resumed from %s at step %ld\n", ckpt_from, meta.step);
         if (meta.step >= c.steps) {
             printf("done: the run already has %ld of %d steps\n", meta.step, c.steps);
@@ -189,7 +190,7 @@ int cmd_train(int argc, char **argv) {
     }
     free(ckpt_from);
     free(js);
-    ckpt_install_stop_handlers();
+    run_install_stop_handlers();
     int T = c.batch_size * c.seq_len;
     int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
     FILE *metrics = open_append(c.out, "metrics.jsonl"), *load = open_append(c.out, "load.jsonl");
@@ -206,8 +207,8 @@ int cmd_train(int argc, char **argv) {
             model_backward(m, y, 1.0f / c.grad_accum);
         }
         float lr = lr_at(&c, step);
-        double gn = adamw_step_clip(&opt, &m->P, &c, lr, c.grad_clip);
-        ckpt_test_kill_hook(step + 1);
+        double gn = optim_step_clip(&opt, &m->P, &c, lr, c.grad_clip);
+        run_test_kill_hook(step + 1);
         loss_acc += loss; aux_acc += aux; n_acc++;
         tok_log += (long)T * c.grad_accum;
         int last = step + 1 == c.steps;
@@ -233,13 +234,13 @@ int cmd_train(int argc, char **argv) {
             fflush(load);
             loss_acc = aux_acc = 0; n_acc = 0; tok_log = 0; t_log = now;
         }
-        int stop = ckpt_stop_requested();
+        int stop = run_stop_requested();
         if ((c.ckpt_every && (step + 1) % c.ckpt_every == 0) || last || stop) {
             meta = (TrainMeta){.step = step + 1, .rng = rng, .tok_hash = tok_hash(tok), .loss_acc = loss_acc,
                                .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0};
             loader_get_pos(tr, &meta.pos);
             char err[CFG_STR + 256];
-            if (ckpt_save_run(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
+            if (run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
         }
         if (stop && !last) {
@@ -248,11 +249,11 @@ int cmd_train(int argc, char **argv) {
             break;
         }
     }
-    if (!ckpt_stop_requested())
+    if (!run_stop_requested())
         printf("done: %d steps in %.1fs, peak RSS %.0f MB\n", c.steps, now_sec() - t0, peak_rss_kb() / 1024.0);
     fclose(metrics); fclose(load);
     free(x); free(y);
-    adamw_free(&opt);
+    optim_free(&opt);
     model_free(m);
     loader_close(tr);
     if (val) loader_close(val);

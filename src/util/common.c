@@ -71,6 +71,13 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 char *read_file(const char *path, size_t *len) {
     if (is_directory(path)) die_input("%s: is a directory, expected a file", path);
     FILE *f = fopen(path, "rb");

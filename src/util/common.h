@@ -33,6 +33,7 @@ char *xstrdup(const char *s);
 char *read_file(const char *path, size_t *len);
 int is_directory(const char *path);
 int file_exists(const char *path);
+char *path_join(const char *dir, const char *name);  // "dir/name", malloc'd
 int mkdir_p(const char *path); // 0 on success
 
 // Atomic replacement: write to "<path>.tmp.<pid>", fsync, rename over <path>, fsync directory.

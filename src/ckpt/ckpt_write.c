@@ -1,0 +1,218 @@
+// ckpt_write.c — the checkpoint writer (version 2, docs/formats.md "Checkpoint") and the meta
+// table helpers. The writer goes through AtomicFile (temp + fsync + rename), so a crash or a failed
+// write never touches the previous file at the path. Test hooks: AOE_FAULT_WRITE_AFTER,
+// AOE_TEST_KILL_IN_WRITE (ckpt.h).
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "ckpt/ckpt_format.h"
+
+uint32_t ckpt_crc(uint32_t crc, const void *p, uint64_t n) {
+    const unsigned char *b = p;
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, b, k);
+        b += k; n -= k;
+    }
+    return crc;
+}
+
+// ---------------------------------------------------------------- meta table (building)
+static void meta_put(CkptMeta *m, const char *name, uint32_t type, uint64_t bits) {
+    if (strlen(name) >= CKPT_META_NAME) die("checkpoint meta name '%s' longer than %d bytes", name, CKPT_META_NAME - 1);
+    int i = 0;
+    while (i < m->n && strcmp(m->it[i].name, name)) i++;  // replace an existing entry
+    if (i == m->n) {
+        if (m->n == CKPT_MAX_META) die("checkpoint meta: more than %d entries", CKPT_MAX_META);
+        m->n++;
+    }
+    memset(&m->it[i], 0, sizeof m->it[i]);
+    snprintf(m->it[i].name, CKPT_META_NAME, "%s", name);
+    m->it[i].type = type;
+    m->it[i].bits = bits;
+}
+void ckpt_meta_put_u64(CkptMeta *m, const char *name, uint64_t v) { meta_put(m, name, CKPT_U64, v); }
+void ckpt_meta_put_i64(CkptMeta *m, const char *name, int64_t v) { meta_put(m, name, CKPT_I64, (uint64_t)v); }
+void ckpt_meta_put_f64(CkptMeta *m, const char *name, double v) {
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    meta_put(m, name, CKPT_F64, u);
+}
+
+// ---------------------------------------------------------------- writer
+typedef struct {
+    FILE *f;
+    uint64_t written, fault_after, kill_after;
+    int fault, kill;
+} Out;
+
+static uint64_t env_u64(const char *name, int *set) {
+    const char *s = getenv(name);
+    *set = s && *s;
+    return *set ? strtoull(s, NULL, 10) : 0;
+}
+
+// fwrite with the test hooks; returns 0 or -1 with errno set.
+static int out_write(Out *o, const void *p, size_t n) {
+    const char *b = p;
+    while (n) {
+        size_t k = n;
+        if (o->fault && o->written + k > o->fault_after) k = o->fault_after > o->written ? o->fault_after - o->written : 0;
+        if (o->kill && o->written + k > o->kill_after) k = o->kill_after > o->written ? o->kill_after - o->written : 0;
+        if (k && fwrite(b, 1, k, o->f) != k) { if (!errno) errno = EIO; return -1; }
+        o->written += k; b += k; n -= k;
+        if (!n) break;
+        if (o->kill && o->written >= o->kill_after) { fflush(o->f); raise(SIGKILL); }
+        if (o->fault && o->written >= o->fault_after) { errno = ENOSPC; return -1; }
+    }
+    return 0;
+}
+
+static void header_encode(unsigned char *b, const CkptHeader *h) {
+    memset(b, 0, CKPT_HEADER_BYTES);
+    memcpy(b, CKPT_MAGIC, 8);
+    put32(b + 8, h->version); put32(b + 12, h->flags);
+    put64(b + 16, h->file_size);
+    for (int s = 0; s < N_SEC; s++) { put64(b + 24 + 16 * s, h->off[s]); put64(b + 32 + 16 * s, h->len[s]); }
+    put64(b + 88, h->payload_raw);
+    put32(b + 96, h->n_tensors);
+    for (int s = 0; s < N_SEC; s++) put32(b + 100 + 4 * s, h->crc[s]);
+    put32(b + 116, h->n_arrays);
+    put32(b + 120, h->n_meta);
+    put32(b + 124, ckpt_crc(0, b, 124));
+}
+
+// Table section: the array names, then one entry per tensor with a CRC per array.
+static unsigned char *table_encode(const Params *P, int na, const char *const *names, const float *const *arr, uint64_t *len) {
+    uint64_t eb = CKPT_ENTRY_BYTES(na);
+    *len = (uint64_t)na * CKPT_ARRAY_NAME + (uint64_t)P->n * eb;
+    unsigned char *tb = xcalloc(*len, 1), *b = tb;
+    for (int a = 0; a < na; a++, b += CKPT_ARRAY_NAME) {
+        if (strlen(names[a]) >= CKPT_ARRAY_NAME) die("checkpoint array name '%s' too long", names[a]);
+        memcpy(b, names[a], strlen(names[a]));
+    }
+    for (int i = 0; i < P->n; i++, b += eb) {
+        const TensorInfo *t = &P->t[i];
+        snprintf((char *)b, CKPT_NAME, "%s", t->name);
+        put32(b + 64, 0);  // dtype 0 = fp32
+        put32(b + 68, (uint32_t)t->ndim);
+        for (int k = 0; k < 4; k++) put32(b + 72 + 4 * k, k < t->ndim ? (uint32_t)t->shape[k] : 0);
+        put64(b + 88, t->off); put64(b + 96, t->n);
+        for (int a = 0; a < na; a++) put32(b + 104 + 4 * a, ckpt_crc(0, arr[a] + t->off, t->n * 4));
+    }
+    return tb;
+}
+
+// Writes the payload arrays, raw or as one zlib stream; *len and *crc describe the stored bytes.
+static int write_payload(Out *o, int na, const float *const *arr, uint64_t total, int compress, uint64_t *len, uint32_t *crc) {
+    uint64_t start = o->written;
+    *crc = 0;
+    if (!compress) {
+        for (int a = 0; a < na; a++) {
+            const char *p = (const char *)arr[a];
+            for (uint64_t left = total * 4; left;) {
+                size_t k = left > (64u << 20) ? (64u << 20) : (size_t)left;
+                *crc = ckpt_crc(*crc, p, k);
+                if (out_write(o, p, k)) return -1;
+                p += k; left -= k;
+            }
+        }
+        *len = o->written - start;
+        return 0;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit(&z, 1) != Z_OK) { errno = ENOMEM; return -1; }
+    size_t cap = 1 << 20;
+    unsigned char *buf = xmalloc(cap);
+    int rc = 0;
+    for (int a = 0; a <= na && !rc; a++) {
+        const unsigned char *p = a < na ? (const unsigned char *)arr[a] : NULL;
+        uint64_t left = a < na ? total * 4 : 0;
+        do {
+            uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
+            z.next_in = (Bytef *)p; z.avail_in = k;
+            int flush = (a == na) ? Z_FINISH : Z_NO_FLUSH, zr;
+            do {
+                z.next_out = buf; z.avail_out = (uInt)cap;
+                zr = deflate(&z, flush);
+                size_t got = cap - z.avail_out;
+                *crc = ckpt_crc(*crc, buf, got);
+                if (got && out_write(o, buf, got)) { rc = -1; break; }
+            } while (z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
+            if (p) p += k;
+            left -= k;
+        } while (left && !rc);
+    }
+    deflateEnd(&z);
+    free(buf);
+    *len = o->written - start;
+    return rc;
+}
+
+int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptMeta *meta, int compress, char *err,
+              int errlen) {
+    const Params *P = &m->P;
+    int na = 1 + (st ? st->n : 0);
+    const char *names[CKPT_MAX_ARRAYS] = {CKPT_PARAMS};
+    const float *arr[CKPT_MAX_ARRAYS] = {P->w};
+    for (int a = 1; a < na; a++) { names[a] = st->name[a - 1]; arr[a] = st->data[a - 1]; }
+    CkptMeta mt = meta ? *meta : (CkptMeta){0};
+    ckpt_meta_put_u64(&mt, "vocab", (uint64_t)m->V);
+    AtomicFile af;
+    if (atomic_open(&af, path)) {
+        snprintf(err, errlen, "%s: cannot create temporary file: %s", path, strerror(errno));
+        return -1;
+    }
+    Out o = {.f = af.f};
+    o.fault_after = env_u64("AOE_FAULT_WRITE_AFTER", &o.fault);
+    o.kill_after = env_u64("AOE_TEST_KILL_IN_WRITE", &o.kill);
+    CkptHeader h = {.version = CKPT_VERSION, .flags = compress ? CKPT_FLAG_ZLIB : 0, .n_tensors = (uint32_t)P->n,
+                    .n_arrays = (uint32_t)na, .n_meta = (uint32_t)mt.n};
+    char *js = config_to_json(&m->cfg);
+    unsigned char hb[CKPT_HEADER_BYTES], mb[CKPT_MAX_META * CKPT_META_ENTRY];
+    memset(mb, 0, sizeof mb);
+    for (int i = 0; i < mt.n; i++) {
+        unsigned char *e = mb + i * CKPT_META_ENTRY;
+        memcpy(e, mt.it[i].name, strlen(mt.it[i].name));
+        put32(e + 20, mt.it[i].type);
+        put64(e + 24, mt.it[i].bits);
+    }
+    uint64_t tlen;
+    unsigned char *tb = table_encode(P, na, names, arr, &tlen);
+    const void *sec[3] = {js, mb, tb};
+    uint64_t slen[3] = {strlen(js), (uint64_t)mt.n * CKPT_META_ENTRY, tlen};
+    memset(hb, 0, sizeof hb);
+    int rc = out_write(&o, hb, sizeof hb);  // placeholder, rewritten last
+    for (int s = 0; s < 3 && !rc; s++) {
+        h.off[s] = o.written; h.len[s] = slen[s];
+        h.crc[s] = ckpt_crc(0, sec[s], slen[s]);
+        rc = out_write(&o, sec[s], slen[s]);
+    }
+    if (!rc) {
+        h.off[SEC_PAYLOAD] = o.written;
+        h.payload_raw = (uint64_t)na * P->total * 4;
+        rc = write_payload(&o, na, arr, P->total, compress, &h.len[SEC_PAYLOAD], &h.crc[SEC_PAYLOAD]);
+    }
+    if (!rc) {
+        h.file_size = o.written;
+        header_encode(hb, &h);
+        if (fseek(af.f, 0, SEEK_SET) || fwrite(hb, 1, sizeof hb, af.f) != sizeof hb) rc = -1;
+    }
+    free(js); free(tb);
+    if (rc) {
+        int e = errno ? errno : EIO;
+        atomic_abort(&af);
+        snprintf(err, errlen, "%s: write failed after %llu bytes: %s (previous checkpoint left intact)", path,
+                 (unsigned long long)o.written, strerror(e));
+        return -1;
+    }
+    if (atomic_commit(&af)) {
+        snprintf(err, errlen, "%s: write failed: %s (previous checkpoint left intact)", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,58 @@
+// run.h — the run directory of `aoe train`: what a training checkpoint holds (parameters, the
+// optimizer's state arrays, TrainMeta), ckpt-<step>.aoec + the `latest` pointer + pruning, the
+// config of `--resume`, trimming the logs back to the resumed step, SIGINT/SIGTERM, test hooks.
+// The file format itself is src/ckpt (ckpt.h).
+#ifndef AOE_RUN_H
+#define AOE_RUN_H
+
+#include <stdint.h>
+
+#include "ckpt/ckpt.h"
+#include "config/config.h"
+#include "data/loader.h"
+#include "model/model.h"
+#include "train/optim.h"
+
+// The training state besides parameters and optimizer state (checkpoint meta keys in
+// docs/formats.md).
+typedef struct {
+    long step;          // optimizer steps completed
+    Rng rng;            // training RNG (noise draws)
+    LoaderPos pos;      // training loader position
+    uint64_t tok_hash;  // tokenizer identity
+    // The open logging interval, so metrics.jsonl after a resume matches an uninterrupted run.
+    double loss_acc, aux_acc, elapsed;
+    long n_acc, tok_log;
+} TrainMeta;
+
+// Saves parameters, the optimizer's state arrays and t, and meta to `path` atomically. Returns 0,
+// or -1 with a message in err (the previous file at `path` is untouched).
+int run_ckpt_save(const char *path, const Model *m, const Optim *opt, const TrainMeta *meta, int compress, char *err,
+                  int errlen);
+// Loads parameters, optimizer state and meta into a model and optimizer built from the run's
+// config. Exits 2 if the file is bad, its config differs from m->cfg in a model.* key or in
+// train.seed / batch_size / grad_accum / optimizer (names the key), or a meta value is out of range.
+void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *meta);
+// Saves <run_dir>/ckpt-<step>.aoec, then points <run_dir>/latest at it (atomically), then deletes
+// all but the newest `keep` checkpoints. Returns 0, or -1 with err filled; on failure the previous
+// checkpoint and `latest` are untouched.
+int run_save(const char *run_dir, const Model *m, const Optim *opt, const TrainMeta *meta, int compress, int keep,
+             char *err, int errlen);
+// Removes temporary files left by a crashed writer (ckpt-*.aoec.tmp.*, latest.tmp.*).
+void run_clean_tmp(const char *run_dir);
+
+// `aoe train --resume RUN_DIR [key=value ...]`: the config is RUN_DIR/config.json; overrides are
+// allowed only for keys that change neither the model nor the data or its order (train.steps,
+// log/eval/ckpt intervals, keep_ckpts, threads, run.ckpt_compress, data.val); run.out = RUN_DIR.
+// Exits 2 naming the key otherwise.
+void run_resume_config(int argc, char **argv, const char *run_dir, Config *c);
+// Drops lines of metrics.jsonl / load.jsonl logged after `step` (and a torn last line), so a resumed
+// run's logs continue as if it had never stopped.
+void run_trim_logs(const char *run_dir, long step);
+// SIGINT/SIGTERM set a flag (a second one terminates at once); training polls it after each step.
+void run_install_stop_handlers(void);
+int run_stop_requested(void);  // the signal number, or 0
+// Test hook: if AOE_TEST_KILL_AT_STEP equals `step`, the process sends itself SIGKILL.
+void run_test_kill_hook(long step);
+
+#endif
