@@ -47,6 +47,9 @@ int test_shf(char **out, char **err, const char *fmt, ...) __attribute__((format
 // Token shards and tokenizer (vocab 300, train + val) made once per test process by `aoe prepare`
 // in test_tmpdir()/ckdata from a generated text (test_fixtures.c).
 const char *test_tiny_data(void);
+// A run directory trained once per test process with `aoe train` on test_tiny_data (MoE, 4
+// experts, d_model 16, seq_len 16, 4 steps; checkpoint ckpt-4.aoec), or NULL if training failed.
+const char *test_tiny_run(void);
 
 // Gaussian array [n] with standard deviation sd, seeded (test_fixtures.c).
 float *test_randn(long n, float sd, uint64_t seed);

@@ -349,11 +349,15 @@ static void write_tmp(const char *name, const char *text, char *path, size_t cap
 TEST(eval_task_file_errors_name_file_and_line) {
     struct { const char *text, *expect; } cases[] = {
         {"{\"query\":\"a\",\"choices\":[\"x\",\"y\"],\"gold\":0}\n{\"query\":\"b\",\"choices\":[\"x\"],\"gold\":3}\n",
-         ":2: expected \"gold\" must be an index"},
+         ":2: \"gold\" is 3: expected the index of the right answer in \"choices\" (0 to 0) or the text of one of them"},
+        {"{\"query\":\"a\",\"choices\":[\"x\",\"y\"],\"gold\":\"zz\"}\n",
+         ":1: \"gold\" is \"zz\": expected the index of the right answer in \"choices\" (0 to 1) or the text of one of them"},
+        {"{\"context_options\":[\"x\",\"y\"],\"continuation\":\"c\"}\n",
+         ":1: no \"gold\": expected the index of the right answer in \"context_options\" (0 to 1)"},
         {"{\"query\":\"a\",\"choices\":[\"x\",\"y\"],\"gold\":0}\n\n{not json}\n", ":3: expected one JSON object"},
         {"{\"query\":\"a\",\"choices\":[\"x\",\"y\"],\"gold\":0}\n{\"context\":\"a\",\"continuation\":\"b\"}\n",
          ":2: expected a multiple-choice"},
-        {"{\"query\":\"a\",\"choices\":[1,2],\"gold\":0}\n", ":1: expected \"choices\" must be"},
+        {"{\"query\":\"a\",\"choices\":[1,2],\"gold\":0}\n", ":1: expected \"choices\" to be a non-empty array of strings"},
         {"{\"foo\":1}\n", ":1: expected an object with"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

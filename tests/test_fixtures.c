@@ -39,6 +39,29 @@ int test_shf(char **out, char **err, const char *fmt, ...) {
     return run_capture(cmd, out, err);
 }
 
+const char *test_tiny_run(void) {
+    static char dir[600];
+    static int tried;
+    if (tried) return dir[0] ? dir : NULL;
+    tried = 1;
+    const char *d = test_tiny_data();
+    char cfg[700], *err = NULL;
+    snprintf(cfg, sizeof cfg, "%s/tinyrun.json", test_tmpdir());
+    FILE *f = fopen(cfg, "w");
+    if (!f) return NULL;
+    fprintf(f, "{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16,\n"
+               "  \"ffn\": {\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 16}},\n"
+               " \"train\": {\"steps\": 4, \"batch_size\": 2, \"log_every\": 1, \"eval_every\": 2, \"eval_batches\": 1,"
+               " \"warmup\": 1, \"threads\": 1},\n"
+               " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"},\n"
+               " \"run\": {\"out\": \"%s/tinyrun\"}}\n", d, d, d, test_tmpdir());
+    fclose(f);
+    if (aoe_run(NULL, &err, "train %s", cfg)) fprintf(stderr, "  tiny run: training failed: %s\n", err);
+    else snprintf(dir, sizeof dir, "%s/tinyrun", test_tmpdir());
+    free(err);
+    return dir[0] ? dir : NULL;
+}
+
 float *test_randn(long n, float sd, uint64_t seed) {
     Rng r;
     rng_seed(&r, seed);

@@ -6,6 +6,7 @@
 
 #include "ckpt/ckpt.h"
 #include "cli.h"
+#include "data/loader.h"
 #include "eval/eval_task.h"
 #include "eval/results.h"
 #include "eval/open.h"
@@ -22,7 +23,8 @@ static void usage(FILE *f) {
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
             "                     a .jsonl file (generic / llm-foundry formats) or a text file (perplexity)\n"
             "                     (default: small)\n"
-            "  --limit N          first N items (documents for perplexity) of each task (default: all)\n"
+            "  --limit N          first N items of each task and of each sub-task (\"group\", BLiMP paradigm);\n"
+            "                     documents for perplexity, windows for shards (default: all)\n"
             "  --shots K          few-shot examples drawn from the task itself (default 0)\n"
             "  --seed N           seed of the few-shot draw (default 1234)\n"
             "  --out DIR          report directory (default eval-out): results.json + report.md for one\n"
@@ -134,7 +136,9 @@ int cmd_eval(int argc, char **argv) {
     int nspec = 0;
     char **specs = task_expand(tasks_arg, &nspec);
     Task **tasks = xcalloc(nspec, sizeof(Task *));
-    for (int i = 0; i < nspec; i++) tasks[i] = task_load(specs[i], data_dir);  // fail fast on bad files
+    // Every task is loaded and checked before any is scored: a bad file fails before any work.
+    for (int i = 0; i < nspec; i++) tasks[i] = task_load(specs[i], data_dir);
+    task_check_unique(tasks, specs, nspec);
     // resolve run directories before any model work
     char **paths = xcalloc(nck, sizeof(char *));
     for (int k = 0; k < nck; k++) {
@@ -163,8 +167,17 @@ int cmd_eval(int argc, char **argv) {
         model_count(&m->cfg, m->V, &c->params_total, &c->params_active, &flops);
         c->config_json = config_to_json(&m->cfg);
         c->res = xcalloc(max_res, sizeof(TaskResult));
+        for (int i = 0; i < nspec; i++)  // shards tasks need this checkpoint's tokenizer: checked before scoring
+            if (tasks[i]->shards) {
+                Loader *L = loader_open(tasks[i]->shards, m->cfg.seq_len, 1, 0, 0, 0, 1);
+                loader_require(L, 0, c->tok_hash);
+                loader_close(L);
+            }
         Scorer *sc = scorer_new(m, budget);
         for (int i = 0; i < nspec; i++) {
+            if (limit > 0 && tasks[i]->n_groups > 1 && k == 0)
+                fprintf(stderr, "aoe eval: %s: --limit %d applies to each of its %d sub-tasks\n", tasks[i]->name, limit,
+                        tasks[i]->n_groups);
             int got = eval_task(sc, tk, tasks[i], limit, shots, seed, c->res + c->n_res, max_res - c->n_res);
             const TaskResult *r = &c->res[c->n_res];
             const Metric *mm = result_metric(r, r->main_metric);

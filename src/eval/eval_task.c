@@ -167,8 +167,7 @@ static int eval_choice_task(Scorer *sc, const Tokenizer *tk, const Task *t, int 
             m++;
         }
         char name[160];
-        if (g < 0) snprintf(name, sizeof name, "%s", t->name);
-        else snprintf(name, sizeof name, "%s_%s", strncmp(t->name, "blimp", 5) ? t->name : "blimp", t->groups[g]);
+        task_result_name(t, g, name, sizeof name);
         TaskResult *r = &out[nout++];
         set_result(r, name, t, g < 0 ? t->n : m, t->kind == TK_PAIR ? 0 : shots);
         r->subtask = g >= 0;

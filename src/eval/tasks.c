@@ -88,6 +88,26 @@ static void push_spec(char ***v, int *n, const char *s) {
     (*v)[(*n)++] = xstrdup(s);
 }
 
+void task_result_name(const Task *t, int g, char *buf, size_t n) {
+    if (g < 0 || t->n_groups <= 1) snprintf(buf, n, "%s", t->name);
+    else snprintf(buf, n, "%s_%s", strncmp(t->name, "blimp", 5) ? t->name : "blimp", t->groups[g]);
+}
+
+void task_check_unique(Task *const *t, char *const *specs, int n) {
+    char a[160], b[160];
+    for (int i = 0; i < n; i++)
+        for (int g = -1; g < (t[i]->n_groups > 1 ? t[i]->n_groups : 0); g++) {
+            task_result_name(t[i], g, a, sizeof a);
+            for (int j = 0; j < i; j++)
+                for (int h = -1; h < (t[j]->n_groups > 1 ? t[j]->n_groups : 0); h++) {
+                    task_result_name(t[j], h, b, sizeof b);
+                    if (!strcmp(a, b))
+                        die_input("--tasks: '%s' and '%s' both give results named '%s' (results are keyed by task name, "
+                                  "the file name without its extension): rename one of them", specs[j], specs[i], a);
+                }
+        }
+}
+
 char **task_expand(const char *list, int *n_out) {
     char **v = NULL;
     int n = 0;
@@ -220,15 +240,28 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-// Reads "gold" (integer index, or a string equal to one option); -1 when missing/bad.
-static int jgold(const cJSON *o, int n_opts, char **opts) {
-    const cJSON *g = cJSON_GetObjectItemCaseSensitive(o, "gold");
-    if (!g) g = cJSON_GetObjectItemCaseSensitive(o, "label");
+// Reads "gold" (integer index, or a string equal to one option) of an item whose options are the
+// array `field`. Returns -1 with a sentence in why[] (what was found, what was expected).
+static int jgold(const cJSON *o, int n_opts, char **opts, const char *field, char *why, size_t nwhy) {
+    const char *key = "gold";
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!g && (g = cJSON_GetObjectItemCaseSensitive(o, "label"))) key = "label";
     if (cJSON_IsNumber(g) && g->valuedouble == (int)g->valuedouble && g->valueint >= 0 && g->valueint < n_opts)
         return g->valueint;
     if (cJSON_IsString(g))
         for (int i = 0; i < n_opts; i++)
             if (!strcmp(g->valuestring, opts[i])) return i;
+    char *found = g ? cJSON_PrintUnformatted(g) : NULL, what[100];
+    if (found) snprintf(what, sizeof what, "\"%s\" is %.60s%s", key, found, strlen(found) > 60 ? "..." : "");
+    else snprintf(what, sizeof what, "no \"gold\"");
+    snprintf(why, nwhy, "%s: expected the index of the right answer in \"%s\" (0 to %d) or the text of one of them", what,
+             field, n_opts - 1);
+    free(found);
+    return -1;
+}
+
+static int fail(char *why, size_t nwhy, const char *msg) {
+    snprintf(why, nwhy, "%s", msg);
     return -1;
 }
 
@@ -246,8 +279,8 @@ static int jstrings(const cJSON *a, char ***out, int *n) {
     return 0;
 }
 
-// Parses one line into it; returns its kind, or -1 with *why set.
-static int parse_item(const cJSON *o, Item *it, const char **why) {
+// Parses one line into it; returns its kind, or -1 with a sentence in why[].
+static int parse_item(const cJSON *o, Item *it, char *why, size_t nwhy) {
     const char *good = jstr(o, "sentence_good"), *bad = jstr(o, "sentence_bad");
     if (!good) good = jstr(o, "good");
     if (!bad) bad = jstr(o, "bad");
@@ -258,25 +291,25 @@ static int parse_item(const cJSON *o, Item *it, const char **why) {
     if (!query) query = jstr(o, "context");
     const char *cont = jstr(o, "continuation"), *text = jstr(o, "text");
     if (good || bad) {
-        if (!good || !bad) { *why = "a minimal pair needs both \"sentence_good\" and \"sentence_bad\" strings"; return -1; }
+        if (!good || !bad) return fail(why, nwhy, "expected both \"sentence_good\" and \"sentence_bad\" strings (a minimal pair)");
         it->opts = xcalloc(2, sizeof(char *));
         it->opts[0] = xstrdup(good); it->opts[1] = xstrdup(bad);
         it->n_opts = 2; it->gold = 0;
         return TK_PAIR;
     }
     if (copts) {
-        if (jstrings(copts, &it->opts, &it->n_opts)) { *why = "\"context_options\" must be a non-empty array of strings"; return -1; }
-        if (!cont) { *why = "a partial-scoring item needs a \"continuation\" string"; return -1; }
+        if (jstrings(copts, &it->opts, &it->n_opts)) return fail(why, nwhy, "expected \"context_options\" to be a non-empty array of strings");
+        if (!cont) return fail(why, nwhy, "expected a \"continuation\" string (a partial-scoring item)");
         it->cont = xstrdup(cont);
-        if ((it->gold = jgold(o, it->n_opts, it->opts)) < 0) { *why = "\"gold\" must be an index into \"context_options\""; return -1; }
+        if ((it->gold = jgold(o, it->n_opts, it->opts, "context_options", why, nwhy)) < 0) return -1;
         return TK_PARTIAL;
     }
     if (choices) {
-        if (jstrings(choices, &it->opts, &it->n_opts)) { *why = "\"choices\" must be a non-empty array of strings"; return -1; }
-        if (!query) { *why = "a multiple-choice item needs a \"query\" (or \"context\") string"; return -1; }
-        if (it->n_opts > 256) { *why = "at most 256 choices"; return -1; }
+        if (jstrings(choices, &it->opts, &it->n_opts)) return fail(why, nwhy, "expected \"choices\" to be a non-empty array of strings");
+        if (!query) return fail(why, nwhy, "expected a \"query\" (or \"context\") string (a multiple-choice item)");
+        if (it->n_opts > 256) return fail(why, nwhy, "expected at most 256 \"choices\"");
         it->ctx = xstrdup(query);
-        if ((it->gold = jgold(o, it->n_opts, it->opts)) < 0) { *why = "\"gold\" must be an index into \"choices\""; return -1; }
+        if ((it->gold = jgold(o, it->n_opts, it->opts, "choices", why, nwhy)) < 0) return -1;
         return TK_MC;
     }
     if (query && cont) {
@@ -285,13 +318,12 @@ static int parse_item(const cJSON *o, Item *it, const char **why) {
     }
     if (text) {  // LAMBADA original: target = last space-separated word
         const char *sp = strrchr(text, ' ');
-        if (!sp || !sp[1]) { *why = "a \"text\" cloze item needs at least two space-separated words"; return -1; }
+        if (!sp || !sp[1]) return fail(why, nwhy, "expected \"text\" to hold at least two space-separated words (a cloze item)");
         it->ctx = strndup(text, sp - text); it->cont = xstrdup(sp + 1);
         return TK_CLOZE;
     }
-    *why = "an object with \"choices\", \"context_options\", \"continuation\", \"text\" or "
-           "\"sentence_good\"/\"sentence_bad\"";
-    return -1;
+    return fail(why, nwhy, "expected an object with \"choices\", \"context_options\", \"continuation\", \"text\" or "
+                           "\"sentence_good\"/\"sentence_bad\"");
 }
 
 static void parse_jsonl_into(Task *t, const char *text, size_t len, const char *name, int *kind, int fixed_group) {
@@ -314,9 +346,9 @@ static void parse_jsonl_into(Task *t, const char *text, size_t len, const char *
         }
         Item *it = push_item(t);
         it->line = line;
-        const char *why = NULL;
-        int k = parse_item(o, it, &why);
-        if (k < 0) { cJSON_Delete(o); die_input("%s:%d: expected %s", name, line, why); }
+        char why[400];
+        int k = parse_item(o, it, why, sizeof why);
+        if (k < 0) { cJSON_Delete(o); die_input("%s:%d: %s", name, line, why); }
         if (*kind < 0) { *kind = k; first_line = line; }
         else if (k != *kind) {
             cJSON_Delete(o);

@@ -50,6 +50,10 @@ char **task_expand(const char *list, int *n_out);
 // "file:line: what was expected" on malformed content.
 Task *task_load(const char *spec, const char *data_dir);
 void task_free(Task *t);
+// The results key of sub-task g of t ("<task>_<group>", "blimp_<paradigm>"), or of t itself (g < 0).
+void task_result_name(const Task *t, int g, char *buf, size_t n);
+// Dies (exit 2) naming both specs unless every results key of the n tasks is distinct.
+void task_check_unique(Task *const *t, char *const *specs, int n);
 // Parses generic / llm-foundry JSONL text (used by task_load and by tests). name is for messages.
 Task *task_parse_jsonl(const char *text, size_t len, const char *name);
 // Search path for task data: data_dir (if set), $AOE_DATA_DIR, ./data/tasks, <exe dir>/data/tasks,

@@ -1,0 +1,90 @@
+// test_eval_cli.c — `aoe eval` as a user drives it on a trained run: every task is checked
+// before any is scored (a bad second file, two files with one name, shards of another tokenizer
+// all fail with nothing scored or written); --limit takes N items of each sub-task.
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "test.h"
+#include "util/common.h"
+
+static void put_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *good_mc = "{\"query\":\"the cat\",\"choices\":[\"sat\",\"ran\"],\"gold\":0}\n"
+                             "{\"query\":\"a dog\",\"choices\":[\"ran\",\"sat\"],\"gold\":1}\n";
+
+TEST(eval_checks_every_task_before_scoring) {
+    const char *run = test_tiny_run();
+    REQUIRE(run);
+    char a[700], b[700], bad[700], out[700], cmd[2048];
+    snprintf(a, sizeof a, "%s/ev1/t.jsonl", test_tmpdir());
+    snprintf(b, sizeof b, "%s/ev2/t.jsonl", test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/ev2/bad.jsonl", test_tmpdir());
+    snprintf(out, sizeof out, "%s/ev-out", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/ev1 %s/ev2 && rm -rf %s", test_tmpdir(), test_tmpdir(), out);
+    REQUIRE(system(cmd) == 0);
+    put_text(a, good_mc);
+    put_text(b, good_mc);
+    put_text(bad, "{\"query\":\"x\",\"choices\":[\"a\",\"b\"],\"gold\":0}\n{\"query\":\"y\",\"choices\":[\"a\",\"b\"],\"gold\":\"zz\"}\n");
+    char *o = NULL, *e = NULL;
+    // the bad file comes second: refused before the first is scored, nothing written
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s --tasks %s,%s --out %s --threads 1", run, a, bad, out), 2);
+    CHECK_STR_CONTAINS(e, "bad.jsonl:2: \"gold\" is \"zz\": expected the index of the right answer in \"choices\" (0 to 1)");
+    CHECK(!strstr(e, "acc_norm ="));
+    CHECK(!is_directory(out));
+    free(o); free(e);
+    // two files named t.jsonl would both be results key "t"
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s --tasks %s,%s --out %s --threads 1", run, a, b, out), 2);
+    CHECK_STR_CONTAINS(e, "both give results named 't'");
+    CHECK(!is_directory(out));
+    free(o); free(e);
+    // shards made with another tokenizer, after a good task: refused before scoring
+    char other[700];
+    snprintf(other, sizeof other, "%s/ev-other", test_tmpdir());
+    CHECK_EQ_INT(aoe_run(NULL, NULL, "prepare --out %s --vocab 290 --doc-bytes 2000 --val-frac 0.1 %s/ck-text.txt", other,
+                         test_tmpdir()), 0);  // the text of test_tiny_data, another vocabulary
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s --tasks %s,'shards:%s/val-*.shard' --out %s --threads 1", run, a, other, out), 2);
+    CHECK_STR_CONTAINS(e, "tokenizer");
+    CHECK(!strstr(e, "acc_norm ="));
+    free(o); free(e);
+}
+
+// A task with 3 groups of 3 items, --limit 2: 2 items of every group, 6 for the task.
+TEST(eval_limit_applies_to_each_subtask) {
+    const char *run = test_tiny_run();
+    REQUIRE(run);
+    char task[700], out[700], p[800];
+    snprintf(task, sizeof task, "%s/grouped.jsonl", test_tmpdir());
+    snprintf(out, sizeof out, "%s/ev-lim", test_tmpdir());
+    Buf t = {0};
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; i < 3; i++)
+            bprintf(&t, "{\"query\":\"the cat %d\",\"choices\":[\"sat\",\"ran\"],\"gold\":%d,\"group\":\"g%d\"}\n", i, i % 2, g);
+    put_text(task, t.s);
+    free(t.s);
+    char *o = NULL, *e = NULL;
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s --tasks %s --limit 2 --out %s --threads 1", run, task, out), 0);
+    CHECK_STR_CONTAINS(e, "grouped: --limit 2 applies to each of its 3 sub-tasks");
+    free(o); free(e);
+    snprintf(p, sizeof p, "%s/results.json", out);
+    size_t len;
+    char *js = file_exists(p) ? read_file(p, &len) : NULL;
+    REQUIRE(js);
+    cJSON *j = cJSON_Parse(js), *ns = cJSON_GetObjectItem(j, "n-samples"), *x;
+    int n = 0;
+    cJSON_ArrayForEach(x, ns) {
+        int eff = cJSON_GetObjectItem(x, "effective")->valueint, orig = cJSON_GetObjectItem(x, "original")->valueint;
+        CHECK_EQ_INT(eff, strcmp(x->string, "grouped") ? 2 : 6);
+        CHECK_EQ_INT(orig, strcmp(x->string, "grouped") ? 3 : 9);
+        n++;
+    }
+    CHECK_EQ_INT(n, 4);
+    cJSON_Delete(j);
+    free(js);
+}
