@@ -14,61 +14,8 @@
 #include "model/moe.h"
 #include "select/etr.h"
 #include "test.h"
+#include "test_etr.h"
 #include "test_sparse.h"
-
-typedef struct {
-    const char *gate;   // etr_gate: grap | cosine
-    int d, n, K, D, T, groups;
-    float std, lb, loc, cap0, cap1, progress;
-} Spec;
-
-typedef struct {
-    Config c;
-    Params P;
-    MoeLayer *L;
-} Fix;
-
-static void cfg_etr(Config *c) {
-    config_defaults(c);
-    snprintf(c->ffn.type, sizeof c->ffn.type, "moe");
-    snprintf(c->ffn.select, sizeof c->ffn.select, "etr");
-    c->ffn.top_k = 1;
-}
-
-static void fix_make(Fix *f, const Spec *s, uint64_t seed) {
-    memset(f, 0, sizeof *f);
-    Config *c = &f->c;
-    cfg_etr(c);
-    snprintf(c->ffn.etr_gate, sizeof c->ffn.etr_gate, "%s", s->gate);
-    c->d_model = s->d;
-    c->n_layer = 1;
-    c->init_std = s->std;
-    c->ffn.n_experts = s->n;
-    c->ffn.top_k = s->K;
-    c->ffn.d_ff = s->D;
-    c->ffn.lb_coef = s->lb;
-    c->ffn.etr_loc_coef = s->loc;
-    c->ffn.etr_groups = s->groups;
-    c->ffn.etr_cap_start = s->cap0;
-    c->ffn.etr_cap_end = s->cap1;
-    f->L = ffn_moe_ops.create(&f->P, c, 0, s->T);
-    ffn_moe_ops.set_progress(f->L, s->progress);
-    params_alloc(&f->P);
-    Rng rng;
-    rng_seed(&rng, seed);
-    params_init(&f->P, &rng);
-}
-
-static void fix_free(Fix *f) {
-    ffn_moe_ops.destroy(f->L);
-    params_free(&f->P);
-}
-
-static void train_forward(Fix *f, float *out, const float *x, int T) {
-    Rng rng;
-    rng_seed(&rng, 1);
-    ffn_moe_ops.forward(f->L, &f->P, out, x, T, 1, &rng);
-}
 
 // ---- refusals ----
 // One bad setting each: select_check names the key; the CLI refuses it at config read (exit 2,
@@ -140,7 +87,7 @@ TEST(etr_grap_scores_and_no_router) {
     }
     free(x);
     // the layer registers experts only, and count() agrees
-    Spec s = {"grap", 16, 4, 1, 8, 4, 2, 0.1f, 0.01f, 0.01f, 1.1f, 0.66f, 0};
+    Spec s = {"grap", 16, 4, 1, 8, 4, 2, 0.1f, 0.01f, 0.01f, 1.1f, 0.66f, 0, NULL, 0, 0};
     Fix f;
     fix_make(&f, &s, 1);
     CHECK(params_find(&f.P, "layers.0.ffn.router") == NULL);
@@ -182,11 +129,11 @@ static void fast_vs_naive(const Spec *s, double *fe, double *ae, double *be, lon
 TEST(etr_fast_matches_reference) {
     kernels_init(2);
     Spec specs[] = {
-        {"grap", 16, 8, 1, 24, 64, 2, 0.3f, 0.1f, 0.1f, 1.1f, 0.66f, 0},     // c_f 1.1
-        {"grap", 16, 8, 1, 24, 64, 2, 0.3f, 0.1f, 0.1f, 1.1f, 0.5f, 1},      // c_f 0.5: many drops
-        {"cosine", 16, 8, 1, 24, 64, 4, 0.3f, 0.1f, 0.1f, 1.1f, 0.66f, 0.5f},
-        {"cosine", 16, 8, 2, 24, 64, 1, 0.3f, 0.1f, 0.1f, 0.6f, 0.6f, 0},    // top-2 token choice
-        {"grap", 16, 4, 1, 24, 50, 2, 0.3f, 0, 0.5f, 100, 100, 0},           // no drops
+        {"grap", 16, 8, 1, 24, 64, 2, 0.3f, 0.1f, 0.1f, 1.1f, 0.66f, 0, NULL, 0, 0},     // c_f 1.1
+        {"grap", 16, 8, 1, 24, 64, 2, 0.3f, 0.1f, 0.1f, 1.1f, 0.5f, 1, NULL, 0, 0},      // c_f 0.5: many drops
+        {"cosine", 16, 8, 1, 24, 64, 4, 0.3f, 0.1f, 0.1f, 1.1f, 0.66f, 0.5f, NULL, 0, 0},
+        {"cosine", 16, 8, 2, 24, 64, 1, 0.3f, 0.1f, 0.1f, 0.6f, 0.6f, 0, NULL, 0, 0},    // top-2 token choice
+        {"grap", 16, 4, 1, 24, 50, 2, 0.3f, 0, 0.5f, 100, 100, 0, NULL, 0, 0},           // no drops
     };
     for (int mode = 0; mode <= 1; mode++) {
         moe_set_expert_parallel(mode);
@@ -230,7 +177,7 @@ static double gradcheck(const Spec *s, int with_output, float aux_scale, const c
 }
 
 // small layers: d 8, 4 experts (groups of 2 features), expert width 6, 12 tokens
-#define GC(gate, lb, loc, cap, groups) {gate, 8, 4, 1, 6, 12, groups, 0.5f, lb, loc, cap, cap, 0}
+#define GC(gate, lb, loc, cap, groups) {gate, 8, 4, 1, 6, 12, groups, 0.5f, lb, loc, cap, cap, 0, NULL, 0, 0}
 
 TEST(etr_gradcheck_gate_affinity_grap) {  // experts, gates, GrAP logits, both losses, with drops
     kernels_init(2);
@@ -287,7 +234,7 @@ TEST(etr_ample_capacity_equals_dropless) {
     kernels_init(2);
     int T = 40, d = 16, n = 4, D = 12;
     for (int K = 1; K <= 2; K++) {
-        Spec s = {"grap", d, n, K, D, T, 2, 0.3f, 0.1f, 0, 5, 5, 0};  // C = ceil(5·K·T/n) ≥ K·T
+        Spec s = {"grap", d, n, K, D, T, 2, 0.3f, 0.1f, 0, 5, 5, 0, NULL, 0, 0};  // C = ceil(5·K·T/n) ≥ K·T
         Fix f;
         fix_make(&f, &s, 61);
         float *x = test_randn(T * d, 1, 62), *G = test_randn(T * d, 1, 63);
@@ -344,7 +291,7 @@ TEST(etr_ample_capacity_equals_dropless) {
 TEST(etr_capacity_schedule_and_drops) {
     kernels_init(2);
     int T = 60, d = 16, n = 4;
-    Spec s = {"cosine", d, n, 1, 8, T, 2, 0.3f, 0.01f, 0.01f, 1.2f, 0.4f, 0};
+    Spec s = {"cosine", d, n, 1, 8, T, 2, 0.3f, 0.01f, 0.01f, 1.2f, 0.4f, 0, NULL, 0, 0};
     Fix f;
     fix_make(&f, &s, 71);
     float *x = test_randn(T * d, 1, 72), *out = falloc(T * d);
@@ -402,7 +349,7 @@ static char *stats_line(Fix *f) {
 TEST(etr_stats_fields) {
     kernels_init(2);
     int d = 16, n = 8;
-    Spec s = {"grap", d, n, 1, 8, 64, 2, 0.3f, 0.01f, 0.05f, 1.0f, 0.5f, 0};
+    Spec s = {"grap", d, n, 1, 8, 64, 2, 0.3f, 0.01f, 0.05f, 1.0f, 0.5f, 0, NULL, 0, 0};
     Fix f;
     fix_make(&f, &s, 81);
     float *out = falloc(64 * d);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "test.h"
+#include "test_etr.h"
 #include "test_sparse.h"
 #include "util/common.h"
 
@@ -109,3 +110,50 @@ double test_sparse_fd(const MoeLayer *L, Params *P, float *x, const float *dx, c
     free(ch);
     return worst;
 }
+
+// ---- the ETR layer fixture (test_etr.h) ----
+void cfg_etr(Config *c) {
+    config_defaults(c);
+    snprintf(c->ffn.type, sizeof c->ffn.type, "moe");
+    snprintf(c->ffn.select, sizeof c->ffn.select, "etr");
+    c->ffn.top_k = 1;
+}
+
+void fix_make(Fix *f, const Spec *s, uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    Config *c = &f->c;
+    cfg_etr(c);
+    snprintf(c->ffn.etr_gate, sizeof c->ffn.etr_gate, "%s", s->gate);
+    c->d_model = s->d;
+    c->n_layer = 1;
+    c->init_std = s->std;
+    c->ffn.n_experts = s->n;
+    c->ffn.top_k = s->K;
+    c->ffn.d_ff = s->D;
+    c->ffn.lb_coef = s->lb;
+    c->ffn.etr_loc_coef = s->loc;
+    c->ffn.etr_groups = s->groups;
+    c->ffn.etr_cap_start = s->cap0;
+    c->ffn.etr_cap_end = s->cap1;
+    if (s->method) snprintf(c->ffn.select, sizeof c->ffn.select, "%s", s->method);
+    c->ffn.etr_tau = s->tau > 0 ? s->tau : 1;
+    c->ffn.etr_renorm = s->renorm;
+    f->L = ffn_moe_ops.create(&f->P, c, 0, s->T);
+    ffn_moe_ops.set_progress(f->L, s->progress);
+    params_alloc(&f->P);
+    Rng rng;
+    rng_seed(&rng, seed);
+    params_init(&f->P, &rng);
+}
+
+void fix_free(Fix *f) {
+    ffn_moe_ops.destroy(f->L);
+    params_free(&f->P);
+}
+
+void train_forward(Fix *f, float *out, const float *x, int T) {
+    Rng rng;
+    rng_seed(&rng, 1);
+    ffn_moe_ops.forward(f->L, &f->P, out, x, T, 1, &rng);
+}
+

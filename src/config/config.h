@@ -33,6 +33,9 @@ typedef struct {
     float etr_loc_coef;   // ETR locality loss weight mu
     int etr_groups;       // ETR expert/token groups ("nodes")
     char etr_gate[16];    // grap | cosine
+    float etr_tau;        // ETR expert-side threshold on the summed affinity (1 = off)
+    int etr_renorm;       // ETR gates renormalised over the kept experts (default: the paper's full softmax)
+    int erc_log;          // log ε and the clean-router ERC loss in training stats without training on it
 } FfnConfig;
 
 typedef struct {

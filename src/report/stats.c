@@ -22,7 +22,9 @@ static void usage(FILE *f) {
             "for the last interval and for the mean over all intervals, and writes with gnuplot:\n"
             "  RUN_DIR/plots/load_heatmap.png    layers x experts load fraction (last interval)\n"
             "  RUN_DIR/plots/load_over_time.png  per-expert load fraction over training, one panel per layer\n"
-            "  RUN_DIR/plots/norm_over_time.png  AoE only: mean key norm per expert over training\n\n"
+            "  RUN_DIR/plots/norm_over_time.png  AoE only: mean key norm per expert over training\n"
+            "  RUN_DIR/plots/erc_over_time.png   runs with model.ffn.erc_coef > 0 or erc_log: ERC eps and loss\n"
+            "                                    per layer over training\n\n"
             "options:\n"
             "  --no-plots   only print the table\n\n"
             "exit status: 0 ok (also when gnuplot is missing: the table is still printed), 1 plotting\n"
@@ -93,6 +95,12 @@ static void print_table(const char *path, Layer *ls, int nl) {
 }
 
 // ---- plots ----
+static int any_erc(Layer *ls, int nl) {
+    for (int i = 0; i < nl; i++)
+        if (!isnan(ls[i].r[ls[i].nr - 1].erc_eps)) return 1;
+    return 0;
+}
+
 // Writes the data files and stats.gp into dir (RUN_DIR/plots) and runs gnuplot there.
 // Returns gnuplot's exit status (-1 if it could not run).
 static int make_plots(const char *dir, Layer *ls, int nl) {
@@ -112,14 +120,14 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
         char name[64];
         snprintf(name, sizeof name, "load_layer%d.dat", ls[i].layer);
         f = plot_open(dir, name);
-        fprintf(f, "# step, load fraction of expert 0..%d, mean key norm of expert 0..%d (AoE)\n", ls[i].n - 1,
-                ls[i].n - 1);
+        fprintf(f, "# step, load fraction of expert 0..%d, mean key norm of expert 0..%d (AoE), ERC eps, ERC loss\n",
+                ls[i].n - 1, ls[i].n - 1);
         for (int j = 0; j < ls[i].nr; j++) {
             Rec *r = &ls[i].r[j];
             fprintf(f, "%ld", r->step);
             for (int e = 0; e < ls[i].n; e++) fprintf(f, " %.6g", r->frac[e]);
             for (int e = 0; e < ls[i].n; e++) fprintf(f, " %.6g", r->norm ? r->norm[e] : NAN);
-            fprintf(f, "\n");
+            fprintf(f, " %.6g %.6g\n", r->erc_eps, r->erc_loss);
         }
         fclose(f);
     }
@@ -159,6 +167,23 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
             fprintf(f, "plot for [e=0:%d] 'load_layer%d.dat' using 1:(column(e+%d)) with lines title sprintf('e%%d', e)",
                     n - 1, ls[i].layer, pass ? 2 + n : 2);
             if (!pass) fprintf(f, ", %.6g with lines dt 2 lc 'black' notitle", 1.0 / n);
+            fprintf(f, "\n");
+        }
+        fprintf(f, "unset multiplot\nunset output\n");
+    }
+    // ERC (model.ffn.erc_coef > 0 or erc_log): noise bound ε and loss per layer over training
+    if (any_erc(ls, nl)) {
+        fprintf(f, "eval sprintf('set terminal %%s noenhanced size 1040,360', T)\n"
+                   "set output 'erc_over_time.png'\nset multiplot layout 1,2\n"
+                   "set xlabel 'step'; set key outside right font ',8'\n");
+        for (int pass = 0; pass < 2; pass++) {
+            fprintf(f, "set title '%s'; set ylabel '%s'\nplot ", pass ? "ERC loss (raw) per layer" : "ERC noise bound eps (mean over experts) per layer",
+                    pass ? "L_ERC" : "eps");
+            for (int i = 0, k = 0; i < nl; i++) {
+                if (isnan(ls[i].r[ls[i].nr - 1].erc_eps)) continue;
+                fprintf(f, "%s'load_layer%d.dat' using 1:%d with lines title 'layer %d'", k++ ? ", " : "", ls[i].layer,
+                        2 + 2 * ls[i].n + pass, ls[i].layer);
+            }
             fprintf(f, "\n");
         }
         fprintf(f, "unset multiplot\nunset output\n");
@@ -211,6 +236,7 @@ int cmd_stats(int argc, char **argv) {
                 int any_norm = 0;
                 for (int i = 0; i < nl; i++) any_norm |= ls[i].r[ls[i].nr - 1].norm != NULL;
                 if (any_norm) printf(" %s/norm_over_time.png", dir);
+                if (any_erc(ls, nl)) printf(" %s/erc_over_time.png", dir);
                 printf("\n");
             }
         }

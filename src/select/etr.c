@@ -15,7 +15,16 @@
 //        token group g, D_c = mean over its tokens of softmax(S_t), D_l = (1−η)·uniform over group
 //        g's experts + η·uniform over all; L_loc = mean over non-empty groups of KL(D_c‖D_l), the
 //        paper's direction (the unofficial ports compute the reverse).
-// Not done: the paper's unspecified per-expert Σδ threshold (capacity only), dropping at
+//   τ (model.ffn.etr_tau < 1): the paper's "adaptive threshold of the sum of affinity scores",
+//        whose rule it does not give (§3.3 [I]): of its candidates sorted by δ, an expert keeps
+//        the shortest prefix whose Σ max(δ,0) reaches τ·Σ max(δ,0) over all of them (at least
+//        one), and at most C. Drops by τ are counted in `dropped` like capacity drops.
+//   ECR only (select etr_ecr): no token-side stage; every expert ranks all T tokens of the
+//        micro-batch by δ and takes the first C (and the τ prefix), C as above with K = top_k;
+//        slot j of a token is expert j, so a token gets 0..n experts (like expert choice, the
+//        selection is batch-level and sees future tokens; it runs the same way in evaluation).
+//   Gates: model.ffn.etr_renorm renormalises them over the experts a token keeps (top-1: 1).
+// Not done: dropping at
 // evaluation (eval forwards are dropless, so a token's output never depends on other tokens of
 // the batch; in training, as with expert choice, the drops do see future tokens of a causal LM),
 // learnable GrAP entries.
@@ -31,6 +40,7 @@ typedef struct {
 } Cand;
 
 const Etr *etr_state(const Selection *s) { return s && s->m == &select_etr ? s->priv : NULL; }
+const Etr *etr_ecr_state(const Selection *s) { return s && s->m == &select_etr_ecr ? s->priv : NULL; }
 
 double etr_cap_factor(const Etr *e, float progress) {
     return e->cap_start + ((double)e->cap_end - e->cap_start) * progress;
@@ -41,6 +51,7 @@ long etr_capacity(double cap_factor, int K, int T, int n) {
 }
 
 static int etr_slots(const FfnConfig *c) { return c->top_k; }
+static int ecr_slots(const FfnConfig *c) { return c->n_experts; }
 
 static const char *etr_check(const FfnConfig *c, ScoreSource src) {
     if (src != SCORE_AFFINITY)
@@ -58,6 +69,7 @@ static const char *etr_check(const FfnConfig *c, ScoreSource src) {
                "n_experts/etr_groups experts)";
     if (strcmp(c->etr_gate, "grap") && strcmp(c->etr_gate, "cosine"))
         return "model.ffn.etr_gate must be grap or cosine";
+    if (!(c->etr_tau > 0 && c->etr_tau <= 1)) return "model.ffn.etr_tau must be in (0, 1] (1 = off)";
     return NULL;
 }
 
@@ -73,14 +85,18 @@ static void etr_init(Selection *s, const FfnConfig *c) {
     e->dc = xcalloc((size_t)e->groups * s->n, sizeof(double));
     e->a = xcalloc((size_t)e->groups * s->n, sizeof(double));
     e->tg = xcalloc(e->groups, sizeof(int));
+    e->tau = c->etr_tau;
+    e->sel = xcalloc(s->n, sizeof(int));
+    e->gs = falloc(s->n);
     s->priv = e;
-    s->gate_kind = GATE_SOFTMAX;  // ETR's gate is the full softmax, whatever model.ffn.gate says
+    // ETR's gate is the full softmax (or its renormalisation), whatever model.ffn.gate says
+    s->gate_kind = c->etr_renorm ? GATE_TOPK_SOFTMAX : GATE_SOFTMAX;
 }
 
 static void etr_free(Selection *s) {
     Etr *e = s->priv;
     if (!e) return;
-    free(e->cand); free(e->start); free(e->dc); free(e->a); free(e->tg); free(e);
+    free(e->cand); free(e->start); free(e->dc); free(e->a); free(e->tg); free(e->sel); free(e->gs); free(e);
     s->priv = NULL;
 }
 
@@ -89,6 +105,19 @@ static int cand_cmp(const void *pa, const void *pb) {
     const Cand *a = pa, *b = pb;
     if (a->key != b->key) return a->key > b->key ? -1 : 1;
     return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
+// How many of an expert's m candidates (sorted by δ descending) it keeps: at most cap, and with
+// τ < 1 the shortest prefix whose Σ max(δ,0) reaches τ·Σ max(δ,0) of all m (at least one).
+static int keep_count(const Cand *c, int m, long cap, float tau) {
+    int lim = m < cap ? m : (int)cap;
+    if (tau >= 1) return lim;
+    double tot = 0, acc = 0;
+    for (int j = 0; j < m; j++) tot += fmax(c[j].key, 0);
+    if (!(tot > 0)) return lim;
+    int j = 0;
+    for (; j < lim && acc < tau * tot; j++) acc += fmax(c[j].key, 0);
+    return j;
 }
 
 static void etr_select(Selection *s, Rng *rng) {
@@ -117,13 +146,47 @@ static void etr_select(Selection *s, Rng *rng) {
     free(fill);
     for (int i = 0; i < n; i++) {
         int m = e->start[i + 1] - e->start[i];
-        if (m <= e->cap) continue;
+        if (m <= e->cap && e->tau >= 1) continue;
         qsort(cand + e->start[i], m, sizeof(Cand), cand_cmp);
-        for (int j = (int)e->cap; j < m; j++) {
+        for (int j = keep_count(cand + e->start[i], m, e->cap, e->tau); j < m; j++) {
             s->expert[cand[e->start[i] + j].slot] = -1;
             s->dropped++;
         }
     }
+}
+
+// ECR only: expert i takes the first keep_count of all T tokens sorted by δ[t,i]; slot i of token t.
+static void ecr_select(Selection *s, Rng *rng) {
+    (void)rng;
+    Etr *e = s->priv;
+    int n = s->n, T = s->T;
+    const float *aff = s->aff ? s->aff : s->S;
+    e->cap_factor = etr_cap_factor(e, s->progress);
+    long c = etr_capacity(e->cap_factor, s->K, T, n);
+    e->cap = c < T ? c : T;
+    Cand *cand = e->cand;  // [n·T]: kmax = n slots per token
+    for (long q = 0; q < (long)T * n; q++) s->choice[q] = -1;
+    for (int i = 0; i < n; i++) {
+        Cand *ci = cand + (size_t)i * T;
+        for (int t = 0; t < T; t++) ci[t] = (Cand){aff[(size_t)t * n + i], t * n + i};
+        qsort(ci, T, sizeof(Cand), cand_cmp);
+        int k = keep_count(ci, T, e->cap, e->tau);
+        for (int j = 0; j < k; j++) s->choice[ci[j].slot] = i;
+        s->load[i] = k;
+    }
+    for (int t = 0; t < T; t++) {
+        int *ch = s->choice + (size_t)t * n, m = 0;
+        float *g = s->gate + (size_t)t * n;
+        for (int i = 0; i < n; i++) {
+            g[i] = 0;
+            if (ch[i] >= 0) e->sel[m++] = i;
+        }
+        if (!m) continue;
+        select_gates_row(s, t, e->sel, m, e->gs);
+        for (int j = 0; j < m; j++) g[e->sel[j]] = e->gs[j];
+    }
+    memcpy(s->expert, s->choice, sizeof(int) * (size_t)T * n);
+    s->dropped = 0;
 }
 
 // Locality loss of the last forward (see the top); caches D_c and a = ln(D_c/D_l) for backward.
@@ -197,6 +260,21 @@ const SelectMethod select_etr = {
     .init = etr_init,
     .free = etr_free,
     .select = etr_select,
+    .gate_backward = select_gates_backward,
+    .aux_forward = etr_aux_forward,
+    .aux_backward = etr_aux_backward,
+    .write_stats = etr_write_stats,
+};
+
+const SelectMethod select_etr_ecr = {
+    .name = "etr_ecr",
+    .summary = "ETR's expert-side stage alone: each expert takes its top tokens of the batch by GrAP affinity (capacity schedule, tau)",
+    .source = SCORE_AFFINITY,
+    .slots = ecr_slots,
+    .check = etr_check,
+    .init = etr_init,
+    .free = etr_free,
+    .select = ecr_select,
     .gate_backward = select_gates_backward,
     .aux_forward = etr_aux_forward,
     .aux_backward = etr_aux_backward,

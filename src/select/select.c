@@ -13,6 +13,7 @@ static const SelectMethod *const methods[] = {
     &select_topp,
     &select_expert_choice,
     &select_etr,
+    &select_etr_ecr,
 };
 static const int n_methods = sizeof methods / sizeof methods[0];
 
@@ -65,6 +66,9 @@ const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buf
         return "model.ffn.z_loss acts on router logits; AoE has no router (set it to 0 with model.ffn.type aoe)";
     // ERC composes with every method but needs router rows
     if (c->erc_coef < 0) return "model.ffn.erc_coef must be >= 0 (0 = off)";
+    if (c->erc_log && src != SCORE_ROUTER)
+        return "model.ffn.erc_log measures router rows; only model.ffn.type moe with a router has them "
+               "(set model.ffn.erc_log to false)";
     if (c->erc_coef > 0 && src != SCORE_ROUTER)
         return "model.ffn.erc_coef couples router rows with experts; only model.ffn.type moe has a router "
                "(set model.ffn.erc_coef to 0)";
@@ -103,7 +107,7 @@ Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T) {
     s->load = xcalloc(s->n, sizeof(long));
     s->st.counts = xcalloc(s->n, sizeof(long));
     s->layer_share = 1;
-    if (c->erc_coef > 0) s->erc = erc_create(c);
+    if (c->erc_coef > 0 || c->erc_log) s->erc = erc_create(c);
     if (s->m->init) s->m->init(s, c);
     return s;
 }
@@ -176,7 +180,10 @@ void select_backward(const Selection *s, const float *dgate, float *dS, float au
 void select_param_aux_forward(Selection *s, const SelectParams *v, Rng *rng) {
     if (s->m->param_aux_forward) s->aux += s->layer_share * s->m->param_aux_forward(s, v, rng);
     if (!s->erc) return;
-    erc_noise(s->erc, v, rng);
+    // erc_log alone: the clean router (no noise, so the training RNG stream is not touched) and no
+    // gradient; with erc_coef > 0 the logged loss is the trained (noised) one
+    int train_on = erc_coef(s->erc) > 0;
+    erc_noise(s->erc, v, train_on ? rng : NULL);
     double l = erc_loss(s->erc, v);
     s->aux += (double)erc_coef(s->erc) * s->layer_share * l;
     s->st.erc += l;
@@ -186,7 +193,7 @@ void select_param_aux_forward(Selection *s, const SelectParams *v, Rng *rng) {
 void select_param_aux_backward(Selection *s, const SelectParams *v, float aux_scale) {
     if (!s->train || aux_scale == 0) return;
     if (s->m->param_aux_backward) s->m->param_aux_backward(s, v, aux_scale * s->layer_share);
-    if (s->erc) erc_backward(s->erc, v, aux_scale * erc_coef(s->erc) * s->layer_share);
+    if (s->erc && erc_coef(s->erc) > 0) erc_backward(s->erc, v, aux_scale * erc_coef(s->erc) * s->layer_share);
 }
 
 void select_stats_reset(Selection *s) {

@@ -189,6 +189,6 @@ const double *erc_matrix(const Erc *e);
 double erc_loss_at(const Erc *e, double alpha);
 
 extern const SelectMethod select_topk, select_topp, select_expert_choice;
-extern const SelectMethod select_etr;
+extern const SelectMethod select_etr, select_etr_ecr;
 
 #endif
