@@ -18,18 +18,22 @@ static int by_key_desc(const void *pa, const void *pb) {
     return a->t - b->t;
 }
 
-// Expected kept set of one expert from its candidates: sorted by δ (ties to the lower token), at
-// most cap, and the shortest prefix whose Σ max(δ,0) reaches τ·Σ max(δ,0) (at least one).
+// Sorts an expert's candidates by δ (ties to the lower token) and returns how many it keeps: rank j
+// is kept iff j < cap and (τ = 1, or no positive δ, or the positive δ ranked above j is still
+// below τ·Σ max(δ,0)). Written per rank, not as the implementation's running prefix.
 static int expected_keep(KeyTok *c, int m, long cap, double tau) {
     qsort(c, m, sizeof *c, by_key_desc);
-    int lim = m < cap ? m : (int)cap;
-    if (tau >= 1) return lim;
-    double tot = 0, acc = 0;
-    for (int j = 0; j < m; j++) tot += fmax(c[j].key, 0);
-    if (!(tot > 0)) return lim;
-    int j = 0;
-    while (j < lim && acc < tau * tot) acc += fmax(c[j++].key, 0);
-    return j;
+    double tot = 0;
+    for (int j = 0; j < m; j++) tot += c[j].key > 0 ? c[j].key : 0;
+    int k = 0;
+    for (int j = 0; j < m; j++) {
+        double above = 0;
+        for (int i = 0; i < j; i++) above += c[i].key > 0 ? c[i].key : 0;
+        int keep = j < cap && (tau >= 1 || tot <= 0 || above < tau * tot);
+        if (keep) CHECK_EQ_INT(j, k);  // the kept ranks form a prefix
+        k += keep;
+    }
+    return k;
 }
 
 // τ with ample and with tight capacity: the kept slots of each expert are the expected prefix,
