@@ -1,5 +1,6 @@
 // main.c — `aoe <command> [args]`: dispatch to the command table. Every command prints its own
 // usage for --help; an unknown command prints the list on stderr and exits 2.
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    // Over a file-size limit (ulimit -f) writes fail with EFBIG, which every writer reports like a
+    // full disk (temp file removed, message, exit 1), instead of SIGXFSZ killing the process.
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);

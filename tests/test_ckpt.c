@@ -13,39 +13,11 @@
 #include "ckpt/ckpt.h"
 #include "ckpt/ckpt_format.h"
 #include "test.h"
+#include "test_runs.h"
 #include "train/run.h"
 #include "util/common.h"
 
 // ---------------------------------------------------------------- helpers
-static char *tmp_path(const char *name) {
-    static char buf[8][600];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 600, "%s/%s", test_tmpdir(), name);
-    return p;
-}
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { *n = 0; return NULL; }
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(len + 1);
-    *n = fread(b, 1, len, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    fwrite(b, 1, n, f);
-    fclose(f);
-}
-
-static int sh(const char *cmd, char **out, char **err) { return run_capture(cmd, out, err); }
-
 static Model *tiny_model(Config *c, uint64_t seed) {
     config_defaults(c);
     config_set(c, "model.d_model=16", "t");
@@ -86,7 +58,7 @@ static Model *make_ckpt(const char *path, int compress, Optim *opt, TrainMeta *m
 static void roundtrip(int compress) {
     Optim o1, o2;
     TrainMeta m1, m2;
-    const char *path = tmp_path(compress ? "rt-z.aoec" : "rt.aoec");
+    const char *path = rt_tmp_path(compress ? "rt-z.aoec" : "rt.aoec");
     Model *a = make_ckpt(path, compress, &o1, &m1);
     Config c;
     Model *b = tiny_model(&c, 8);  // different init, overwritten by the load
@@ -119,11 +91,11 @@ TEST(ckpt_roundtrip_zlib) { roundtrip(1); }
 // ---------------------------------------------------------------- corruption
 // `aoe inspect` on a damaged copy: exit 2, one line naming the file, the byte offset and `want`.
 static void expect_bad(const char *name, const char *img, size_t n, const char *want) {
-    const char *p = tmp_path(name);
-    spit(p, img, n);
+    const char *p = rt_tmp_path(name);
+    rt_spit(p, img, n);
     char cmd[1024], *out, *err;
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), p);
-    int rc = sh(cmd, &out, &err);
+    int rc = rt_sh(cmd, &out, &err);
     CHECK_EQ_INT(rc, 2);
     CHECK_STR_CONTAINS(err, p);
     CHECK_STR_CONTAINS(err, "byte ");
@@ -135,14 +107,14 @@ static void expect_bad(const char *name, const char *img, size_t n, const char *
 static void corruption(int compress) {
     Optim o;
     TrainMeta mt;
-    const char *path = tmp_path(compress ? "c-z.aoec" : "c.aoec");
+    const char *path = rt_tmp_path(compress ? "c-z.aoec" : "c.aoec");
     Model *m = make_ckpt(path, compress, &o, &mt);
     size_t n;
-    char *img = slurp(path, &n), *bad = malloc(n);
+    char *img = rt_slurp(path, &n), *bad = malloc(n);
     REQUIRE(img && n > 4096);
     char cmd[1024], *out, *err;
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), path);
-    CHECK_EQ_INT(sh(cmd, &out, &err), 0);
+    CHECK_EQ_INT(rt_sh(cmd, &out, &err), 0);
     CHECK_STR_CONTAINS(out, "layers.1.ffn.w_out");
     CHECK_STR_CONTAINS(out, ": ok");
     free(out); free(err);
@@ -177,62 +149,23 @@ TEST(ckpt_corrupt_raw) { corruption(0); }
 TEST(ckpt_corrupt_zlib) { corruption(1); }
 
 TEST(ckpt_inspect_unknown_file) {
-    const char *p = tmp_path("junk.bin");
-    spit(p, "hello world, not a checkpoint", 29);
+    const char *p = rt_tmp_path("junk.bin");
+    rt_spit(p, "hello world, not a checkpoint", 29);
     char cmd[1024], *err;
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), p);
-    CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
+    CHECK_EQ_INT(rt_sh(cmd, NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "unknown file type");
     free(err);
 }
 
 // ---------------------------------------------------------------- CLI: data and runs
-static const char *data_dir(void) { return test_tiny_data(); }
-
-static const char *config_file(void) {
-    static char path[600];
-    if (path[0]) return path;
-    const char *d = data_dir();
-    snprintf(path, sizeof path, "%s/ck-config.json", test_tmpdir());
-    FILE *f = fopen(path, "w");
-    fprintf(f, "{\"model\": {\"d_model\": 32, \"n_layer\": 2, \"n_head\": 2, \"seq_len\": 32, \"ffn\": {\"type\": \"dense\", \"d_ff\": 64}},\n"
-               " \"train\": {\"steps\": 30, \"batch_size\": 4, \"ckpt_every\": 5, \"log_every\": 3, \"eval_every\": 10,"
-               " \"eval_batches\": 2, \"warmup\": 5, \"keep_ckpts\": 2},\n"
-               " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"}}\n",
-            d, d, d);
-    fclose(f);
-    return path;
-}
-
-// aoe train, OMP_NUM_THREADS=1 throughout (fast on a loaded machine; resume is exact per thread count); env is prefixed (e.g. "AOE_TEST_KILL_AT_STEP=7").
-static const char *abs_bin(void) {
-    static char b[PATH_MAX];
-    if (!b[0] && !realpath(aoe_bin(), b)) snprintf(b, sizeof b, "%s", aoe_bin());
-    return b;
-}
-
-static int train(const char *env, const char *args, char **out, char **err) {
-    char cmd[PATH_MAX + 4096];
-    snprintf(cmd, sizeof cmd, "cd %s && %s OMP_NUM_THREADS=1 %s train %s", test_tmpdir(), env ? env : "", abs_bin(), args);
-    return sh(cmd, out, err);
-}
-
-static int fresh_run(const char *run, const char *extra) {
-    char args[1200], *err;
-    snprintf(args, sizeof args, "%s run.out=%s %s", config_file(), run, extra ? extra : "");
-    int rc = train(NULL, args, NULL, &err);
-    if (rc) fprintf(stderr, "  train %s: %s\n", run, err);
-    free(err);
-    return rc;
-}
-
 // Payload (parameters and moments) of a checkpoint: the tail after the header and sections.
 static int same_payload(const char *a, const char *b) {
     CkptFile fa, fb;
     ckpt_file_open(&fa, a);
     ckpt_file_open(&fb, b);
     size_t na, nb;
-    char *ia = slurp(a, &na), *ib = slurp(b, &nb);
+    char *ia = rt_slurp(a, &na), *ib = rt_slurp(b, &nb);
     int same = fa.h.len[SEC_PAYLOAD] == fb.h.len[SEC_PAYLOAD] && fa.meta.n == fb.meta.n &&
                !memcmp(ia + fa.h.off[SEC_PAYLOAD], ib + fb.h.off[SEC_PAYLOAD], fa.h.len[SEC_PAYLOAD]);
     for (int i = 0; same && i < fa.meta.n; i++)  // every meta entry but the wall-clock time
@@ -246,7 +179,7 @@ static int same_payload(const char *a, const char *b) {
 // metrics.jsonl without the timing and memory fields (tokens_per_s, peak_rss_mb, elapsed_s).
 static char *losses(const char *run) {
     size_t n;
-    char *t = slurp(tmp_path(run), &n), *o = calloc(n + 1, 1);
+    char *t = rt_slurp(rt_tmp_path(run), &n), *o = calloc(n + 1, 1);
     if (!t) return o;
     size_t k = 0;
     for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
@@ -261,46 +194,38 @@ static char *losses(const char *run) {
     return o;
 }
 
-static char *rel(const char *run, const char *file) {
-    static char b[4][700];
-    static int k;
-    char *p = b[k++ % 4];
-    snprintf(p, 700, "%s/%s/%s", test_tmpdir(), run, file);
-    return p;
-}
-
 TEST(ckpt_kill_resume_identical) {
-    REQUIRE(fresh_run("ref", NULL) == 0);
+    REQUIRE(rt_fresh_run("ref", NULL) == 0);
     char args[1200], *out, *err;
-    snprintf(args, sizeof args, "%s run.out=kill", config_file());
+    snprintf(args, sizeof args, "%s run.out=kill", rt_config_file());
     // Killed after steps 7 (mid interval), 13, 20 (a checkpoint step, before its save), then in
     // the middle of writing the step-25 checkpoint; each time resumed until the run completes.
-    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=7", args, NULL, NULL), 128 + SIGKILL);
-    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=13", "--resume kill", NULL, NULL), 128 + SIGKILL);
-    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=20", "--resume kill", NULL, NULL), 128 + SIGKILL);
-    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=24", "--resume kill", NULL, NULL), 128 + SIGKILL);
-    char *l = ckpt_latest(tmp_path("kill"));
+    CHECK_EQ_INT(rt_train("AOE_TEST_KILL_AT_STEP=7", args, NULL, NULL), 128 + SIGKILL);
+    CHECK_EQ_INT(rt_train("AOE_TEST_KILL_AT_STEP=13", "--resume kill", NULL, NULL), 128 + SIGKILL);
+    CHECK_EQ_INT(rt_train("AOE_TEST_KILL_AT_STEP=20", "--resume kill", NULL, NULL), 128 + SIGKILL);
+    CHECK_EQ_INT(rt_train("AOE_TEST_KILL_AT_STEP=24", "--resume kill", NULL, NULL), 128 + SIGKILL);
+    char *l = ckpt_latest(rt_tmp_path("kill"));
     CHECK_STR_CONTAINS(l, "ckpt-20.aoec");
     free(l);
-    CHECK_EQ_INT(train("AOE_TEST_KILL_IN_WRITE=5000", "--resume kill", NULL, NULL), 128 + SIGKILL);  // writing ckpt-25
-    l = ckpt_latest(tmp_path("kill"));
+    CHECK_EQ_INT(rt_train("AOE_TEST_KILL_IN_WRITE=5000", "--resume kill", NULL, NULL), 128 + SIGKILL);  // writing ckpt-25
+    l = ckpt_latest(rt_tmp_path("kill"));
     CHECK_STR_CONTAINS(l, "ckpt-20.aoec");
     free(l);
-    int rc = train(NULL, "--resume kill", &out, &err);
+    int rc = rt_train(NULL, "--resume kill", &out, &err);
     CHECK_EQ_INT(rc, 0);
     CHECK_STR_CONTAINS(out, "resumed from");
     if (rc) fprintf(stderr, "  %s\n", err);
     free(out); free(err);
-    CHECK(same_payload(rel("ref", "ckpt-30.aoec"), rel("kill", "ckpt-30.aoec")));
+    CHECK(same_payload(rt_rel("ref", "ckpt-30.aoec"), rt_rel("kill", "ckpt-30.aoec")));
     char *a = losses("ref/metrics.jsonl"), *b = losses("kill/metrics.jsonl");
     CHECK(strlen(a) > 100);
     CHECK(!strcmp(a, b));
     if (strcmp(a, b)) fprintf(stderr, "  metrics differ:\n%s---\n%s", a, b);
     free(a); free(b);
-    CHECK(!file_exists(rel("kill", "ckpt-20.aoec")));  // keep_ckpts = 2
-    CHECK(file_exists(rel("kill", "ckpt-25.aoec")));
+    CHECK(!file_exists(rt_rel("kill", "ckpt-20.aoec")));  // keep_ckpts = 2
+    CHECK(file_exists(rt_rel("kill", "ckpt-25.aoec")));
     // A finished run resumes to "done" without touching anything.
-    CHECK_EQ_INT(train(NULL, "--resume kill", &out, NULL), 0);
+    CHECK_EQ_INT(rt_train(NULL, "--resume kill", &out, NULL), 0);
     CHECK_STR_CONTAINS(out, "already has 30 of 30 steps");
     free(out);
 }
@@ -311,12 +236,12 @@ static void sparse_resume(const char *type, const char *ffn) {
     char ref[64], kill[64], args[1400];
     snprintf(ref, sizeof ref, "ref-%s", type);
     snprintf(kill, sizeof kill, "kill-%s", type);
-    REQUIRE(fresh_run(ref, ffn) == 0);
-    snprintf(args, sizeof args, "%s run.out=%s %s", config_file(), kill, ffn);
-    CHECK_EQ_INT(train("AOE_TEST_KILL_AT_STEP=13", args, NULL, NULL), 128 + SIGKILL);
+    REQUIRE(rt_fresh_run(ref, ffn) == 0);
+    snprintf(args, sizeof args, "%s run.out=%s %s", rt_config_file(), kill, ffn);
+    CHECK_EQ_INT(rt_train("AOE_TEST_KILL_AT_STEP=13", args, NULL, NULL), 128 + SIGKILL);
     snprintf(args, sizeof args, "--resume %s", kill);
-    CHECK_EQ_INT(train(NULL, args, NULL, NULL), 0);
-    CHECK(same_payload(rel(ref, "ckpt-30.aoec"), rel(kill, "ckpt-30.aoec")));
+    CHECK_EQ_INT(rt_train(NULL, args, NULL, NULL), 0);
+    CHECK(same_payload(rt_rel(ref, "ckpt-30.aoec"), rt_rel(kill, "ckpt-30.aoec")));
     char pa[128], pb[128];
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", ref);
     snprintf(pb, sizeof pb, "%s/metrics.jsonl", kill);
@@ -330,27 +255,27 @@ static void sparse_resume(const char *type, const char *ffn) {
 TEST(ckpt_kill_resume_identical_sgd) {
     sparse_resume("sgd", "train.optimizer=sgd train.lr=0.05 train.beta1=0.9");
     char cmd[1024], *out, *err;
-    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), rel("kill-sgd", "ckpt-30.aoec"));
-    CHECK_EQ_INT(sh(cmd, &out, NULL), 0);
+    snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), rt_rel("kill-sgd", "ckpt-30.aoec"));
+    CHECK_EQ_INT(rt_sh(cmd, &out, NULL), 0);
     CHECK_STR_CONTAINS(out, "arrays (2, each");
     CHECK_STR_CONTAINS(out, " params sgd.momentum");
     free(out);
     // the run's config edited to another optimizer: the checkpoint's config says sgd
     size_t n;
-    char *js = slurp(rel("kill-sgd", "config.json"), &n), *p = strstr(js, "\"sgd\"");
+    char *js = rt_slurp(rt_rel("kill-sgd", "config.json"), &n), *p = strstr(js, "\"sgd\"");
     REQUIRE(p);
     char *js2 = malloc(n + 8);
     int k = snprintf(js2, n + 8, "%.*s\"adamw\"%s", (int)(p - js), js, p + 5);
-    spit(rel("kill-sgd", "config.json"), js2, k);
-    CHECK_EQ_INT(train(NULL, "--resume kill-sgd train.steps=40", NULL, &err), 2);
+    rt_spit(rt_rel("kill-sgd", "config.json"), js2, k);
+    CHECK_EQ_INT(rt_train(NULL, "--resume kill-sgd train.steps=40", NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "config mismatch: train.optimizer is \"sgd\" in the checkpoint but \"adamw\"");
     free(err); free(js); free(js2);
     snprintf(cmd, sizeof cmd, "%s train x.json train.optimizer=lion", aoe_bin());
-    CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
+    CHECK_EQ_INT(rt_sh(cmd, NULL, &err), 2);
     free(err);
     char args[1200];
-    snprintf(args, sizeof args, "%s run.out=bad-opt train.optimizer=lion", config_file());
-    CHECK_EQ_INT(train(NULL, args, NULL, &err), 2);
+    snprintf(args, sizeof args, "%s run.out=bad-opt train.optimizer=lion", rt_config_file());
+    CHECK_EQ_INT(rt_train(NULL, args, NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "train.optimizer: unknown optimizer 'lion' (expected adamw|sgd)");
     free(err);
 }
@@ -382,7 +307,7 @@ TEST(ckpt_reads_version_1) {
     model_free(m);
     char cmd[1024], *out;
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), path);
-    CHECK_EQ_INT(sh(cmd, &out, NULL), 0);
+    CHECK_EQ_INT(rt_sh(cmd, &out, NULL), 0);
     CHECK_STR_CONTAINS(out, "version 1");
     CHECK_STR_CONTAINS(out, "params adamw.m adamw.v");
     CHECK_STR_CONTAINS(out, "step 123 of");
@@ -395,62 +320,62 @@ TEST(ckpt_kill_resume_identical_sparse) {
 }
 
 TEST(ckpt_resume_refusals) {
-    REQUIRE(fresh_run("refuse", "train.steps=10") == 0);
+    REQUIRE(rt_fresh_run("refuse", "train.steps=10") == 0);
     char *err, args[1200];
     size_t n0, n1;
-    char *before = slurp(rel("refuse", "ckpt-10.aoec"), &n0);
+    char *before = rt_slurp(rt_rel("refuse", "ckpt-10.aoec"), &n0);
     // model / data-order keys cannot be overridden on resume
-    CHECK_EQ_INT(train(NULL, "--resume refuse model.d_model=64", NULL, &err), 2);
+    CHECK_EQ_INT(rt_train(NULL, "--resume refuse model.d_model=64", NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "model.d_model cannot be changed when resuming");
     free(err);
     // a fresh run into a directory with checkpoints is refused
-    snprintf(args, sizeof args, "%s run.out=refuse", config_file());
-    CHECK_EQ_INT(train(NULL, args, NULL, &err), 2);
+    snprintf(args, sizeof args, "%s run.out=refuse", rt_config_file());
+    CHECK_EQ_INT(rt_train(NULL, args, NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "already holds checkpoints");
     free(err);
     // run config edited on disk: the checkpoint's config differs in a model key
     size_t n;
-    char *js = slurp(rel("refuse", "config.json"), &n);
+    char *js = rt_slurp(rt_rel("refuse", "config.json"), &n);
     char *p = strstr(js, "\"d_ff\":\t64");
     REQUIRE(p);
     memcpy(p + 8, "48", 2);
-    spit(rel("refuse", "config.json"), js, n);
-    CHECK_EQ_INT(train(NULL, "--resume refuse train.steps=20", NULL, &err), 2);
+    rt_spit(rt_rel("refuse", "config.json"), js, n);
+    CHECK_EQ_INT(rt_train(NULL, "--resume refuse train.steps=20", NULL, &err), 2);
     CHECK_STR_CONTAINS(err, "ckpt-10.aoec: byte 128: config mismatch: model.ffn.d_ff is 64 in the checkpoint but 48");
     free(err);
     size_t n2;
-    char *js2 = slurp(rel("refuse", "config.json"), &n2);
+    char *js2 = rt_slurp(rt_rel("refuse", "config.json"), &n2);
     CHECK(n2 == n && !memcmp(js, js2, n));  // the run's config.json is not rewritten by a refused resume
     free(js); free(js2);
-    char *after = slurp(rel("refuse", "ckpt-10.aoec"), &n1);
+    char *after = rt_slurp(rt_rel("refuse", "ckpt-10.aoec"), &n1);
     CHECK(n0 == n1 && !memcmp(before, after, n0));  // nothing overwritten
-    CHECK(!file_exists(rel("refuse", "ckpt-20.aoec")));
+    CHECK(!file_exists(rt_rel("refuse", "ckpt-20.aoec")));
     free(before); free(after);
 }
 
 TEST(ckpt_write_failure_keeps_previous) {
-    REQUIRE(fresh_run("fault", "train.steps=10 run.ckpt_compress=true") == 0);
+    REQUIRE(rt_fresh_run("fault", "train.steps=10 run.ckpt_compress=true") == 0);
     size_t n0, n1;
-    char *before = slurp(rel("fault", "ckpt-10.aoec"), &n0), *out, *err;
-    int rc = train("AOE_FAULT_WRITE_AFTER=3000", "--resume fault train.steps=15", &out, &err);
+    char *before = rt_slurp(rt_rel("fault", "ckpt-10.aoec"), &n0), *out, *err;
+    int rc = rt_train("AOE_FAULT_WRITE_AFTER=3000", "--resume fault train.steps=15", &out, &err);
     CHECK_EQ_INT(rc, 1);
     CHECK_STR_CONTAINS(err, "ckpt-15.aoec: write failed after 3000 bytes: No space left on device (previous checkpoint left intact)");
     CHECK_STR_CONTAINS(err, "--resume");
     free(out); free(err);
-    char *l = ckpt_latest(tmp_path("fault"));
+    char *l = ckpt_latest(rt_tmp_path("fault"));
     CHECK_STR_CONTAINS(l, "ckpt-10.aoec");
     free(l);
-    char *after = slurp(rel("fault", "ckpt-10.aoec"), &n1);
+    char *after = rt_slurp(rt_rel("fault", "ckpt-10.aoec"), &n1);
     CHECK(n0 == n1 && !memcmp(before, after, n0));
     free(before); free(after);
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "ls %s/fault | grep -c tmp", test_tmpdir());
-    CHECK_EQ_INT(sh(cmd, &out, NULL), 1);  // grep found nothing: no temp file left behind
+    CHECK_EQ_INT(rt_sh(cmd, &out, NULL), 1);  // grep found nothing: no temp file left behind
     free(out);
-    snprintf(cmd, sizeof cmd, "%s inspect --quiet %s", aoe_bin(), rel("fault", "ckpt-10.aoec"));
-    CHECK_EQ_INT(sh(cmd, NULL, NULL), 0);
-    CHECK_EQ_INT(train(NULL, "--resume fault train.steps=15", NULL, NULL), 0);  // and it resumes
-    CHECK(file_exists(rel("fault", "ckpt-15.aoec")));
+    snprintf(cmd, sizeof cmd, "%s inspect --quiet %s", aoe_bin(), rt_rel("fault", "ckpt-10.aoec"));
+    CHECK_EQ_INT(rt_sh(cmd, NULL, NULL), 0);
+    CHECK_EQ_INT(rt_train(NULL, "--resume fault train.steps=15", NULL, NULL), 0);  // and it resumes
+    CHECK(file_exists(rt_rel("fault", "ckpt-15.aoec")));
 }
 
 TEST(ckpt_sigterm_saves_and_exits_0) {
@@ -460,35 +385,35 @@ TEST(ckpt_sigterm_saves_and_exits_0) {
              "train.log_every=1 > term.out 2>&1 & pid=$!; "
              "for i in $(seq 200); do [ -s term/metrics.jsonl ] && break; sleep 0.05; done; "
              "kill -TERM $pid; wait $pid; echo rc=$?; cat term.out)",
-             test_tmpdir(), abs_bin(), config_file());
-    CHECK_EQ_INT(sh(cmd, &out, &err), 0);
+             test_tmpdir(), rt_abs_bin(), rt_config_file());
+    CHECK_EQ_INT(rt_sh(cmd, &out, &err), 0);
     CHECK_STR_CONTAINS(out, "rc=0");
     CHECK_STR_CONTAINS(out, "stopped by SIGTERM after step");
     free(out); free(err);
-    char *l = ckpt_latest(tmp_path("term"));
+    char *l = ckpt_latest(rt_tmp_path("term"));
     REQUIRE(l);
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), l);
-    CHECK_EQ_INT(sh(cmd, &out, NULL), 0);
+    CHECK_EQ_INT(rt_sh(cmd, &out, NULL), 0);
     CHECK_STR_CONTAINS(out, "of 1000000");
     free(out); free(l);
 }
 
 TEST(ckpt_inspect_shard) {
     char cmd[1024], *out, *err, path[700];
-    snprintf(path, sizeof path, "%s/train-00000.shard", data_dir());
+    snprintf(path, sizeof path, "%s/train-00000.shard", rt_data_dir());
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), path);
-    CHECK_EQ_INT(sh(cmd, &out, &err), 0);
+    CHECK_EQ_INT(rt_sh(cmd, &out, &err), 0);
     CHECK_STR_CONTAINS(out, "token statistics");
     CHECK_STR_CONTAINS(out, ": ok");
     free(out); free(err);
     size_t n;
-    char *img = slurp(path, &n);
+    char *img = rt_slurp(path, &n);
     REQUIRE(img && n > 400);
     img[n / 2] ^= 0x40;
-    const char *bad = tmp_path("bad.shard");
-    spit(bad, img, n);
+    const char *bad = rt_tmp_path("bad.shard");
+    rt_spit(bad, img, n);
     snprintf(cmd, sizeof cmd, "%s inspect %s", aoe_bin(), bad);
-    CHECK_EQ_INT(sh(cmd, NULL, &err), 2);
+    CHECK_EQ_INT(rt_sh(cmd, NULL, &err), 2);
     CHECK_STR_CONTAINS(err, bad);
     free(err); free(img);
 }
@@ -499,14 +424,14 @@ TEST(ckpt_fuzz_flips_and_truncations) {
     for (int compress = 0; compress < 2; compress++) {
         Optim o;
         TrainMeta mt;
-        const char *path = tmp_path("fz.aoec");
+        const char *path = rt_tmp_path("fz.aoec");
         Model *m = make_ckpt(path, compress, &o, &mt);
         size_t n;
-        char *img = slurp(path, &n), *bad = malloc(n);
+        char *img = rt_slurp(path, &n), *bad = malloc(n);
         REQUIRE(img);
         Rng r;
         rng_seed(&r, 17 + compress);
-        const char *p = tmp_path("fz-bad.aoec");
+        const char *p = rt_tmp_path("fz-bad.aoec");
         char cmd[1024];
         snprintf(cmd, sizeof cmd, "%s inspect --quiet %s", aoe_bin(), p);
         for (int i = 0; i < 30; i++) {
@@ -516,8 +441,8 @@ TEST(ckpt_fuzz_flips_and_truncations) {
             size_t at = i < 12 ? rng_below(&r, 128 + 1340 + 160 + 1024) % n : rng_below(&r, n);
             if (i % 5 == 4) len = rng_below(&r, n);  // truncation
             else bad[at] ^= (char)(1 << rng_below(&r, 8));
-            spit(p, bad, len);
-            int rc = sh(cmd, NULL, NULL);
+            rt_spit(p, bad, len);
+            int rc = rt_sh(cmd, NULL, NULL);
             CHECK_EQ_INT(rc, 2);
             if (rc != 2) fprintf(stderr, "  compress %d: %s at byte %zu (len %zu)\n", compress, len < n ? "truncated" : "flip", at, len);
         }

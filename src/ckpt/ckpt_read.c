@@ -200,6 +200,7 @@ void ckpt_file_open(CkptFile *cf, const char *path) {
     }
     free(mb);
     cf->V = (int)ckpt_meta_u64(&cf->meta, "vocab", 1, 1u << 20);
+    ckpt_meta_step(&cf->meta);  // range-checked here so that no reader computes with a wild step
     if (!(h->flags & CKPT_FLAG_ZLIB) && h->len[SEC_PAYLOAD] != h->payload_raw)
         ckpt_fail(path, h->off[SEC_PAYLOAD], "payload is %llu bytes (expected %llu)", (unsigned long long)h->len[SEC_PAYLOAD], (unsigned long long)h->payload_raw);
 

@@ -64,7 +64,7 @@ static int inspect_ckpt(const char *path, int quiet) {
         for (int a = 0; a < cf.n_arrays; a++) printf(" %s", cf.array_name[a]);
         printf("\n");
         if (ckpt_meta_has(&cf.meta, "step"))  // printed as stored; no arithmetic on unchecked values
-            printf("step %lld of %d\n", (long long)ckpt_meta_i64(&cf.meta, "step", INT64_MIN, INT64_MAX), c->steps);
+            printf("step %ld of %d\n", ckpt_meta_step(&cf.meta), c->steps);
         printf("vocab %d, model %s ffn, %d layers, d_model %d\nmeta (%d):\n", cf.V, c->ffn.type, c->n_layer, c->d_model, cf.meta.n);
         for (int i = 0; i < cf.meta.n; i++) print_meta(&cf.meta.it[i]);
         printf("config:\n%s\n", cf.config_json);

@@ -78,6 +78,7 @@ static const Key keys[] = {
     {"train.eps", T_FLOAT, O(eps), "1e-8", 0, 1, 0, "AdamW epsilon"},
     {"train.weight_decay", T_FLOAT, O(weight_decay), "0.1", 0, 10, 0, "AdamW decoupled weight decay (not applied to norms)"},
     {"train.grad_clip", T_FLOAT, O(grad_clip), "1.0", 0, 1e9, 0, "clip the global gradient norm to this (0 = off)"},
+    {"train.skip_nonfinite", T_BOOL, O(skip_nonfinite), "false", 0, 1, 0, "skip optimizer steps whose loss or gradient norm is NaN/inf (counted in metrics.jsonl as skipped_nonfinite) instead of stopping"},
     {"train.seed", T_U64, O(seed), "1", 0, 1.8e19, 0, "seed for init, data order and noise"},
     {"train.log_every", T_INT, O(log_every), "10", 1, 1e9, 0, "steps between progress lines, metrics.jsonl and load.jsonl records"},
     {"train.eval_every", T_INT, O(eval_every), "100", 0, 1e9, 0, "steps between validation losses (0 = only at the end)"},

@@ -51,6 +51,7 @@ typedef struct {
     float lr, min_lr, beta1, beta2, eps, weight_decay, grad_clip;
     uint64_t seed;
     char precision[8];    // auto | fp32 | bf16 (train writes the resolved choice to config.json)
+    int skip_nonfinite;       // skip (and count) steps with a non-finite loss or gradient norm
     char optimizer[CFG_STR];  // adamw | sgd (src/train/optim.c table)
     // data
     char train_path[CFG_STR], val_path[CFG_STR], tokenizer[CFG_STR];

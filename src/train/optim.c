@@ -44,17 +44,17 @@ void optim_free(Optim *o) {
     memset(o, 0, sizeof *o);
 }
 
-void optim_step(Optim *o, Params *P, const Config *c, float lr) {
+void optim_step_scaled(Optim *o, Params *P, const Config *c, float lr, float gscale) {
     o->t++;
-    o->ops->update(o, P, c, lr, 1.0f);
+    o->ops->update(o, P, c, lr, gscale);
     kernels_weights_changed(P->w);  // bf16 precision: refresh the weights' bf16 copy
 }
 
+void optim_step(Optim *o, Params *P, const Config *c, float lr) { optim_step_scaled(o, P, c, lr, 1.0f); }
+
 double optim_step_clip(Optim *o, Params *P, const Config *c, float lr, double max_norm) {
     double n = grad_norm(P);
-    o->t++;
-    o->ops->update(o, P, c, lr, clip_scale(n, max_norm));
-    kernels_weights_changed(P->w);
+    optim_step_scaled(o, P, c, lr, clip_scale(n, max_norm));
     return n;
 }
 

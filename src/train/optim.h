@@ -41,6 +41,8 @@ void optim_step(Optim *o, Params *P, const Config *c, float lr);
 // clip_grad + optim_step in one pass over the gradient (the gradient block keeps its unclipped
 // values). Returns the gradient norm before clipping, like clip_grad.
 double optim_step_clip(Optim *o, Params *P, const Config *c, float lr, double max_norm);
+// One update reading the gradient as gscale·g (the caller computed the norm and clip_scale).
+void optim_step_scaled(Optim *o, Params *P, const Config *c, float lr, float gscale);
 void optim_step_naive(Optim *o, Params *P, const Config *c, float lr);
 // Linear warmup to train.lr over train.warmup steps, then cosine decay to train.min_lr at train.steps.
 float lr_at(const Config *c, long step);

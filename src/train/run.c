@@ -3,7 +3,10 @@
 // rename, `latest` is replaced only after it, old ones are pruned only after that.
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +37,7 @@ int run_ckpt_save(const char *path, const Model *m, const Optim *opt, const Trai
     ckpt_meta_put_i64(&cm, "log.steps", mt->n_acc);
     ckpt_meta_put_i64(&cm, "log.tokens", mt->tok_log);
     ckpt_meta_put_f64(&cm, "elapsed", mt->elapsed);
+    ckpt_meta_put_i64(&cm, "skipped", mt->skipped);
     CkptState st;
     state_of(opt, &st);
     return ckpt_save(path, m, &st, &cm, compress, err, errlen);
@@ -62,6 +66,7 @@ void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *mt) {
     mt->n_acc = (long)ckpt_meta_i64(&cm, "log.steps", 0, mt->step);
     mt->tok_log = (long)ckpt_meta_i64(&cm, "log.tokens", 0, INT64_MAX / 2);
     mt->elapsed = ckpt_meta_f64(&cm, "elapsed");
+    mt->skipped = ckpt_meta_has(&cm, "skipped") ? (long)ckpt_meta_i64(&cm, "skipped", 0, mt->step) : 0;  // new in v2
 }
 
 // ---------------------------------------------------------------- run directory
@@ -139,7 +144,7 @@ void run_clean_tmp(const char *run_dir) {
 // bit-identical guarantee holds for an unchanged config and the same thread count.
 static const char *const resume_keys[] = {
     "train.steps", "train.log_every", "train.eval_every", "train.eval_batches", "train.ckpt_every",
-    "train.keep_ckpts", "train.threads", "run.ckpt_compress", "data.val",
+    "train.keep_ckpts", "train.threads", "run.ckpt_compress", "data.val", "train.skip_nonfinite",
 };
 
 void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
@@ -155,7 +160,7 @@ void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
         if (!ok)
             die_input("train --resume: %.*s cannot be changed when resuming (it would change the model, the data or "
                       "their order); allowed: train.steps, train.log_every, train.eval_every, train.eval_batches, "
-                      "train.ckpt_every, train.keep_ckpts, train.threads, run.ckpt_compress, data.val",
+                      "train.ckpt_every, train.keep_ckpts, train.threads, run.ckpt_compress, data.val, train.skip_nonfinite",
                       (int)(eq - argv[i]), argv[i]);
     }
     if (!is_directory(run_dir)) die_input("%s: not a run directory (train --resume needs the run.out of a run)", run_dir);
@@ -231,4 +236,40 @@ void run_test_kill_hook(long step) {
         fflush(NULL);
         raise(SIGKILL);
     }
+}
+
+void run_test_nan_hook(long step, Params *P) {
+    const char *s = getenv("AOE_TEST_NAN_AT_STEP");
+    for (char *e; s && *s; s = *e ? e + 1 : e)
+        if (strtol(s, &e, 10) == step) { P->g[P->t[0].off] = NAN; return; }
+}
+
+const char *run_nonfinite_param(const Params *P) {
+    for (int i = 0; i < P->n; i++) {
+        const float *w = P->w + P->t[i].off;
+        int bad = 0;
+#pragma omp parallel for reduction(| : bad)
+        for (long j = 0; j < (long)P->t[i].n; j++) bad |= !isfinite(w[j]);
+        if (bad) return P->t[i].name;
+    }
+    return NULL;
+}
+
+// ---------------------------------------------------------------- one writer
+void run_lock(const char *run_dir) {
+    char *path = path_join(run_dir, "lock");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) die("%s: cannot open the run lock: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        if (errno != EWOULDBLOCK) die("%s: cannot lock: %s", path, strerror(errno));
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        die_input("%s: run directory in use: another aoe train (pid %ld) holds %s; wait for it to finish or "
+                  "choose another run.out", run_dir, pid, path);
+    }
+    char line[32];
+    int k = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, line, k, 0) != k) warnf("%s: cannot record the pid: %s", path, strerror(errno));
+    free(path);  // fd stays open (and locked) until the process exits
 }

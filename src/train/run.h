@@ -23,6 +23,7 @@ typedef struct {
     // The open logging interval, so metrics.jsonl after a resume matches an uninterrupted run.
     double loss_acc, aux_acc, elapsed;
     long n_acc, tok_log;
+    long skipped;       // steps skipped for a non-finite loss or gradient (train.skip_nonfinite)
 } TrainMeta;
 
 // Saves parameters, the optimizer's state arrays and t, and meta to `path` atomically. Returns 0,
@@ -54,5 +55,14 @@ void run_install_stop_handlers(void);
 int run_stop_requested(void);  // the signal number, or 0
 // Test hook: if AOE_TEST_KILL_AT_STEP equals `step`, the process sends itself SIGKILL.
 void run_test_kill_hook(long step);
+// Test hook: if `step` is in AOE_TEST_NAN_AT_STEP (comma-separated), one gradient element becomes NaN.
+void run_test_nan_hook(long step, Params *P);
+// Name of the first tensor with a NaN or infinite parameter, or NULL if all are finite.
+const char *run_nonfinite_param(const Params *P);
+
+// One writer per run directory: takes an exclusive flock on <run_dir>/lock (pid inside) for the
+// life of the process. If another live process holds it, exits 2 naming its pid. The kernel drops
+// the lock when its holder dies, so a lock file left by a killed run does not block --resume.
+void run_lock(const char *run_dir);
 
 #endif

@@ -28,13 +28,15 @@ static void usage(FILE *f) {
             "  --dry-run          print the resolved config as JSON and exit\n"
             "  --resume RUN_DIR   continue from RUN_DIR's latest checkpoint with RUN_DIR/config.json;\n"
             "                     overrides only for train.steps, log/eval/ckpt intervals, keep_ckpts,\n"
-            "                     threads, run.ckpt_compress, data.val\n"
+            "                     threads, run.ckpt_compress, data.val, train.skip_nonfinite\n"
             "  --keys             print every config key (type, default, range, meaning) as Markdown\n"
             "  -h, --help         this help\n\n"
             "Writes <run.out>/config.json, metrics.jsonl (one JSON object per log interval),\n"
             "load.jsonl (expert load statistics of sparse layers), ckpt-<step>.aoec every\n"
             "train.ckpt_every steps and at the end (the newest train.keep_ckpts are kept; `latest`\n"
             "names the newest). SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0.\n"
+            "One aoe train per run directory (lock file <run.out>/lock). A NaN/inf loss or gradient\n"
+            "norm stops training unsaved (exit 1) unless train.skip_nonfinite=true.\n"
             "Threads: train.threads, else OMP_NUM_THREADS, else all cores.\n");
 }
 
@@ -92,6 +94,13 @@ double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y) {
     return n ? sum / n : NAN;
 }
 
+// ,"key":value with fmt, or null when v is NaN or infinite (JSON has no such numbers).
+static void jnum(FILE *f, const char *key, const char *fmt, double v) {
+    fprintf(f, ",\"%s\":", key);
+    if (isfinite(v)) fprintf(f, fmt, v);
+    else fputs("null", f);
+}
+
 static FILE *open_append(const char *dir, const char *name) {
     char path[CFG_STR + 64];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -143,12 +152,13 @@ int cmd_train(int argc, char **argv) {
     // Bytes per target token of exactly the windows a validation pass scores: each val_loss is
     // logged with its bits per byte, so `aoe report` never reopens shards or the tokenizer.
     double val_bpt = val ? loader_bytes_per_token(val, tok, (uint64_t)val_batches(&c, val) * c.batch_size) : NAN;
+    if (mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
+    run_lock(c.out);  // before looking at checkpoints: another live writer is named first
     char *ckpt_from = resume ? ckpt_latest(resume) : NULL;
     if (resume && !ckpt_from) die_input("%s: no checkpoint to resume from (no `latest` pointer or ckpt-<step>.aoec)", resume);
     if (!resume && (ckpt_from = ckpt_latest(c.out)))
         die_input("%s: this run directory already holds checkpoints (%s); continue it with --resume %s or choose "
                   "another run.out", c.out, ckpt_from, c.out);
-    if (mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
     char path[CFG_STR + 64];
     char *js = config_to_json(&c);
     snprintf(path, sizeof path, "%s/config.json", c.out);
@@ -195,7 +205,7 @@ int cmd_train(int argc, char **argv) {
     int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
     FILE *metrics = open_append(c.out, "metrics.jsonl"), *load = open_append(c.out, "load.jsonl");
     double t0 = now_sec() - meta.elapsed, t_log = now_sec(), loss_acc = meta.loss_acc, aux_acc = meta.aux_acc;
-    long tok_log = meta.tok_log, n_acc = meta.n_acc;
+    long tok_log = meta.tok_log, n_acc = meta.n_acc, skipped = meta.skipped;
     for (long step = meta.step; step < c.steps; step++) {
         params_zero_grad(&m->P);
         model_set_progress(m, c.steps > 1 ? (float)step / (c.steps - 1) : 0.0f);  // schedules (ETR capacity)
@@ -207,9 +217,21 @@ int cmd_train(int argc, char **argv) {
             model_backward(m, y, 1.0f / c.grad_accum);
         }
         float lr = lr_at(&c, step);
-        double gn = optim_step_clip(&opt, &m->P, &c, lr, c.grad_clip);
+        run_test_nan_hook(step + 1, &m->P);
+        double gn = grad_norm(&m->P);
+        if (isfinite(loss) && isfinite(gn)) {
+            optim_step_scaled(&opt, &m->P, &c, lr, clip_scale(gn, c.grad_clip));
+            loss_acc += loss; aux_acc += aux; n_acc++;
+        } else if (c.skip_nonfinite) {
+            skipped++;  // no update: the weights and optimizer state stay those of the step before
+        } else {
+            char *l = ckpt_latest(c.out);
+            die("step %ld: non-finite %s (loss %g, gradient norm %g): training stopped without updating or saving; "
+                "%s%s (lower train.lr, or resume with train.skip_nonfinite=true to skip such steps)", step + 1,
+                isfinite(loss) ? "gradient norm" : "loss", loss, gn, l ? "latest still names " : "no checkpoint was written",
+                l ? l : "");
+        }
         run_test_kill_hook(step + 1);
-        loss_acc += loss; aux_acc += aux; n_acc++;
         tok_log += (long)T * c.grad_accum;
         int last = step + 1 == c.steps;
         double vloss = NAN;
@@ -222,14 +244,18 @@ int cmd_train(int argc, char **argv) {
             if (!isnan(vloss)) printf(" | val %.4f", vloss);
             printf("\n");
             fflush(stdout);
-            fprintf(metrics, "{\"step\":%ld,\"loss\":%.6f,\"aux_loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                    "\"tokens_per_s\":%.1f,\"peak_rss_mb\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f",
-                    step + 1, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps, peak_rss_kb() / 1024.0,
-                    (step + 1) * (long)T * c.grad_accum, now - t0);
-            if (!isnan(vloss)) fprintf(metrics, ",\"val_loss\":%.6f", vloss);
-            if (!isnan(vloss) && !isnan(val_bpt)) fprintf(metrics, ",\"val_bpb\":%.6f", vloss / log(2.0) / val_bpt);
+            fprintf(metrics, "{\"step\":%ld", step + 1);  // numbers: null when not finite (valid JSON)
+            jnum(metrics, "loss", "%.6f", loss_acc / n_acc); jnum(metrics, "aux_loss", "%.6g", aux_acc / n_acc);
+            jnum(metrics, "lr", "%.6g", lr); jnum(metrics, "grad_norm", "%.6g", gn);
+            fprintf(metrics, ",\"tokens_per_s\":%.1f,\"peak_rss_mb\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f", tps,
+                    peak_rss_kb() / 1024.0, (step + 1) * (long)T * c.grad_accum, now - t0);
+            if (c.skip_nonfinite) fprintf(metrics, ",\"skipped_nonfinite\":%ld", skipped);
+            if (!isnan(vloss)) jnum(metrics, "val_loss", "%.6f", vloss);
+            if (!isnan(vloss) && !isnan(val_bpt)) jnum(metrics, "val_bpb", "%.6f", vloss / log(2.0) / val_bpt);
             fprintf(metrics, ",\"precision\":\"%s\"}\n", c.precision);
-            fflush(metrics);
+            if (fflush(metrics) || ferror(metrics))
+                die("%s/metrics.jsonl: write failed: %s; training stopped at step %ld (continue with: aoe train --resume %s)",
+                    c.out, strerror(errno), step + 1, c.out);
             model_write_stats(m, load, step + 1);
             fflush(load);
             loss_acc = aux_acc = 0; n_acc = 0; tok_log = 0; t_log = now;
@@ -237,8 +263,12 @@ int cmd_train(int argc, char **argv) {
         int stop = run_stop_requested();
         if ((c.ckpt_every && (step + 1) % c.ckpt_every == 0) || last || stop) {
             meta = (TrainMeta){.step = step + 1, .rng = rng, .tok_hash = tok_hash(tok), .loss_acc = loss_acc,
-                               .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0};
+                               .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0,
+                               .skipped = skipped};
             loader_get_pos(tr, &meta.pos);
+            const char *bad = run_nonfinite_param(&m->P);  // `latest` never names non-finite weights
+            if (bad) die("step %ld: parameters of %s are not finite: not saved, training stopped; the last checkpoint is "
+                         "intact (lower train.lr)", step + 1, bad);
             char err[CFG_STR + 256];
             if (run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
