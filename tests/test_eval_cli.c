@@ -88,3 +88,39 @@ TEST(eval_limit_applies_to_each_subtask) {
     cJSON_Delete(j);
     free(js);
 }
+
+// `aoe eval A B --out X` writes X/<label>/results.json; `aoe report A B --eval X` uses each for
+// the run that holds its checkpoint (nothing without --eval: those runs have no RUN/eval).
+TEST(report_finds_multi_checkpoint_eval_results) {
+    const char *run = test_tiny_run();
+    REQUIRE(run);
+    char run2[700], task[700], x[700], cmd[2400];
+    snprintf(run2, sizeof run2, "%s/tinyrun-copy", test_tmpdir());
+    snprintf(task, sizeof task, "%s/evrep/qa.jsonl", test_tmpdir());
+    snprintf(x, sizeof x, "%s/evrep/X", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s/evrep && mkdir -p %s/evrep && cp -r %s %s", run2, test_tmpdir(), test_tmpdir(), run, run2);
+    REQUIRE(system(cmd) == 0);
+    put_text(task, good_mc);
+    char *o = NULL, *e = NULL;
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s %s --tasks %s --out %s --threads 1", run, run2, task, x), 0);
+    free(o); free(e);
+    CHECK_EQ_INT(aoe_run(&o, &e, "report --no-plots --out %s/evrep/r1 %s %s", test_tmpdir(), run, run2), 0);
+    CHECK(!strstr(o, "| qa |"));
+    free(o); free(e);
+    CHECK_EQ_INT(aoe_run(&o, &e, "report --no-plots --out %s/evrep/r2 %s %s --eval %s", test_tmpdir(), run, run2, x), 0);
+    CHECK_STR_CONTAINS(o, "| qa | avg |");
+    free(o); free(e);
+    char p[800];
+    snprintf(p, sizeof p, "%s/evrep/r2/report.md", test_tmpdir());
+    size_t len;
+    char *md = file_exists(p) ? read_file(p, &len) : NULL;
+    CHECK_STR_CONTAINS(md, "- tinyrun: eval results from `");
+    CHECK_STR_CONTAINS(md, "tinyrun_ckpt-4/results.json`");
+    CHECK_STR_CONTAINS(md, "- tinyrun-copy: eval results from `");
+    CHECK_STR_CONTAINS(md, "tinyrun-copy_ckpt-4/results.json`");
+    free(md);
+    // an --eval directory whose results belong to none of the runs: said, not used
+    CHECK_EQ_INT(aoe_run(&o, &e, "report --no-plots --out %s/evrep/r3 %s --eval %s", test_tmpdir(), run2, x), 0);
+    CHECK_STR_CONTAINS(e, "tinyrun_ckpt-4/results.json: its checkpoint is in none of the run directories given; not used");
+    free(o); free(e);
+}

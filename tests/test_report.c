@@ -42,9 +42,14 @@ static void fake_run(const char *root, const char *name, const char *type, int d
            " \"data\": {\"val\": \"/nonexistent/val-*.shard\", \"tokenizer\": \"/nonexistent/tok.bpe\"},\n"
            " \"run\": {\"out\": \"%s\"}}", type, d_low, seed, d);
     snprintf(p, sizeof p, "%s/metrics.jsonl", d);
-    put(p, "{\"step\":10,\"loss\":7,\"tokens_per_s\":1000,\"peak_rss_mb\":50,\"val_loss\":%.4f}\n"
+    put(p, "{\"step\":10,\"loss\":7,\"tokens_per_s\":1000,\"peak_rss_mb\":50,\"val_loss\":%.4f,\"val_bpb\":9}\n"
            "{\"step\":15,\"loss\":6.5,\"tokens_per_s\":3000,\"peak_rss_mb\":60}\n"
-           "{\"step\":20,\"loss\":6,\"tokens_per_s\":2000,\"peak_rss_mb\":55,\"val_loss\":%.4f}\n", val + 1, val);
+           "{\"step\":20,\"loss\":6,\"tokens_per_s\":2000,\"peak_rss_mb\":55,\"val_loss\":%.4f,\"val_bpb\":%.4f}\n",
+        val + 1, val, 0.6 * val);
+    if (d_low == 48) {  // model.json of aoe train; the others are older runs without it
+        snprintf(p, sizeof p, "%s/model.json", d);
+        put(p, "{\"vocab_size\": 300, \"params_total\": 2000000, \"params_active\": 500000}\n");
+    }
     snprintf(p, sizeof p, "%s/load.jsonl", d);
     FILE *f = fopen(p, "w");
     for (int step = 10; step <= 20; step += 10)
@@ -92,25 +97,30 @@ TEST(report_table_csv_seed_groups) {
                  aoe_bin(), root, root, root, root, root);
     CHECK_EQ_INT(rc, 0);
     if (rc) fprintf(stderr, "  %s\n", err);
-    // 3 groups: the two r48 seeds together; the MoE's d_low is not an AoE rank and is not shown.
-    CHECK_STR_CONTAINS(out, "| aoe_r48_seed-* | 1,2 | aoe+lb | d_low=48 | 20/20 | 4.1000 ± 0.1414 | 2.0500 ± 0.0707 |");
-    CHECK_STR_CONTAINS(out, "| aoe_r32_seed-1 | 1 | aoe+lb | d_low=32 | 20/20 | 4.5000 | – |");
-    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | – | 20/20 |");
-    CHECK_STR_CONTAINS(out, "| piqa | blimp | avg | tok/s | peak MB | Ent_load | Ent_conf | dropped % | unrouted % |");
+    // 3 groups: the two r48 seeds together. Every differing key is shown, defaults included (the
+    // MoE's d_low too). Training's numbers, then eval's: val bpb (training) and eval bpb apart.
+    CHECK_STR_CONTAINS(out, "| aoe_r48_seed-* | 1,2 | aoe+lb | d_low=48 | 20/20 | 2.00 ± 0.00 | 0.50 ± 0.00 | 4.1000 ± 0.1414 "
+                            "| 2.4600 ± 0.0849 | 2000 ± 0 | 60 ± 0 | 1.100 ± 0.000 | 0.650 ± 0.071 | 1.00 ± 0.00 | 1.00 ± 0.00 "
+                            "| 2.0500 ± 0.0707 | 55.0 ± 7.1 | 70.0 ± 0.0 | 62.5 ± 3.5 |");
+    CHECK_STR_CONTAINS(out, "| aoe_r32_seed-1 | 1 | aoe+lb | d_low=32 | 20/20 | – | – | 4.5000 | 2.7000 |");
+    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | d_low=48 | 20/20 | 2.00 | 0.50 | 4.4000 | 2.6400 |");
+    CHECK_STR_CONTAINS(out, "| params (M) | active (M) | val loss | val bpb | tok/s | peak MB | Ent_load | Ent_conf | dropped % "
+                            "| unrouted % | eval bpb | piqa | blimp | avg |");
     char path[700];
     snprintf(path, sizeof path, "%s/out/report.csv", root);
     char *csv = slurp(path);
     REQUIRE(csv);
-    CHECK_STR_CONTAINS(csv, "kind,group,run,seed,n,method,differs,step,steps,val_loss,bpb,bpb_source,piqa,blimp,avg,"
-                            "tokens_per_s,peak_rss_mb,ent_load,ent_conf,dropped_pct,unrouted_pct\n");
+    CHECK_STR_CONTAINS(csv, "kind,group,run,seed,n,method,differs,step,steps,params_total,params_active,val_loss,val_bpb,"
+                            "tokens_per_s,peak_rss_mb,ent_load,ent_conf,dropped_pct,unrouted_pct,eval_bpb,piqa,blimp,avg\n");
     // Per run: median tokens/s, max peak RSS, mean over layers of the last interval, dropped =
     // 4 per layer of 2·100·2 assignments per layer = 1%, unrouted 2 of 2·100 tokens per layer = 1%.
-    CHECK_STR_CONTAINS(csv, "run,aoe_r48_seed-*,aoe_r48_seed-1,1,1,aoe+lb,d_low=48,20,20,4,2,eval,60,70,65,2000,60,1.1,0.6,1,1\n");
+    CHECK_STR_CONTAINS(csv, "run,aoe_r48_seed-*,aoe_r48_seed-1,1,1,aoe+lb,d_low=48,20,20,2000000,500000,4,2.4,2000,60,1.1,0.6,1,1,"
+                            "2,60,70,65\n");
     char *m = csv_row(csv, "mean,aoe_r48_seed-*"), *s = csv_row(csv, "std,aoe_r48_seed-*");
-    CHECK_STR_CONTAINS(m, "mean,aoe_r48_seed-*,,,2,aoe+lb,d_low=48,20,20,4.1,2.05,eval,55,70,62.5,2000,60,1.1,0.65,1");
-    CHECK_STR_CONTAINS(s, "2,aoe+lb,d_low=48,20,20,0.141421,0.0707107,eval,7.07107,0,3.53553,0,0,0,0.0707107,0,0");
+    CHECK_STR_CONTAINS(m, "mean,aoe_r48_seed-*,,,2,aoe+lb,d_low=48,20,20,2000000,500000,4.1,2.46,2000,60,1.1,0.65,1,1,2.05,55,70,62.5");
+    CHECK_STR_CONTAINS(s, "2,aoe+lb,d_low=48,20,20,0,0,0.141421,0.0848528,0,0,0,0.0707107,0,0,0.0707107,7.07107,0,3.53553");
     char *mm = csv_row(csv, "mean,moe_seed-1");
-    CHECK_STR_CONTAINS(mm, ",20,20,4.4,,,,,,2000,");  // no bpb (no eval, no data), no benchmarks
+    CHECK_STR_CONTAINS(mm, ",20,20,2000000,500000,4.4,2.64,2000,60,1.1,0.6,1,1,,,,");  // no eval results
     free(mm);
     free(m); free(s);
     CHECK(csv_row(csv, "std,moe_seed-1") != NULL);  // every group has mean and std rows
@@ -118,10 +128,12 @@ TEST(report_table_csv_seed_groups) {
     snprintf(path, sizeof path, "%s/out/report.md", root);
     char *md = slurp(path);
     CHECK_STR_CONTAINS(md, "## Runs");
-    CHECK_STR_CONTAINS(md, "| aoe_r48_seed-2 | 2 | aoe+lb | d_low=48 | 20/20 | 4.2000 | 2.1000 | 50.0 | 70.0 | 60.0 |");
+    CHECK_STR_CONTAINS(md, "| aoe_r48_seed-2 | 2 | aoe+lb | d_low=48 | 20/20 | 2.00 | 0.50 | 4.2000 | 2.5200 |");
+    CHECK_STR_CONTAINS(md, "| 2.1000 | 50.0 | 70.0 | 60.0 |");
+    CHECK_STR_CONTAINS(md, "- aoe_r48_seed-2: eval results from `");
     if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
-        const char *png[] = {"val_loss.png", "load_entropy.png", "dlow_loss.png"};
-        for (int i = 0; i < 3; i++) {
+        const char *png[] = {"train_loss.png", "val_loss.png", "load_entropy.png", "dlow_loss.png"};
+        for (int i = 0; i < 4; i++) {
             snprintf(path, sizeof path, "%s/out/plots/%s", root, png[i]);
             CHECK(access(path, R_OK) == 0);
             CHECK_STR_CONTAINS(md, png[i]);
@@ -130,6 +142,19 @@ TEST(report_table_csv_seed_groups) {
         char *dat = slurp(path);
         CHECK_STR_CONTAINS(dat, "32 4.5 0\n48 4.1 0.141421\n");
         free(dat);
+        // one colour per group in every figure (G0 = aoe_r48_seed-*, G2 = moe_seed-1), keys beside
+        // the plot, never below it where the x label is
+        snprintf(path, sizeof path, "%s/out/plots/report.gp", root);
+        char *gp = slurp(path);
+        int n0 = 0, n2 = 0;
+        for (const char *q = gp; q && (q = strstr(q, "lc rgb '#1f77b4' dt 1 title G0")); q++) n0++;
+        for (const char *q = gp; q && (q = strstr(q, "lc rgb '#2ca02c' dt 1 title G2")); q++) n2++;
+        CHECK_EQ_INT(n0, 5);  // train loss, val loss, Ent_load, Ent_conf, its point on the d_low series
+        CHECK_EQ_INT(n2, 5);  // train loss, val loss, Ent_load, Ent_conf, its baseline in dlow_loss
+        CHECK_STR_CONTAINS(gp, "G0 = 'aoe_r48_seed-*'");
+        CHECK_STR_CONTAINS(gp, "set key outside right");
+        CHECK(!strstr(gp, "key below"));
+        free(gp);
     } else {
         CHECK_STR_CONTAINS(err, "gnuplot not found");
     }
@@ -243,7 +268,10 @@ TEST(report_sweep_resume_skip) {
     snprintf(p, sizeof p, "%s/rep/report.csv", root);
     char *csv = slurp(p);
     CHECK_STR_CONTAINS(csv, "run,sweep-tiny_d_low-4_seed-1,sweep-tiny_d_low-4_seed-1,1,1,aoe+lb,d_low=4,4,4,");
-    CHECK_STR_CONTAINS(csv, ",eval,");  // bpb from the evaluation of the validation shards
+    CHECK_STR_CONTAINS(csv, ",unrouted_pct,eval_bpb\n");  // the evaluation of the validation shards
+    char *row = csv_row(csv, "run,sweep-tiny_d_low-4_seed-1");
+    CHECK(row && row[strlen(row) - 1] != ',');                 // ... has a value
+    free(row);
     free(csv);
     // Bad usage: one line, exit 2, nothing run.
     rc = shf(NULL, &err, "AOE=%s tools/sweep.sh --out %s %s model.ffn.d_low=4,,8", bin, root, cfg);
@@ -264,7 +292,7 @@ static double json_num_after(const char *text, const char *key) {
 
 // aoe train logs val_bpb with every val_loss (bytes per token of exactly the validation windows,
 // counted once at start); it equals the bits per byte `aoe eval` computes on the same windows, and
-// `aoe report` shows it (†) with the data and tokenizer gone. A run logged without val_bpb (an
+// `aoe report` shows it (column val bpb) with the data and tokenizer gone. A run logged without val_bpb (an
 // older aoe) gets "–" and a line naming it, not a guess.
 TEST(report_bpb_recorded_at_train_time) {
     const char *d = test_tiny_data();
@@ -299,7 +327,7 @@ TEST(report_bpb_recorded_at_train_time) {
     rc = aoe_run(&out, &err, "report --no-plots --out %s/rep %s", run, run);
     CHECK_EQ_INT(rc, 0);
     char want[64];
-    snprintf(want, sizeof want, "%.4f†", train_bpb);
+    snprintf(want, sizeof want, "| %.4f |", train_bpb);  // the val bpb column
     CHECK_STR_CONTAINS(out, want);
     free(out); free(err);
     // The same run as an older aoe logged it: no val_bpb.
@@ -312,7 +340,7 @@ TEST(report_bpb_recorded_at_train_time) {
     free(metrics);
     rc = aoe_run(&out, &err, "report --no-plots --out %s/rep %s", run, run);
     CHECK_EQ_INT(rc, 0);
-    CHECK_STR_CONTAINS(err, "bpbrun: bits per byte unavailable");
-    CHECK(!strstr(out, "†"));
+    CHECK_STR_CONTAINS(err, "bpbrun: val bpb unavailable (metrics.jsonl has val_loss but no val_bpb");
+    CHECK(!strstr(out, want));
     free(out); free(err);
 }

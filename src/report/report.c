@@ -20,19 +20,22 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: aoe report RUN_DIR... [--out DIR] [--no-plots]\n\n"
+            "usage: aoe report RUN_DIR... [--eval DIR]... [--out DIR] [--no-plots]\n\n"
             "Compares training runs (the run.out directories of `aoe train`, e.g. from tools/sweep.sh).\n"
-            "Reads RUN_DIR/config.json, metrics.jsonl, load.jsonl (MoE/AoE) and, when present,\n"
-            "RUN_DIR/eval/results.json (`aoe eval RUN_DIR --out RUN_DIR/eval`). Runs whose configs differ\n"
-            "only in train.seed form one row with mean ± std over the seeds.\n\n"
+            "Reads RUN_DIR/config.json, metrics.jsonl, model.json, load.jsonl (MoE/AoE) and the run's eval\n"
+            "results: RUN_DIR/eval/results.json (`aoe eval RUN_DIR --out RUN_DIR/eval`), or those found in\n"
+            "an --eval DIR. Runs whose configs differ only in train.seed form one row with mean ± std.\n\n"
             "Writes (docs/sweeps.md lists every column):\n"
             "  DIR/report.md   the grouped table, the per-run table and the plots\n"
             "  DIR/report.csv  one row per run, then mean and std rows per group\n"
-            "  DIR/plots/      val_loss.png (validation loss per group), load_entropy.png (Ent_load and\n"
+            "  DIR/plots/      train_loss.png, val_loss.png (per group), load_entropy.png (Ent_load and\n"
             "                  Ent_conf per layer), dlow_loss.png (when AoE runs differ in model.ffn.d_low)\n"
             "The grouped table also goes to stdout.\n\n"
             "options:\n"
             "  --out DIR     output directory (default: report)\n"
+            "  --eval DIR    the --out DIR of `aoe eval A B C ...`: each DIR/results.json and\n"
+            "                DIR/*/results.json is used for the run that holds its checkpoint (the\n"
+            "                latest step if several); repeatable\n"
             "  --no-plots    tables only\n\n"
             "exit status: 0 ok (also without gnuplot: a line on stderr says so), 1 plotting failed,\n"
             "2 bad usage or a missing or malformed file (named with its line).\n");
@@ -40,9 +43,9 @@ static void usage(FILE *f) {
 
 // ---------------------------------------------------------------- tables
 
-static void cell(Buf *b, const char *fmt, double v) {
+static void cell(Buf *b, const Column *c, double v) {
     if (isnan(v)) { bprintf(b, "–"); return; }
-    bprintf(b, fmt, v);
+    bprintf(b, c->fmt, v / c->md_scale);
 }
 
 static void seeds_of(Buf *b, const Report *R, const Group *g) {
@@ -55,14 +58,6 @@ static void md_header(Buf *b, const Report *R, const char *first) {
     bprintf(b, "\n|---|---|---|---|---:|");
     for (int c = 0; c < R->ncol; c++) bprintf(b, "---:|");
     bprintf(b, "\n");
-}
-
-static int bpb_from_val(const Report *R, const Group *g) {
-    for (int i = 0; i < g->n; i++) {
-        const Run *r = &R->run[g->member[i]];
-        if (!isnan(r->bpb) && !r->bpb_from_eval) return 1;
-    }
-    return 0;
 }
 
 static void md_grouped(Buf *b, const Report *R) {
@@ -80,9 +75,8 @@ static void md_grouped(Buf *b, const Report *R) {
             double m, s;
             group_stat(R, G, c, &m, &s);
             bprintf(b, " ");
-            cell(b, R->col[c].fmt, m);
-            if (!isnan(s)) { bprintf(b, " ± "); cell(b, R->col[c].fmt, s); }
-            if (!strcmp(R->col[c].csv, "bpb") && !isnan(m) && bpb_from_val(R, G)) bprintf(b, "†");
+            cell(b, &R->col[c], m);
+            if (!isnan(s)) { bprintf(b, " ± "); cell(b, &R->col[c], s); }
             bprintf(b, " |");
         }
         bprintf(b, "\n");
@@ -98,8 +92,7 @@ static void md_runs(Buf *b, const Report *R) {
                 r->step, r->steps);
         for (int c = 0; c < R->ncol; c++) {
             bprintf(b, " ");
-            cell(b, R->col[c].fmt, r->col[c]);
-            if (!strcmp(R->col[c].csv, "bpb") && !isnan(r->bpb) && !r->bpb_from_eval) bprintf(b, "†");
+            cell(b, &R->col[c], r->col[c]);
             bprintf(b, " |");
         }
         bprintf(b, "\n");
@@ -113,8 +106,8 @@ static void csv_field(Buf *b, const char *s) {
     bprintf(b, "\"");
 }
 
-static void csv_num(Buf *b, double v) {
-    if (!isnan(v)) bprintf(b, "%.6g", v);
+static void csv_num(Buf *b, double v) {  // counts in full (2000000, not 2e+06), other values to 6 digits
+    if (!isnan(v)) bprintf(b, v == floor(v) && fabs(v) < 1e15 ? "%.0f" : "%.6g", v);
 }
 
 static char *csv_text(const Report *R) {
@@ -123,7 +116,6 @@ static char *csv_text(const Report *R) {
     for (int c = 0; c < R->ncol; c++) {
         bprintf(&b, ",");
         csv_field(&b, R->col[c].csv);
-        if (!strcmp(R->col[c].csv, "bpb")) bprintf(&b, ",bpb_source");
     }
     bprintf(&b, "\n");
     for (int pass = 0; pass < 3; pass++)  // runs, then group means, then group stds
@@ -144,9 +136,6 @@ static char *csv_text(const Report *R) {
                 group_stat(R, G, c, &m, &s);
                 bprintf(&b, ",");
                 csv_num(&b, pass == 0 ? r->col[c] : pass == 1 ? m : s);
-                if (!strcmp(R->col[c].csv, "bpb"))
-                    bprintf(&b, ",%s", pass ? (isnan(m) ? "" : bpb_from_val(R, G) ? "val_loss" : "eval")
-                                            : isnan(r->bpb) ? "" : r->bpb_from_eval ? "eval" : "val_loss");
             }
             bprintf(&b, "\n");
         }
@@ -195,12 +184,13 @@ int cmd_report(int argc, char **argv) {
     const char *out = "report";
     int plots = 1;
     Report R;
-    const char **dirs = xmalloc(sizeof(char *) * (argc ? argc : 1));
-    int nd = 0;
+    const char **dirs = xmalloc(sizeof(char *) * (argc ? argc : 1)), **evdirs = xmalloc(sizeof(char *) * (argc ? argc : 1));
+    int nd = 0, nev = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--out")) {
-            if (i + 1 >= argc || !argv[i + 1][0]) die_input("report: --out needs a directory");
-            out = argv[++i];
+        if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "--eval")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) die_input("report: %s needs a directory", argv[i]);
+            if (argv[i][2] == 'o') out = argv[++i];
+            else evdirs[nev++] = argv[++i];
         } else if (!strcmp(argv[i], "--no-plots")) plots = 0;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "aoe report: unknown option '%s'\n", argv[i]);
@@ -209,16 +199,20 @@ int cmd_report(int argc, char **argv) {
         } else dirs[nd++] = argv[i];
     }
     if (!nd) { usage(stderr); return 2; }
-    report_read(&R, dirs, nd);
+    report_read(&R, dirs, nd, evdirs, nev);
     free(dirs);
-    Buf unrec = {0};
-    for (int i = 0; i < R.nrun; i++)
-        if (R.run[i].bpb_unrecorded) {
-            fprintf(stderr, "aoe report: %s: bits per byte unavailable (metrics.jsonl has val_loss but no val_bpb: "
-                            "trained by an older aoe; `aoe eval %s --tasks shards:<data.val> --out %s/eval` adds it)\n",
-                    R.run[i].dir, R.run[i].dir, R.run[i].dir);
-            bprintf(&unrec, "%s%s", unrec.n ? ", " : "", R.run[i].name);
+    free(evdirs);
+    Buf notes = {0};  // where each run's eval results came from; numbers not available and why
+    for (int i = 0; i < R.nrun; i++) {
+        const Run *r = &R.run[i];
+        if (r->eval_path) bprintf(&notes, "- %s: eval results from `%s`\n", r->name, r->eval_path);
+        if (r->val_bpb_missing) {
+            fprintf(stderr, "aoe report: %s: val bpb unavailable (metrics.jsonl has val_loss but no val_bpb: trained by "
+                            "an older aoe; `aoe eval %s --tasks shards:<data.val>` measures it, as eval bpb)\n",
+                    r->dir, r->dir);
+            bprintf(&notes, "- %s: val bpb unavailable (its metrics.jsonl predates val_bpb)\n", r->name);
         }
+    }
     if (mkdir_p(out)) die("%s: cannot create: %s", out, strerror(errno));
     const char *png[8];
     int npng = 0, rc = plots ? write_plots(&R, out, png, &npng) : 0;
@@ -227,11 +221,12 @@ int cmd_report(int argc, char **argv) {
     md_grouped(&grouped, &R);
     bprintf(&md, "# aoe report\n\n%d runs in %d groups (runs whose configs differ only in train.seed form one "
                  "row: mean ± sample std over seeds). Columns: docs/sweeps.md. Benchmarks: accuracy in %%, "
-                 "`avg` is their mean. † bits per byte of the last validation pass of training (no eval results).\n\n",
+                 "`avg` is their mean. Columns from params to unrouted come from training, `eval bpb` and the "
+                 "benchmarks from `aoe eval`.\n\n",
             R.nrun, R.ngroup);
-    if (unrec.n) bprintf(&md, "bpb unavailable (logged by an aoe that did not record val_bpb, no eval): %s.\n\n", unrec.s);
     bprintf(&md, "%s\n## Runs\n\n", grouped.s);
     md_runs(&md, &R);
+    if (notes.n) bprintf(&md, "\n%s", notes.s);
     if (npng) {
         bprintf(&md, "\n## Plots\n\n");
         for (int i = 0; i < npng; i++) bprintf(&md, "![%s](plots/%s)\n\n", png[i], png[i]);
@@ -246,7 +241,7 @@ int cmd_report(int argc, char **argv) {
     printf("%s\naoe report: wrote %s/report.md, %s/report.csv", grouped.s, out, out);
     for (int i = 0; i < npng; i++) printf(", %s/plots/%s", out, png[i]);
     printf("\n");
-    free(md.s); free(grouped.s); free(csv); free(unrec.s);
+    free(md.s); free(grouped.s); free(csv); free(notes.s);
     report_free(&R);
     return rc;
 }

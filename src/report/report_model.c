@@ -28,13 +28,10 @@ int same_val(const char *a, const char *b) { return (!a && !b) || (a && b && !st
 char *differs_text(const Report *R, const Run *r, const char *skip) {
     Buf b = {0};
     bprintf(&b, "%s", "");
-    const char *type = run_conf(r, "model.ffn.type");
     for (int j = 0; j < R->ndiffer; j++) {
         const char *k = R->differ_keys[j], *dot = strrchr(k, '.'), *shortk = dot ? dot + 1 : k;
-        const char *v = run_conf(r, k), *d = kv_find(R->dflt, R->ndflt, k);
+        const char *v = run_conf(r, k);
         if (!strcmp(k, "model.ffn.type") || !strcmp(k, "model.ffn.select") || (skip && strstr(skip, k))) continue;
-        if (!strncmp(k, "model.ffn.d_", 12) && strcmp(k, "model.ffn.d_ff") && !same_val(type, "aoe")) continue;
-        if (same_val(v, d) && R->differ_nvals[j] < 3) continue;
         for (int i = 0; i < R->ndiffer; i++) {
             const char *o = R->differ_keys[i], *od = strrchr(o, '.');
             if (i != j && !strcmp(od ? od + 1 : o, shortk)) shortk = k;
@@ -79,13 +76,12 @@ void report_free(Report *R) {
         free_kv(r->kv, r->nkv);
         for (int t = 0; t < r->nt; t++) free(r->task[t]);
         free(r->task); free(r->score); free(r->vstep); free(r->vloss); free(r->col);
+        free(r->tstep); free(r->tloss); free(r->eval_path);
         free(r->layer); free(r->lay_ent_load); free(r->lay_ent_conf); free(r->dir); free(r->name);
     }
     for (int g = 0; g < R->ngroup; g++) {
         free(R->group[g].member); free(R->group[g].label); free(R->group[g].method); free(R->group[g].differs);
     }
     for (int j = 0; j < R->ndiffer; j++) free(R->differ_keys[j]);
-    free_kv(R->dflt, R->ndflt);
-    free(R->differ_nvals);
     free(R->run); free(R->group); free(R->col); free(R->differ_keys);
 }

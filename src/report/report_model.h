@@ -13,10 +13,16 @@ typedef struct {
     ConfKV *kv;                    // flattened config.json
     int nkv;
     long step, steps, seed;        // last logged step, train.steps, train.seed
-    double val_bpb;                // bits per byte of the last validation (metrics.jsonl val_bpb)
-    double val_loss, bpb, tps, rss_mb, ent_load, ent_conf, dropped_pct, unrouted_pct;  // NAN = not available
-    int bpb_from_eval;             // bpb: 1 from eval results (shards task), 0 val_bpb of metrics.jsonl
-    int bpb_unrecorded;            // has a val loss but its metrics line has no val_bpb (older aoe)
+    // NAN = not available. Training's numbers (metrics.jsonl, model.json) and eval's
+    // (results.json) are kept apart: they never share a column.
+    double val_loss, val_bpb;      // last validation pass of training: loss, bits per byte
+    int val_bpb_missing;           // has a val loss but its line has no val_bpb (older aoe)
+    double params_total, params_active;  // model.json (else the eval results' checkpoint block)
+    double eval_bpb;               // eval results: bits per byte of the shards task
+    char *eval_path;               // the results.json read, or NULL
+    double tps, rss_mb, ent_load, ent_conf, dropped_pct, unrouted_pct;
+    double *tstep, *tloss;         // training-loss curve (mean over each logged interval)
+    int ntl;
     double *vstep, *vloss;         // validation-loss curve
     int nv;
     int nl;                        // sparse layers in load.jsonl
@@ -37,6 +43,7 @@ typedef struct {
 
 typedef struct {
     const char *name, *csv, *fmt;  // Markdown header, CSV header, printf format of one value
+    double md_scale;               // Markdown shows value / md_scale (CSV: the value)
     int task;                      // a benchmark column (accuracy in %)
 } Column;
 
@@ -48,10 +55,7 @@ typedef struct {
     Column *col;
     int ncol;
     char **differ_keys;            // config keys whose values differ between runs (seed excluded)
-    int *differ_nvals;             // distinct values of each over the runs
     int ndiffer;
-    ConfKV *dflt;                  // the config schema's defaults, flattened
-    int ndflt;
 } Report;
 
 // Value of config key in a run, or NULL.
@@ -59,10 +63,9 @@ const char *run_conf(const Run *r, const char *key);
 // Mean and sample standard deviation of column c over group g's members that have it; returns
 // how many had it (std is NAN below 2).
 int group_stat(const Report *R, const Group *g, int c, double *mean, double *std);
-// What sets a run apart, "d_low=32 lb_coef=0": the differing keys (last component unless two
-// share it) except type and select (the method column), AoE-only keys of other types, keys listed
-// in skip (space-separated), and default values of keys with fewer than 3 distinct values.
-// Malloc'd.
+// What sets a run apart, "d_low=32 lb_coef=0": every key whose value is not the same in all runs
+// (defaults included; last component unless two keys share it) except type and select (the
+// method column) and keys listed in skip (space-separated). Malloc'd.
 char *differs_text(const Report *R, const Run *r, const char *skip);
 // Index of a column by CSV name, or -1.
 int report_col(const Report *R, const char *csv);

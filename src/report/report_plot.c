@@ -1,5 +1,7 @@
 // report_plot.c — the figures of `aoe report`, one data file per figure plus one gnuplot script
-// (report.gp, rerun with `cd DIR/plots && gnuplot report.gp`):
+// (report.gp, rerun with `cd DIR/plots && gnuplot report.gp`). Each group (a row of the table)
+// keeps one colour and line style in every figure; keys sit right of the plot, clear of the axes.
+//   train_loss.png    training loss against step (mean of each logged interval, mean over seeds)
 //   val_loss.png      validation loss against step, one line per group (mean over its seeds)
 //   load_entropy.png  Ent_load and Ent_conf of the last logged interval per sparse layer, per group
 //   dlow_loss.png     AoE: final validation loss against model.ffn.d_low (mean ± std over seeds),
@@ -22,41 +24,62 @@ static void gp_str(FILE *f, const char *s) {
     fputc('\'', f);
 }
 
-// Mean over the group's runs of the validation loss logged at `step` (NAN if none has it).
-static double mean_val_at(const Report *R, const Group *G, double step) {
+// The style of group g in every figure: 10 colours (Tableau 10), then the next dash pattern.
+static void group_style(Buf *b, int g) {
+    static const char *const pal[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+    bprintf(b, " lc rgb '%s' dt %d", pal[g % 10], 1 + g / 10);
+}
+
+// Terminal, output and the key outside on the right (a key below collides with the x label).
+static void gp_begin(FILE *gp, const char *png, int w, int h) {
+    fprintf(gp, "eval sprintf('set terminal %%s noenhanced size %d,%d', T)\nset output '%s'\n"
+                "set key outside right top vertical Left reverse font ',8' samplen 2\n", w, h, png);
+}
+
+// Mean over the group's runs of a curve's value logged at `step` (NAN if none has it); which
+// selects the validation (1) or training (0) loss.
+static double mean_at(const Report *R, const Group *G, double step, int which) {
     double s = 0;
     int n = 0;
     for (int i = 0; i < G->n; i++) {
         const Run *r = &R->run[G->member[i]];
-        for (int k = 0; k < r->nv; k++)
-            if (r->vstep[k] == step) { s += r->vloss[k]; n++; break; }
+        const double *xs = which ? r->vstep : r->tstep, *ys = which ? r->vloss : r->tloss;
+        for (int k = 0, nk = which ? r->nv : r->ntl; k < nk; k++)
+            if (xs[k] == step) { s += ys[k]; n++; break; }
     }
     return n ? s / n : NAN;
 }
 
-static int plot_val_loss(const Report *R, const char *dir, FILE *gp) {
-    FILE *f = plot_open(dir, "val_loss.dat");
+// Loss against step, one line per group: which = 1 validation loss, 0 training loss.
+static int plot_curve(const Report *R, const char *dir, FILE *gp, int which) {
+    const char *name = which ? "val_loss" : "train_loss";
+    char dat[32];
+    snprintf(dat, sizeof dat, "%s.dat", name);
+    FILE *f = plot_open(dir, dat);
     int nb = 0;
     Buf cmd = {0};
     for (int g = 0; g < R->ngroup; g++) {
         const Group *G = &R->group[g];
         const Run *r0 = &R->run[G->member[0]];
-        if (!r0->nv) continue;
+        int n = which ? r0->nv : r0->ntl;
+        if (!n) continue;
         fprintf(f, "%s# %s\n", nb ? "\n\n" : "", G->label);
-        for (int k = 0; k < r0->nv; k++) fprintf(f, "%g %.6g\n", r0->vstep[k], mean_val_at(R, G, r0->vstep[k]));
-        bprintf(&cmd, "%s'val_loss.dat' index %d using 1:2 with linespoints pt %d ps 0.6 dt %d title ", nb ? ", " : "plot ",
-                nb, 5 + 2 * (nb / 8), 1 + nb / 8);
+        for (int k = 0; k < n; k++) {
+            double x = which ? r0->vstep[k] : r0->tstep[k];
+            fprintf(f, "%g %.6g\n", x, mean_at(R, G, x, which));
+        }
+        bprintf(&cmd, "%s'%s' index %d using 1:2 with %s", nb ? ", " : "plot ", dat, nb, which ? "linespoints pt 7 ps 0.6" : "lines");
+        group_style(&cmd, g);
+        bprintf(&cmd, " title G%d", g);
         nb++;
-        fprintf(gp, "t%d = ", nb);
-        gp_str(gp, G->label);
-        fprintf(gp, "\n");
-        bprintf(&cmd, "t%d", nb);
     }
     fclose(f);
     if (nb) {
-        fprintf(gp, "eval sprintf('set terminal %%s noenhanced size 900,640', T)\nset output 'val_loss.png'\n"
-                    "set title 'validation loss (mean over seeds)'\nset xlabel 'step'; set ylabel 'val loss'\n"
-                    "set key below font ',8'\n%s\nunset output; reset\n", cmd.s);
+        gp_begin(gp, which ? "val_loss.png" : "train_loss.png", 900, 560);
+        fprintf(gp, "set title '%s'\nset xlabel 'step'; set ylabel '%s'\n%s\nunset output; reset\n",
+                which ? "validation loss (mean over seeds)" : "training loss, mean of each logged interval (mean over seeds)",
+                which ? "val loss" : "train loss", cmd.s);
     }
     free(cmd.s);
     return nb > 0;
@@ -65,6 +88,7 @@ static int plot_val_loss(const Report *R, const char *dir, FILE *gp) {
 static int plot_entropy(const Report *R, const char *dir, FILE *gp) {
     FILE *f = plot_open(dir, "load_entropy.dat");
     int nb = 0;
+    Buf cmd[2] = {{0}, {0}};
     for (int g = 0; g < R->ngroup; g++) {
         const Group *G = &R->group[g];
         const Run *r0 = &R->run[G->member[0]];
@@ -80,26 +104,26 @@ static int plot_entropy(const Report *R, const char *dir, FILE *gp) {
             }
             fprintf(f, "%d %.6g %.6g\n", r0->layer[l], el / n, ec / n);
         }
-        fprintf(gp, "e%d = ", nb);
-        gp_str(gp, G->label);
-        fprintf(gp, "\n");
+        for (int pass = 0; pass < 2; pass++) {
+            bprintf(&cmd[pass], "%s'load_entropy.dat' index %d using 1:%d with linespoints pt 7 ps 0.6", nb ? ", " : "plot ",
+                    nb, 2 + pass);
+            group_style(&cmd[pass], g);
+            bprintf(&cmd[pass], " title G%d", g);
+        }
         nb++;
     }
     fclose(f);
-    if (!nb) return 0;
-    fprintf(gp, "eval sprintf('set terminal %%s noenhanced size 1200,%d', T)\nset output 'load_entropy.png'\n"
-                "set multiplot layout 1,2 title 'last logged interval, mean over seeds'\n"
-                "set xlabel 'layer'; set xtics 1; set key below font ',8'\n", 480 + 16 * nb);
-    for (int pass = 0; pass < 2; pass++) {
-        fprintf(gp, "set title '%s'; set ylabel '%s'\nplot ", pass ? "Ent_conf (lower = more confident)" : "Ent_load (max ln n)",
-                pass ? "Ent_conf" : "Ent_load");
-        for (int i = 0; i < nb; i++)
-            fprintf(gp, "%s'load_entropy.dat' index %d using 1:%d with linespoints pt %d dt %d title e%d", i ? ", " : "",
-                    i, 2 + pass, 5 + 2 * (i / 8), 1 + i / 8, i);  // 8 colours, then new points and dashes
-        fprintf(gp, "\n");
+    if (nb) {  // the key once, right of the second panel
+        gp_begin(gp, "load_entropy.png", 1200, 520);
+        fprintf(gp, "set multiplot layout 1,2 title 'last logged interval, mean over seeds'\n"
+                    "set xlabel 'layer'; set xtics 1\nunset key\n"
+                    "set title 'Ent_load (max ln n)'; set ylabel 'Ent_load'\n%s\n"
+                    "set key outside right top vertical Left reverse font ',8' samplen 2\n"
+                    "set title 'Ent_conf (lower = more confident)'; set ylabel 'Ent_conf'\n%s\n"
+                    "unset multiplot\nunset output; reset\n", cmd[0].s, cmd[1].s);
     }
-    fprintf(gp, "unset multiplot\nunset output; reset\n");
-    return 1;
+    free(cmd[0].s); free(cmd[1].s);
+    return nb > 0;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -108,7 +132,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int cmp_dlow(const void *a, const void *b) {
-    const double *x = a, *y = b;
+    const double *x = a, *y = b;  // rows of 4: d_low first
     return (x[0] > y[0]) - (x[0] < y[0]);
 }
 
@@ -141,7 +165,7 @@ static int plot_dlow(const Report *R, const char *dir, FILE *gp) {
     }
     for (int g = 0; g < R->ngroup; g++) {
         if (!series[g] || done[g]) continue;
-        double (*pts)[3] = xmalloc(sizeof(double[3]) * R->ngroup);
+        double (*pts)[4] = xmalloc(sizeof(double[4]) * R->ngroup);
         int np = 0;
         for (int h = g; h < R->ngroup; h++) {
             if (!series[h] || done[h] || strcmp(series[h], series[g])) continue;
@@ -150,37 +174,41 @@ static int plot_dlow(const Report *R, const char *dir, FILE *gp) {
             if (!group_stat(R, &R->group[h], cv, &m, &s)) continue;
             pts[np][0] = atof(run_conf(&R->run[R->group[h].member[0]], "model.ffn.d_low"));
             pts[np][1] = m;
-            pts[np++][2] = isnan(s) ? 0 : s;
+            pts[np][2] = isnan(s) ? 0 : s;
+            pts[np++][3] = h;
         }
-        if (np) {
+        if (np) {  // the series as a grey line, each group on it as a point in the group's colour
             qsort(pts, np, sizeof pts[0], cmp_dlow);
             fprintf(f, "%s# %s: d_low, val loss mean, std over seeds\n", nb ? "\n\n" : "", series[g]);
             for (int i = 0; i < np; i++) fprintf(f, "%g %.6g %.6g\n", pts[i][0], pts[i][1], pts[i][2]);
-            fprintf(gp, "d%d = ", nb);
+            fprintf(gp, "S%d = ", nb);
             gp_str(gp, series[g]);
             fprintf(gp, "\n");
-            bprintf(&cmd, "%s'dlow_loss.dat' index %d using 1:2:3 with yerrorlines pt 7 title d%d",
-                    nb ? ", " : "plot ", nb, nb);
+            bprintf(&cmd, "%s'dlow_loss.dat' index %d using 1:2 with lines lc rgb '#404040' dt %d title S%d", nb ? ", " : "plot ",
+                    nb, 1 + nb, nb);
+            for (int i = 0; i < np; i++) {
+                bprintf(&cmd, ", 'dlow_loss.dat' index %d every ::%d::%d using 1:2:3 with yerrorbars pt 7", nb, i, i);
+                group_style(&cmd, (int)pts[i][3]);
+                bprintf(&cmd, " title G%d", (int)pts[i][3]);
+            }
             nb++;
         }
         free(pts);
     }
     fclose(f);
-    int nh = 0;
     for (int g = 0; g < R->ngroup && nb; g++) {  // the other groups (MoE baselines) as horizontal lines
         const Run *r = &R->run[R->group[g].member[0]];
         const char *t = run_conf(r, "model.ffn.type");
         double m, s;
         if ((t && !strcmp(t, "aoe")) || !group_stat(R, &R->group[g], cv, &m, &s)) continue;
-        fprintf(gp, "h%d = ", nh);
-        gp_str(gp, R->group[g].label);
-        fprintf(gp, "\n");
-        bprintf(&cmd, ", %.6g with lines dt 2 lw 2 title h%d", m, nh++);
+        bprintf(&cmd, ", %.6g with lines lw 2", m);
+        group_style(&cmd, g);
+        bprintf(&cmd, " title G%d", g);
     }
     if (nb) {
-        fprintf(gp, "eval sprintf('set terminal %%s noenhanced size 900,640', T)\nset output 'dlow_loss.png'\n"
-                    "set title 'final validation loss against the AoE rank d_low (mean ± std over seeds)'\n"
-                    "set xlabel 'd_low'; set ylabel 'val loss'; set key below font ',8'\n"
+        gp_begin(gp, "dlow_loss.png", 900, 560);
+        fprintf(gp, "set title 'final validation loss against the AoE rank d_low (mean ± std over seeds)'\n"
+                    "set xlabel 'd_low'; set ylabel 'val loss'\n"
                     "set offsets graph 0.05, graph 0.05, 0, 0\nset xtics (");
         qsort(dl, nd, sizeof dl[0], cmp_double);
         for (int i = 0; i < nd; i++) fprintf(gp, "%s%g", i ? ", " : "", dl[i]);
@@ -196,8 +224,14 @@ int report_plots(const Report *R, const char *dir, const char **png, int *npng) 
     fprintf(gp, "# written by `aoe report`; rerun with: cd <report dir>/plots && gnuplot report.gp\n"
                 "set datafile missing 'nan'\n"
                 "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\n");
+    for (int g = 0; g < R->ngroup; g++) {  // G<g>: the label of group g in every key
+        fprintf(gp, "G%d = ", g);
+        gp_str(gp, R->group[g].label);
+        fprintf(gp, "\n");
+    }
     *npng = 0;
-    if (plot_val_loss(R, dir, gp)) png[(*npng)++] = "val_loss.png";
+    if (plot_curve(R, dir, gp, 0)) png[(*npng)++] = "train_loss.png";
+    if (plot_curve(R, dir, gp, 1)) png[(*npng)++] = "val_loss.png";
     if (plot_entropy(R, dir, gp)) png[(*npng)++] = "load_entropy.png";
     if (plot_dlow(R, dir, gp)) png[(*npng)++] = "dlow_loss.png";
     fclose(gp);

@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "report/loadlog.h"
+#include "report/report_eval.h"
 #include "util/common.h"
 #include "util/json.h"
 
@@ -54,6 +55,13 @@ static void metrics_line(cJSON *j, const char *path, int line, void *ctx) {
     if (isnan(step)) die_input("%s:%d: missing key 'step' (a metrics.jsonl line of aoe train)", path, line);
     r->step = (long)step;
     double vl = opt_num(j, "val_loss", path, line), tps = opt_num(j, "tokens_per_s", path, line);
+    double tl = opt_num(j, "loss", path, line);
+    if (!isnan(tl)) {
+        r->tstep = xrealloc(r->tstep, sizeof(double) * (r->ntl + 1));
+        r->tloss = xrealloc(r->tloss, sizeof(double) * (r->ntl + 1));
+        r->tstep[r->ntl] = step;
+        r->tloss[r->ntl++] = tl;
+    }
     double rss = opt_num(j, "peak_rss_mb", path, line);
     if (!isnan(vl)) {
         r->vstep = xrealloc(r->vstep, sizeof(double) * (r->nv + 1));
@@ -133,51 +141,15 @@ static void read_load(Run *r) {
     free(path);
 }
 
-static double metric_of(const cJSON *t, const char *name) {
-    char key[64];
-    snprintf(key, sizeof key, "%s,none", name);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-// Is name listed in one of the arrays of group_subtasks ({"blimp": ["blimp_adjunct_island", ...]})?
-static int is_subtask(const cJSON *group_subtasks, const char *name) {
-    const cJSON *arr, *e;
-    cJSON_ArrayForEach(arr, group_subtasks) {
-        cJSON_ArrayForEach(e, arr) {
-            if (cJSON_IsString(e) && !strcmp(e->valuestring, name)) return 1;
-        }
+// RUN/model.json (aoe train): parameter counts. Older runs have none (the eval results may).
+static void read_model_json(Run *r) {
+    char *path = path_in(r->dir, "model.json");
+    if (file_exists(path)) {
+        cJSON *j = json_load_file(path);
+        r->params_total = opt_num(j, "params_total", path, 1);
+        r->params_active = opt_num(j, "params_active", path, 1);
+        cJSON_Delete(j);
     }
-    return 0;
-}
-
-// RUN_DIR/eval/results.json (lm-eval shape, docs/eval.md): each top-level task's main metric
-// (acc_norm, else acc; perplexity-only tasks are skipped; BLiMP paradigms and other sub-tasks are
-// skipped) and the bits per byte of the held-out shards task.
-static void read_eval(Run *r) {
-    char *path = path_in(r->dir, "eval/results.json");
-    if (!file_exists(path)) { free(path); return; }
-    cJSON *root = json_load_file(path);
-    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "results");
-    if (!cJSON_IsObject(res)) die_input("%s: key 'results' must be an object of tasks (docs/eval.md)", path);
-    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(root, "group_subtasks"), *t;
-    cJSON_ArrayForEach(t, res) {
-        if (!cJSON_IsObject(t)) die_input("%s: results.%s must be an object of metrics", path, t->string);
-        if (sub && is_subtask(sub, t->string)) continue;
-        if (!strcmp(t->string, "shards")) {
-            double b = metric_of(t, "bits_per_byte");
-            if (!isnan(b)) { r->bpb = b; r->bpb_from_eval = 1; }
-            continue;
-        }
-        double v = metric_of(t, "acc_norm");
-        if (isnan(v)) v = metric_of(t, "acc");
-        if (isnan(v)) continue;
-        r->task = xrealloc(r->task, sizeof(char *) * (r->nt + 1));
-        r->score = xrealloc(r->score, sizeof(double) * (r->nt + 1));
-        r->task[r->nt] = xstrdup(t->string);
-        r->score[r->nt++] = v;
-    }
-    cJSON_Delete(root);
     free(path);
 }
 
@@ -188,7 +160,8 @@ static void read_run(Run *r, const char *dir) {
     while (n > 1 && r->dir[n - 1] == '/') r->dir[--n] = 0;
     const char *slash = strrchr(r->dir, '/');
     r->name = xstrdup(slash ? slash + 1 : r->dir);
-    r->val_loss = r->val_bpb = r->bpb = r->tps = r->rss_mb = r->ent_load = r->ent_conf = r->dropped_pct = r->unrouted_pct = NAN;
+    r->val_loss = r->val_bpb = r->eval_bpb = r->params_total = r->params_active = r->tps = r->rss_mb = r->ent_load =
+        r->ent_conf = r->dropped_pct = r->unrouted_pct = NAN;
     if (!is_directory(dir)) die_input("%s: not a directory (expected a run directory, the run.out of aoe train)", dir);
     char *cp = path_in(r->dir, "config.json");
     if (!file_exists(cp)) die_input("%s: missing (is %s a run directory of aoe train?)", cp, dir);
@@ -200,11 +173,8 @@ static void read_run(Run *r, const char *dir) {
     r->seed = (long)conf_num(r, "train.seed", 0);
     read_metrics(r);
     read_load(r);
-    read_eval(r);
-    if (isnan(r->bpb) && !isnan(r->val_loss)) {  // no eval of the shards: the training record, never a guess
-        r->bpb = r->val_bpb;
-        r->bpb_unrecorded = isnan(r->val_bpb);
-    }
+    read_model_json(r);
+    r->val_bpb_missing = !isnan(r->val_loss) && isnan(r->val_bpb);
 }
 
 // ---------------------------------------------------------------- grouping
@@ -230,24 +200,32 @@ static void find_differ_keys(Report *R) {
             for (int j = 0; j < R->nrun && !differs && !seen; j++)
                 differs = !same_val(run_conf(&R->run[j], key), R->run[i].kv[k].val);
             if (!differs) continue;
-            int nv = 0;  // distinct values over the runs
-            for (int j = 0; j < R->nrun; j++) {
-                int first = 1;
-                for (int q = 0; q < j && first; q++) first = !same_val(run_conf(&R->run[q], key), run_conf(&R->run[j], key));
-                nv += first;
-            }
             R->differ_keys = xrealloc(R->differ_keys, sizeof(char *) * (R->ndiffer + 1));
-            R->differ_nvals = xrealloc(R->differ_nvals, sizeof(int) * (R->ndiffer + 1));
-            R->differ_nvals[R->ndiffer] = nv;
             R->differ_keys[R->ndiffer++] = xstrdup(key);
         }
-    Config c;  // the schema's defaults, to leave out differences that are default values
+}
+
+// A config.json written before a key existed lacks it: the run gets the schema's default, so an
+// old and a new run with the same setting do not differ.
+static void fill_defaults(Report *R) {
+    Config c;
     config_defaults(&c);
     char *js = config_to_json(&c);
     cJSON *j = cJSON_Parse(js);
-    flatten(&R->dflt, &R->ndflt, j, "");
+    ConfKV *d = NULL;
+    int nd = 0;
+    flatten(&d, &nd, j, "");
     cJSON_Delete(j);
     free(js);
+    for (int i = 0; i < R->nrun; i++) {
+        Run *r = &R->run[i];
+        for (int k = 0; k < nd; k++)
+            if (!run_conf(r, d[k].key)) {
+                r->kv = xrealloc(r->kv, sizeof(ConfKV) * (r->nkv + 1));
+                r->kv[r->nkv++] = (ConfKV){xstrdup(d[k].key), xstrdup(d[k].val)};
+            }
+    }
+    free_kv(d, nd);
 }
 
 static int same_group(const Report *R, const Run *a, const Run *b) {
@@ -282,6 +260,7 @@ static char *group_label(const Run *r, int n) {
 }
 
 static void make_groups(Report *R) {
+    fill_defaults(R);
     find_differ_keys(R);
     for (int i = 0; i < R->nrun; i++) {
         int g = 0;
@@ -306,44 +285,50 @@ static void make_groups(Report *R) {
 
 // ---------------------------------------------------------------- columns
 
-static void add_col(Report *R, const char *name, const char *csv, const char *fmt, int task) {
+static void add_col(Report *R, const char *name, const char *csv, const char *fmt, double md_scale, int task) {
     R->col = xrealloc(R->col, sizeof(Column) * (R->ncol + 1));
-    R->col[R->ncol++] = (Column){name, csv, fmt, task};
+    R->col[R->ncol++] = (Column){name, csv, fmt, md_scale, task};
 }
 
 static void make_columns(Report *R) {
-    add_col(R, "val loss", "val_loss", "%.4f", 0);
-    add_col(R, "bpb", "bpb", "%.4f", 0);
+    // training (config.json, model.json, metrics.jsonl, load.jsonl), then eval results
+    add_col(R, "params (M)", "params_total", "%.2f", 1e6, 0);
+    add_col(R, "active (M)", "params_active", "%.2f", 1e6, 0);
+    add_col(R, "val loss", "val_loss", "%.4f", 1, 0);
+    add_col(R, "val bpb", "val_bpb", "%.4f", 1, 0);
+    add_col(R, "tok/s", "tokens_per_s", "%.0f", 1, 0);
+    add_col(R, "peak MB", "peak_rss_mb", "%.0f", 1, 0);
+    add_col(R, "Ent_load", "ent_load", "%.3f", 1, 0);
+    add_col(R, "Ent_conf", "ent_conf", "%.3f", 1, 0);
+    add_col(R, "dropped %", "dropped_pct", "%.2f", 1, 0);
+    add_col(R, "unrouted %", "unrouted_pct", "%.2f", 1, 0);
+    int nfixed = R->ncol, any_eval_bpb = 0;
+    for (int i = 0; i < R->nrun; i++) any_eval_bpb |= !isnan(R->run[i].eval_bpb);
+    if (any_eval_bpb) add_col(R, "eval bpb", "eval_bpb", "%.4f", 1, 0);
+    int first_task = R->ncol;
     for (int i = 0; i < R->nrun; i++)  // benchmark columns: every task any run has, first-seen order
         for (int t = 0; t < R->run[i].nt; t++)
-            if (report_col(R, R->run[i].task[t]) < 0) add_col(R, R->run[i].task[t], R->run[i].task[t], "%.1f", 1);
-    int any_task = R->ncol > 2;
-    if (any_task) add_col(R, "avg", "avg", "%.1f", 0);
-    add_col(R, "tok/s", "tokens_per_s", "%.0f", 0);
-    add_col(R, "peak MB", "peak_rss_mb", "%.0f", 0);
-    add_col(R, "Ent_load", "ent_load", "%.3f", 0);
-    add_col(R, "Ent_conf", "ent_conf", "%.3f", 0);
-    add_col(R, "dropped %", "dropped_pct", "%.2f", 0);
-    add_col(R, "unrouted %", "unrouted_pct", "%.2f", 0);
+            if (report_col(R, R->run[i].task[t]) < 0) add_col(R, R->run[i].task[t], R->run[i].task[t], "%.1f", 1, 1);
+    int any_task = R->ncol > first_task;
+    if (any_task) add_col(R, "avg", "avg", "%.1f", 1, 0);
     for (int i = 0; i < R->nrun; i++) {
         Run *r = &R->run[i];
         r->col = xmalloc(sizeof(double) * R->ncol);
         for (int c = 0; c < R->ncol; c++) r->col[c] = NAN;
+        double vals[] = {r->params_total, r->params_active, r->val_loss, r->val_bpb, r->tps, r->rss_mb, r->ent_load,
+                         r->ent_conf, r->dropped_pct, r->unrouted_pct};
+        for (int k = 0; k < nfixed; k++) r->col[k] = vals[k];
+        if (any_eval_bpb) r->col[nfixed] = r->eval_bpb;
         double sum = 0;
         for (int t = 0; t < r->nt; t++) {
             r->col[report_col(R, r->task[t])] = 100 * r->score[t];
             sum += 100 * r->score[t];
         }
         if (any_task && r->nt) r->col[report_col(R, "avg")] = sum / r->nt;
-        const char *fixed[] = {"val_loss", "bpb", "tokens_per_s", "peak_rss_mb", "ent_load", "ent_conf", "dropped_pct",
-                               "unrouted_pct"};
-        double vals[] = {r->val_loss, r->bpb, r->tps, r->rss_mb, r->ent_load, r->ent_conf, r->dropped_pct, r->unrouted_pct};
-        for (int k = 0; k < 8; k++) r->col[report_col(R, fixed[k])] = vals[k];
     }
 }
 
-
-void report_read(Report *R, const char *const *dirs, int nd) {
+void report_read(Report *R, const char *const *dirs, int nd, const char *const *evdirs, int nev) {
     memset(R, 0, sizeof *R);
     R->run = xcalloc(nd ? nd : 1, sizeof(Run));
     for (int i = 0; i < nd; i++) {
@@ -351,6 +336,8 @@ void report_read(Report *R, const char *const *dirs, int nd) {
             if (!strcmp(dirs[i], dirs[j])) die_input("report: run directory %s given twice", dirs[i]);
         read_run(&R->run[R->nrun++], dirs[i]);
     }
+    report_find_evals(R->run, R->nrun, evdirs, nev);
+    for (int i = 0; i < R->nrun; i++) report_read_eval(&R->run[i]);
     make_groups(R);
     make_columns(R);
 }

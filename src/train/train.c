@@ -176,6 +176,13 @@ int cmd_train(int argc, char **argv) {
            "%.1f MFLOPs/token forward (%.1f train)\n",
            c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
     fflush(stdout);
+    {  // model.json: what `aoe report` shows of the model without opening the tokenizer or a checkpoint
+        char mj[256], mp[CFG_STR + 64];
+        int n = snprintf(mj, sizeof mj, "{\"vocab_size\": %d, \"params_total\": %.0f, \"params_active\": %.0f, "
+                         "\"flops_per_token\": %.0f}\n", V, tot, act, fl);
+        snprintf(mp, sizeof mp, "%s/model.json", c.out);
+        write_file_atomic(mp, mj, (size_t)n);
+    }
 
     Optim opt;
     optim_init(&opt, optim_ops_for(c.optimizer), &m->P);
