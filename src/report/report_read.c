@@ -48,6 +48,13 @@ static double opt_num(cJSON *j, const char *key, const char *path, int line) {
 
 typedef struct { Run *r; double *tps; int ntps; } MetricsAcc;
 
+static void push_point(double **xs, double **ys, int *n, double x, double y) {
+    *xs = xrealloc(*xs, sizeof(double) * (*n + 1));
+    *ys = xrealloc(*ys, sizeof(double) * (*n + 1));
+    (*xs)[*n] = x;
+    (*ys)[(*n)++] = y;
+}
+
 static void metrics_line(cJSON *j, const char *path, int line, void *ctx) {
     MetricsAcc *a = ctx;
     Run *r = a->r;
@@ -56,18 +63,10 @@ static void metrics_line(cJSON *j, const char *path, int line, void *ctx) {
     r->step = (long)step;
     double vl = opt_num(j, "val_loss", path, line), tps = opt_num(j, "tokens_per_s", path, line);
     double tl = opt_num(j, "loss", path, line);
-    if (!isnan(tl)) {
-        r->tstep = xrealloc(r->tstep, sizeof(double) * (r->ntl + 1));
-        r->tloss = xrealloc(r->tloss, sizeof(double) * (r->ntl + 1));
-        r->tstep[r->ntl] = step;
-        r->tloss[r->ntl++] = tl;
-    }
+    if (!isnan(tl)) push_point(&r->tstep, &r->tloss, &r->ntl, step, tl);
     double rss = opt_num(j, "peak_rss_mb", path, line);
     if (!isnan(vl)) {
-        r->vstep = xrealloc(r->vstep, sizeof(double) * (r->nv + 1));
-        r->vloss = xrealloc(r->vloss, sizeof(double) * (r->nv + 1));
-        r->vstep[r->nv] = step;
-        r->vloss[r->nv++] = vl;
+        push_point(&r->vstep, &r->vloss, &r->nv, step, vl);
         r->val_loss = vl;
         r->val_bpb = opt_num(j, "val_bpb", path, line);  // NAN on lines of an aoe that did not record it
     }
