@@ -189,3 +189,59 @@ TEST(analyze_clusters_cli_counts_every_token) {
     cJSON_Delete(j);
     free(text);
 }
+
+// aoe eval --load-stats: counts of every real token (top-2 dropless: 2 per token and layer), the
+// entropies from those counts, and nothing from padding: another batch size (other padding) gives
+// the same token counts and entropies.
+TEST(eval_load_stats_counts_real_tokens_only) {
+    const char *run = tiny_run("an-moe3", "{\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 24}");
+    char *text[2] = {NULL, NULL};
+    const int budget[2] = {32, 2048};
+    for (int k = 0; k < 2; k++) {
+        char *err = NULL;
+        int rc = aoe_run(NULL, &err, "eval %s --tasks piqa,arc_easy --limit 6 --load-stats --batch-tokens %d --out %s/ls%d",
+                         run, budget[k], test_tmpdir(), k);
+        if (rc) fprintf(stderr, "  %s\n", err);
+        REQUIRE(rc == 0);
+        free(err);
+        char p[800];
+        snprintf(p, sizeof p, "%s/ls%d/load_stats.json", test_tmpdir(), k);
+        size_t n;
+        text[k] = read_file(p, &n);
+    }
+    cJSON *j = cJSON_Parse(text[0]);
+    REQUIRE(j);
+    const cJSON *tasks = cJSON_GetObjectItem(j, "tasks");
+    CHECK_EQ_INT(cJSON_GetArraySize(tasks), 2);
+    for (int t = 0; t < 2; t++) {
+        const cJSON *st = cJSON_GetObjectItem(cJSON_GetArrayItem(tasks, t), "stats");
+        long tokens = (long)cJSON_GetObjectItem(st, "tokens")->valuedouble;
+        CHECK(tokens > 6);
+        const cJSON *layers = cJSON_GetObjectItem(st, "layers");
+        CHECK_EQ_INT(cJSON_GetArraySize(layers), 2);
+        for (int l = 0; l < 2; l++) {
+            const cJSON *o = cJSON_GetArrayItem(layers, l);
+            long sum = 0, c[4];
+            for (int e = 0; e < 4; e++) sum += c[e] = (long)num(cJSON_GetObjectItem(o, "counts"), e);
+            CHECK_EQ_INT(sum, 2 * tokens);
+            double h = 0;
+            for (int e = 0; e < 4; e++)
+                if (c[e]) h -= (double)c[e] / sum * log((double)c[e] / sum);
+            CHECK_NEAR(cJSON_GetObjectItem(o, "ent_load")->valuedouble, h, 1e-5);
+            double ec = cJSON_GetObjectItem(o, "ent_conf")->valuedouble;
+            CHECK(ec > 0 && ec <= log(4) + 1e-6);
+        }
+    }
+    cJSON *j1 = cJSON_Parse(text[1]);  // padding differs; the tokens counted do not
+    REQUIRE(j1);
+    for (int t = 0; t < 2; t++) {
+        const cJSON *a = cJSON_GetObjectItem(cJSON_GetArrayItem(tasks, t), "stats"),
+                    *b = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j1, "tasks"), t), "stats");
+        CHECK_EQ_INT(cJSON_GetObjectItem(a, "tokens")->valuedouble, cJSON_GetObjectItem(b, "tokens")->valuedouble);
+        CHECK_NEAR(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(a, "layers"), 1), "ent_conf")->valuedouble,
+                   cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(b, "layers"), 1), "ent_conf")->valuedouble, 1e-4);
+    }
+    cJSON_Delete(j1);
+    cJSON_Delete(j);
+    free(text[0]); free(text[1]);
+}

@@ -402,7 +402,7 @@ TEST(eval_report_fields) {
     snprintf(res[2].task, sizeof res[2].task, "blimp_adjunct_island");
     res[2].kind = TK_PAIR; res[2].main_metric = "acc"; res[2].subtask = 1;
     metrics_mc(&res[2], 10, nopt, (const double *const *)lls, (const int *const *)cl, gold, 0);
-    CkptResults c = {"runs/a/ckpt-1.aoec", "a/ckpt-1", 0x1234, 0x5678, 1, 1e6, 5e5, NULL, res, 3, 2.0};
+    CkptResults c = {"runs/a/ckpt-1.aoec", "a/ckpt-1", 0x1234, 0x5678, 1, 1e6, 5e5, NULL, res, 3, 2.0, NULL};
     EvalSettings s = {"piqa,blimp", 10, 0, 2048, 2, 1234, NULL};
     char *js = results_json(&c, &s);
     cJSON *j = cJSON_Parse(js);

@@ -7,7 +7,9 @@
 #include "ckpt/ckpt.h"
 #include "cli.h"
 #include "data/loader.h"
+#include "eval/analyze.h"
 #include "eval/eval_task.h"
+#include "eval/loadstats.h"
 #include "eval/results.h"
 #include "eval/open.h"
 #include "model/kernels.h"
@@ -17,7 +19,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
             "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
-            "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--list-tasks]\n"
+            "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--load-stats] [--list-tasks]\n"
             "\n"
             "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
@@ -37,6 +39,9 @@ static void usage(FILE *f) {
             "                     must be the one the checkpoint was trained with\n"
             "  --precision P      matrix products in fp32 or bf16 (auto: bf16 where the CPU has native bf16\n"
             "                     dot products); default: the precision the checkpoint was trained in\n"
+            "  --load-stats       MoE/AoE: per task and sparse layer, expert counts, Ent_load, Ent_conf and\n"
+            "                     max-min load on the task's real tokens, into load_stats.json next to\n"
+            "                     results.json (docs/eval.md)\n"
             "  --list-tasks       print the registered tasks and exit\n");
 }
 
@@ -93,12 +98,14 @@ int cmd_eval(int argc, char **argv) {
     const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL, *prec = NULL;
     int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0;
     uint64_t seed = 1234;
+    int load_stats = 0;
     const char **ckpts = xcalloc(argc + 1, sizeof(char *));
     int nck = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--list-tasks")) { list = 1; continue; }
+        if (!strcmp(a, "--load-stats")) { load_stats = 1; continue; }
         if (a[0] == '-' && a[1]) {
             if (!v) { fprintf(stderr, "aoe eval: %s needs a value\n", a); usage(stderr); return 2; }
             if (!strcmp(a, "--tasks")) tasks_arg = v;
@@ -174,7 +181,16 @@ int cmd_eval(int argc, char **argv) {
                 loader_close(L);
             }
         Scorer *sc = scorer_new(m, budget);
+        LoadStats *ls = load_stats ? loadstats_new(m) : NULL;
+        Buf lj = {0};
+        if (ls) {
+            scorer_set_hook(sc, loadstats_hook, ls);
+            bprintf(&lj, "{\"v\":1,\"checkpoint\":");
+            analyze_json_string(&lj, paths[k]);
+            bprintf(&lj, ",\"step\":%ld,\"tasks\":[", c->step);
+        }
         for (int i = 0; i < nspec; i++) {
+            if (ls) loadstats_reset(ls);
             if (limit > 0 && tasks[i]->n_groups > 1 && k == 0)
                 fprintf(stderr, "aoe eval: %s: --limit %d applies to each of its %d sub-tasks\n", tasks[i]->name, limit,
                         tasks[i]->n_groups);
@@ -186,6 +202,18 @@ int cmd_eval(int argc, char **argv) {
                     r->seconds > 0 ? r->tokens / r->seconds : 0,
                     r->positions > 0 ? 100 * (1 - r->tokens / r->positions) : 0);
             c->n_res += got;
+            if (ls) {  // every token the task's requests forwarded (a shared context once per choice)
+                bprintf(&lj, "%s{\"task\":", i ? "," : "");
+                analyze_json_string(&lj, r->task);
+                bprintf(&lj, ",\"stats\":");
+                loadstats_json(ls, &lj);
+                bprintf(&lj, "}");
+            }
+        }
+        if (ls) {
+            bprintf(&lj, "]}\n");
+            c->load_stats = lj.s;
+            loadstats_free(ls);
         }
         c->seconds = now_sec() - t0;
         scorer_free(sc);
@@ -205,8 +233,10 @@ int cmd_eval(int argc, char **argv) {
             }
         cr[k].label = l;
         char *json = results_json(&cr[k], &st);
-        if (nck == 1) write_text(out_dir, "results.json", json);
-        else {
+        if (nck == 1) {
+            write_text(out_dir, "results.json", json);
+            if (cr[k].load_stats) write_text(out_dir, "load_stats.json", cr[k].load_stats);
+        } else {
             char sub[2048], clean[1200];
             snprintf(clean, sizeof clean, "%s", l);
             for (char *p = clean; *p; p++)
@@ -214,6 +244,7 @@ int cmd_eval(int argc, char **argv) {
             snprintf(sub, sizeof sub, "%s/%s", out_dir, clean);
             if (mkdir_p(sub)) die("%s: cannot create directory", sub);
             write_text(sub, "results.json", json);
+            if (cr[k].load_stats) write_text(sub, "load_stats.json", cr[k].load_stats);
         }
         free(json);
     }
@@ -226,7 +257,7 @@ int cmd_eval(int argc, char **argv) {
     printf("aoe eval: wrote %s/report.md and %s\n", out_dir, nck == 1 ? "results.json" : "<label>/results.json");
     free(md);
     for (int k = 0; k < nck; k++) {
-        free((char *)cr[k].label); free(cr[k].res); free((char *)cr[k].config_json); free(paths[k]);
+        free((char *)cr[k].label); free(cr[k].res); free((char *)cr[k].config_json); free(cr[k].load_stats); free(paths[k]);
     }
     free(cr); free(paths);
     for (int i = 0; i < nspec; i++) { task_free(tasks[i]); free(specs[i]); }

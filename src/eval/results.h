@@ -16,6 +16,7 @@ typedef struct {
     TaskResult *res;
     int n_res;
     double seconds;
+    char *load_stats;         // --load-stats: load_stats.json text, else NULL
 } CkptResults;
 
 typedef struct {

@@ -26,6 +26,9 @@ struct Scorer {
     int32_t *tok, *tgt;  // [maxT] staging
     float *loss;
     long tokens, positions;
+    ScorerHook hook;     // optional, after each forward
+    void *hook_ctx;
+    int *len;            // [MAX_BATCH] real input positions of each row (for the hook)
 };
 
 static int clampi(int x, int lo, int hi) { return x < lo ? lo : x > hi ? hi : x; }
@@ -47,6 +50,7 @@ Scorer *scorer_new(Model *m, int tok_budget) {
 
 void scorer_free(Scorer *s) {
     if (!s) return;
+    free(s->len);
     if (s->sm == s->m) s->m->score_only = 0;
     else {
         s->sm->P.w = NULL;  // owned by the main model
@@ -54,6 +58,12 @@ void scorer_free(Scorer *s) {
     }
     free(s->tok); free(s->tgt); free(s->loss);
     free(s);
+}
+
+void scorer_set_hook(Scorer *s, ScorerHook fn, void *ctx) {
+    s->hook = fn;
+    s->hook_ctx = ctx;
+    if (!s->len) s->len = xcalloc(MAX_BATCH, sizeof(int));
 }
 
 int scorer_seq_len(const Scorer *s) { return s->m->S; }
@@ -91,6 +101,10 @@ static void run_batch(Scorer *s, int S, const Seq *seqs, int n, SeqScore *out) {
     }
     s->positions += (long)n * S;
     model_forward(m, s->tok, s->tgt, n, S, s->loss, 0, NULL);
+    if (s->hook) {
+        for (int r = 0; r < n; r++) s->len[r] = seqs[r].n - 1;
+        s->hook(s->hook_ctx, m, s->len, n, S);
+    }
     for (int r = 0; r < n; r++) {
         double ll = 0;
         int greedy = 1;
@@ -131,6 +145,10 @@ const float *scorer_next_probs(Scorer *s, const int32_t *tok, int n) {
     for (int t = 0; t < S; t++) { s->tok[t] = t < n ? tok[t] : tok[0]; s->tgt[t] = -1; }
     m->score_only = 0;  // this caller wants probabilities at an unscored position
     model_forward(m, s->tok, s->tgt, 1, S, NULL, 0, NULL);
+    if (s->hook) {
+        s->len[0] = n;
+        s->hook(s->hook_ctx, m, s->len, 1, S);
+    }
     m->score_only = 1;
     s->tokens += n; s->positions += S;
     return m->logits + (size_t)(n - 1) * m->V;

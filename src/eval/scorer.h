@@ -25,6 +25,10 @@ void scorer_free(Scorer *s);
 void scorer_run(Scorer *s, const Seq *seqs, int n, SeqScore *out);
 // One forward of tok[0..n) (n <= S); returns the probability row [V] of the last position.
 const float *scorer_next_probs(Scorer *s, const int32_t *tok, int n);
+// Optional: called after every forward with the scoring model, the batch shape [B,S] and each
+// row's real (unpadded) input positions len [B] (e.g. expert-load statistics, eval/loadstats.h).
+typedef void (*ScorerHook)(void *ctx, const Model *m, const int *len, int B, int S);
+void scorer_set_hook(Scorer *s, ScorerHook fn, void *ctx);
 int scorer_seq_len(const Scorer *s);   // the model's S (longest sequence)
 long scorer_tokens(const Scorer *s);     // tokens forwarded so far (padding excluded)
 long scorer_positions(const Scorer *s);  // positions forwarded (padding included)

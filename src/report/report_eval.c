@@ -28,6 +28,37 @@ static int is_subtask(const cJSON *group_subtasks, const char *name) {
     return 0;
 }
 
+// load_stats.json in the directory of the results (`aoe eval --load-stats`, docs/eval.md):
+// Ent_load and Ent_conf averaged over its tasks and sparse layers.
+static void read_load_stats(Run *r, const char *results) {
+    char *path = xstrdup(results), *slash = strrchr(path, '/');
+    size_t n = strlen(path) + 32;
+    char *p = xmalloc(n);
+    if (slash) *slash = 0;
+    snprintf(p, n, "%s/load_stats.json", slash ? path : ".");
+    free(path);
+    if (!file_exists(p)) { free(p); return; }
+    cJSON *root = json_load_file(p);
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(root, "tasks"), *t, *l;
+    if (!cJSON_IsArray(tasks)) die_input("%s: key 'tasks' must be an array (docs/eval.md)", p);
+    double sl = 0, sc = 0;
+    int k = 0;
+    cJSON_ArrayForEach(t, tasks) {
+        const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "stats"), "layers");
+        if (!cJSON_IsArray(layers)) die_input("%s: every task needs stats.layers, an array (docs/eval.md)", p);
+        cJSON_ArrayForEach(l, layers) {
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(l, "ent_load"), *b = cJSON_GetObjectItemCaseSensitive(l, "ent_conf");
+            if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b)) die_input("%s: a layer without numbers ent_load, ent_conf", p);
+            sl += a->valuedouble;
+            sc += b->valuedouble;
+            k++;
+        }
+    }
+    if (k) { r->ev_ent_load = sl / k; r->ev_ent_conf = sc / k; }
+    cJSON_Delete(root);
+    free(p);
+}
+
 void report_read_eval(Run *r) {
     const char *path = r->eval_path;
     if (!path) return;
@@ -57,6 +88,7 @@ void report_read_eval(Run *r) {
         r->params_active = pa->valuedouble;
     }
     cJSON_Delete(root);
+    read_load_stats(r, path);
 }
 
 // realpath of the directory part of path, malloc'd, or NULL.

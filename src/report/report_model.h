@@ -21,6 +21,8 @@ typedef struct {
     double eval_bpb;               // eval results: bits per byte of the shards task
     char *eval_path;               // the results.json read, or NULL
     double tps, rss_mb, ent_load, ent_conf, dropped_pct, unrouted_pct;
+    double ev_ent_load, ev_ent_conf;  // load_stats.json next to the results (aoe eval --load-stats):
+                                      // Ent_load, Ent_conf averaged over its tasks and sparse layers
     double *tstep, *tloss;         // training-loss curve (mean over each logged interval)
     int ntl;
     double *vstep, *vloss;         // validation-loss curve

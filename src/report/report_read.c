@@ -161,6 +161,7 @@ static void read_run(Run *r, const char *dir) {
     r->name = xstrdup(slash ? slash + 1 : r->dir);
     r->val_loss = r->val_bpb = r->eval_bpb = r->params_total = r->params_active = r->tps = r->rss_mb = r->ent_load =
         r->ent_conf = r->dropped_pct = r->unrouted_pct = NAN;
+    r->ev_ent_load = r->ev_ent_conf = NAN;
     if (!is_directory(dir)) die_input("%s: not a directory (expected a run directory, the run.out of aoe train)", dir);
     char *cp = path_in(r->dir, "config.json");
     if (!file_exists(cp)) die_input("%s: missing (is %s a run directory of aoe train?)", cp, dir);
@@ -310,6 +311,12 @@ static void make_columns(Report *R) {
             if (report_col(R, R->run[i].task[t]) < 0) add_col(R, R->run[i].task[t], R->run[i].task[t], "%.1f", 1, 1);
     int any_task = R->ncol > first_task;
     if (any_task) add_col(R, "avg", "avg", "%.1f", 1, 0);
+    int any_ev = 0;
+    for (int i = 0; i < R->nrun; i++) any_ev |= !isnan(R->run[i].ev_ent_load);
+    if (any_ev) {
+        add_col(R, "eval Ent_load", "eval_ent_load", "%.3f", 1, 0);
+        add_col(R, "eval Ent_conf", "eval_ent_conf", "%.3f", 1, 0);
+    }
     for (int i = 0; i < R->nrun; i++) {
         Run *r = &R->run[i];
         r->col = xmalloc(sizeof(double) * R->ncol);
@@ -324,6 +331,10 @@ static void make_columns(Report *R) {
             sum += 100 * r->score[t];
         }
         if (any_task && r->nt) r->col[report_col(R, "avg")] = sum / r->nt;
+        if (any_ev) {
+            r->col[report_col(R, "eval_ent_load")] = r->ev_ent_load;
+            r->col[report_col(R, "eval_ent_conf")] = r->ev_ent_conf;
+        }
     }
 }
 
