@@ -243,5 +243,11 @@ TEST(eval_load_stats_counts_real_tokens_only) {
     }
     cJSON_Delete(j1);
     cJSON_Delete(j);
+    char *out = NULL, *err = NULL;  // aoe report picks load_stats.json up next to the results
+    int rc = aoe_run(&out, &err, "report %s --eval %s/ls1 --out %s/ls-report", run, test_tmpdir(), test_tmpdir());
+    if (rc) fprintf(stderr, "  %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "eval Ent_load");
+    free(out); free(err);
     free(text[0]); free(text[1]);
 }
