@@ -69,6 +69,15 @@ TEST(moe_stats_cli_table_and_plots) {
             snprintf(png, sizeof png, "%s/plots/%s", dir, pngs[i]);
             CHECK(access(png, R_OK) == 0);
         }
+        // every figure's title starts with the run's name
+        snprintf(png, sizeof png, "%s/plots/stats.gp", dir);
+        size_t n;
+        char *gp = file_exists(png) ? read_file(png, &n) : NULL;
+        CHECK_STR_CONTAINS(gp, "R = 'moe_stats_run'.': '");
+        int titled = 0;
+        for (const char *q = gp; q && (q = strstr(q, "title R.'")); q++) titled++;
+        CHECK_EQ_INT(titled, 3);  // heatmap, load over time, norm over time
+        free(gp);
     } else {
         CHECK_STR_CONTAINS(err, "gnuplot not found");
     }
@@ -122,4 +131,25 @@ TEST(moe_stats_cli_malformed_and_usage) {
     free(out);
     snprintf(cmd, sizeof cmd, "%s stats", aoe_bin());
     CHECK_EQ_INT(run_capture(cmd, NULL, NULL), 2);
+}
+
+// A finished dense run: no expert layers, said plainly (exit 0), not "no records yet".
+TEST(moe_stats_dense_run) {
+    char dir[512], p[700], *out = NULL, *err = NULL;
+    snprintf(dir, sizeof dir, "%s/stats_dense_run", test_tmpdir());
+    snprintf(p, sizeof p, "mkdir -p %s", dir);
+    REQUIRE(system(p) == 0);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "w");
+    REQUIRE(f);
+    fputs("{\"model\": {\"ffn\": {\"type\": \"dense\"}}, \"train\": {\"steps\": 20}}\n", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/load.jsonl", dir);
+    f = fopen(p, "w");
+    REQUIRE(f);
+    fclose(f);
+    CHECK_EQ_INT(aoe_run(&out, &err, "stats %s", dir), 0);
+    CHECK_STR_CONTAINS(out, "stats_dense_run: a dense run (model.ffn.type dense): no expert layers, so no expert-load statistics.");
+    CHECK(!strstr(out, "no records yet"));
+    free(out); free(err);
 }

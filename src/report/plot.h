@@ -11,4 +11,7 @@ FILE *plot_open(const char *dir, const char *name);
 // gnuplot's exit status, or -1 if it could not run.
 int plot_run(const char *dir, const char *script);
 
+// Writes s as a gnuplot single-quoted string ('' inside).
+void plot_quote(FILE *f, const char *s);
+
 #endif

@@ -14,16 +14,6 @@
 #include "report/report_plot.h"
 #include "util/common.h"
 
-// A gnuplot single-quoted string: ' doubles.
-static void gp_str(FILE *f, const char *s) {
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'') fputc('\'', f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
-
 // The style of group g in every figure: 10 colours (Tableau 10), then the next dash pattern.
 static void group_style(Buf *b, int g) {
     static const char *const pal[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -182,7 +172,7 @@ static int plot_dlow(const Report *R, const char *dir, FILE *gp) {
             fprintf(f, "%s# %s: d_low, val loss mean, std over seeds\n", nb ? "\n\n" : "", series[g]);
             for (int i = 0; i < np; i++) fprintf(f, "%g %.6g %.6g\n", pts[i][0], pts[i][1], pts[i][2]);
             fprintf(gp, "S%d = ", nb);
-            gp_str(gp, series[g]);
+            plot_quote(gp, series[g]);
             fprintf(gp, "\n");
             bprintf(&cmd, "%s'dlow_loss.dat' index %d using 1:2 with lines lc rgb '#404040' dt %d title S%d", nb ? ", " : "plot ",
                     nb, 1 + nb, nb);
@@ -226,7 +216,7 @@ int report_plots(const Report *R, const char *dir, const char **png, int *npng) 
                 "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\n");
     for (int g = 0; g < R->ngroup; g++) {  // G<g>: the label of group g in every key
         fprintf(gp, "G%d = ", g);
-        gp_str(gp, R->group[g].label);
+        plot_quote(gp, R->group[g].label);
         fprintf(gp, "\n");
     }
     *npng = 0;

@@ -10,6 +10,7 @@
 #include "report/loadlog.h"
 #include "report/plot.h"
 #include "util/common.h"
+#include "util/json.h"
 
 typedef LoadRec Rec;
 typedef LoadLayer Layer;
@@ -103,7 +104,8 @@ static int any_erc(Layer *ls, int nl) {
 
 // Writes the data files and stats.gp into dir (RUN_DIR/plots) and runs gnuplot there.
 // Returns gnuplot's exit status (-1 if it could not run).
-static int make_plots(const char *dir, Layer *ls, int nl) {
+// name: the run's name, first in every title (R = '<name>: ' in stats.gp).
+static int make_plots(const char *dir, const char *run_name, Layer *ls, int nl) {
     int nmax = 0, any_norm = 0;
     for (int i = 0; i < nl; i++) {
         if (ls[i].n > nmax) nmax = ls[i].n;
@@ -135,10 +137,12 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
     f = plot_open(dir, "stats.gp");
     fprintf(f, "# written by `aoe stats`; rerun with: cd %s && gnuplot stats.gp\n", dir);
     fprintf(f, "set datafile missing 'nan'\n"
-               "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\n");
-    fprintf(f, "eval sprintf('set terminal %%s noenhanced size %d,%d', T)\n", 160 + 60 * nmax, 140 + 40 * nl);
+               "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { T = 'pngcairo' } else { T = 'png' }\nR = ");
+    plot_quote(f, run_name);
+    fprintf(f, ".': '\n");
+    fprintf(f, "eval sprintf('set terminal %%s noenhanced size %d,%d', T)\n", 160 + 60 * nmax > 560 ? 160 + 60 * nmax : 560, 140 + 40 * nl);
     fprintf(f, "set output 'load_heatmap.png'\n"
-               "set title 'load fraction per expert (last logged interval)'\n"
+               "set title R.'load fraction per expert (last logged interval)'\n"
                "set xlabel 'expert'; set ylabel 'layer'\n"
                "set cblabel 'fraction of assignments'; set cbrange [0:*]\n"
                "set palette defined (0 'white', 1 '#fdae61', 2 '#d7191c')\n"
@@ -155,7 +159,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
         int cols = np == 1 ? 1 : np <= 4 ? 2 : 4, rows = (np + cols - 1) / cols;
         fprintf(f, "eval sprintf('set terminal %%s noenhanced size %d,%d', T)\n", 520 * cols, 320 * rows + 40);
         fprintf(f, "set output '%s'\n", pass ? "norm_over_time.png" : "load_over_time.png");
-        fprintf(f, "set multiplot layout %d,%d title '%s'\n", rows, cols,
+        fprintf(f, "set multiplot layout %d,%d title R.'%s'\n", rows, cols,
                 pass ? "mean key norm ||x W_down^e|| per expert over training"
                      : "load fraction per expert over training (dashed: uniform)");
         fprintf(f, "set xlabel 'step'; set ylabel '%s'; set key outside right font ',8'\n",
@@ -174,7 +178,7 @@ static int make_plots(const char *dir, Layer *ls, int nl) {
     // ERC (model.ffn.erc_coef > 0 or erc_log): noise bound ε and loss per layer over training
     if (any_erc(ls, nl)) {
         fprintf(f, "eval sprintf('set terminal %%s noenhanced size 1040,360', T)\n"
-                   "set output 'erc_over_time.png'\nset multiplot layout 1,2\n"
+                   "set output 'erc_over_time.png'\nset multiplot layout 1,2 title R.'ERC over training'\n"
                    "set xlabel 'step'; set key outside right font ',8'\n");
         for (int pass = 0; pass < 2; pass++) {
             fprintf(f, "set title '%s'; set ylabel '%s'\nplot ", pass ? "ERC loss (raw) per layer" : "ERC noise bound eps (mean over experts) per layer",
@@ -206,7 +210,23 @@ int cmd_stats(int argc, char **argv) {
     }
     if (!run) { usage(stderr); return 2; }
     if (!is_directory(run)) die_input("%s: not a directory (expected a run directory, see run.out)", run);
-    char path[4096];
+    char path[4096], name[1024];
+    snprintf(name, sizeof name, "%s", run);
+    for (size_t n = strlen(name); n > 1 && name[n - 1] == '/';) name[--n] = 0;
+    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+    snprintf(path, sizeof path, "%s/config.json", run);
+    if (file_exists(path)) {  // a dense run has no expert layers: say so instead of "no records"
+        cJSON *cfg = json_load_file(path);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cfg, "model"), "ffn"), "type");
+        int dense = cJSON_IsString(t) && !strcmp(t->valuestring, "dense");
+        cJSON_Delete(cfg);
+        if (dense) {
+            printf("%s: a dense run (model.ffn.type dense): no expert layers, so no expert-load statistics.\n"
+                   "Its training and validation loss: aoe report %s\n", base, run);
+            return 0;
+        }
+    }
     snprintf(path, sizeof path, "%s/load.jsonl", run);
     if (!file_exists(path))
         die_input("%s: no such file; only runs with model.ffn.type moe or aoe write load statistics", path);
@@ -227,7 +247,7 @@ int cmd_stats(int argc, char **argv) {
             fprintf(stderr, "aoe stats: cannot create %s: %s\n", dir, strerror(errno));
             rc = 1;
         } else {
-            int st = make_plots(dir, ls, nl);
+            int st = make_plots(dir, base, ls, nl);
             if (st) {
                 fprintf(stderr, "aoe stats: gnuplot failed (status %d); see %s/gnuplot.log\n", st, dir);
                 rc = 1;
