@@ -124,3 +124,32 @@ TEST(report_finds_multi_checkpoint_eval_results) {
     CHECK_STR_CONTAINS(e, "tinyrun_ckpt-4/results.json: its checkpoint is in none of the run directories given; not used");
     free(o); free(e);
 }
+
+// aoe sample says why each sample stopped; --num-samples continues one RNG stream, so its first
+// sample is the single-sample output.
+TEST(sample_says_why_it_stopped_and_num_samples) {
+    const char *run = test_tiny_run();
+    REQUIRE(run);
+    char *one = NULL, *three = NULL, *e = NULL;
+    const char *opts = "--prompt 'the cat' --seed 5 --threads 1 --precision fp32";
+    CHECK_EQ_INT(aoe_run(&one, &e, "sample %s %s --max-tokens 3", run, opts), 0);
+    CHECK_STR_CONTAINS(e, "aoe sample: stopped after 3 tokens: --max-tokens 3 reached");
+    free(e);
+    CHECK_EQ_INT(aoe_run(&three, &e, "sample %s %s --max-tokens 3 --num-samples 3", run, opts), 0);
+    CHECK_STR_CONTAINS(e, "aoe sample: sample 3/3: stopped after 3 tokens: --max-tokens 3 reached");
+    CHECK_STR_CONTAINS(three, "=== sample 1/3 ===\n");
+    CHECK_STR_CONTAINS(three, "=== sample 3/3 ===\n");
+    if (one && three && strchr(three, '\n')) {
+        const char *first = strchr(three, '\n') + 1;  // after the header
+        CHECK(!strncmp(first, one, strlen(one)));
+    }
+    free(one); free(three); free(e);
+    // A 4-step model is near uniform over ~300 tokens: at temperature 3 one of 3 samples of up to
+    // 2000 tokens ends at <|endoftext|> except with probability about (1 - 1/300)^6000 = e^-20.
+    CHECK_EQ_INT(aoe_run(NULL, &e, "sample %s %s --max-tokens 2000 --num-samples 3 --temperature 3", run, opts), 0);
+    CHECK_STR_CONTAINS(e, "stopped at end-of-text after");
+    free(e);
+    CHECK_EQ_INT(aoe_run(NULL, &e, "sample %s --num-samples 0", run), 2);
+    CHECK_STR_CONTAINS(e, "--num-samples: expected a count in [1, 100000], got '0'");
+    free(e);
+}

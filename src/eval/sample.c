@@ -13,11 +13,16 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: aoe sample CKPT|RUN_DIR [--prompt TEXT] [--max-tokens N] [--temperature T]\n"
-            "                  [--top-k K] [--seed N] [--tokenizer PATH] [--threads N] [--precision P]\n"
+            "usage: aoe sample CKPT|RUN_DIR [--prompt TEXT] [--max-tokens N] [--num-samples N]\n"
+            "                  [--temperature T] [--top-k K] [--seed N] [--tokenizer PATH] [--threads N]\n"
+            "                  [--precision P]\n"
             "\n"
-            "Continues TEXT (default: empty, i.e. from <|endoftext|>) and prints the continuation.\n"
+            "Continues TEXT (default: empty, i.e. from <|endoftext|>) and prints the continuation; stderr\n"
+            "says for each sample why it stopped (end-of-text, or --max-tokens reached).\n"
             "  --max-tokens N     tokens to generate (default 64); stops early at <|endoftext|>\n"
+            "  --num-samples N    continuations of the same prompt (default 1), one RNG stream: the\n"
+            "                     first is what --num-samples 1 prints; from 2 on each starts with a\n"
+            "                     line \"=== sample i/N ===\"\n"
             "  --temperature T    softmax temperature (default 1.0; 0 = greedy)\n"
             "  --top-k K          sample among the K most likely tokens (default 0 = all)\n"
             "  --seed N           RNG seed (default 1)\n"
@@ -61,7 +66,7 @@ static int draw(const float *probs, int V, float temp, int top_k, Rng *r, Cand *
 int cmd_sample(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *ckpt = NULL, *prompt = "", *tok_path = NULL, *prec = NULL;
-    int max_tokens = 64, top_k = 0, threads = 0;
+    int max_tokens = 64, top_k = 0, threads = 0, nsamples = 1;
     double temp = 1.0;
     uint64_t seed = 1;
     for (int i = 0; i < argc; i++) {
@@ -77,6 +82,7 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) tok_path = v;
         else if (!strcmp(a, "--precision")) prec = v;
         else if (!strcmp(a, "--max-tokens")) { max_tokens = (int)strtol(v, &end, 10); if (*end || max_tokens < 0) die_input("--max-tokens: expected a count >= 0, got '%s'", v); }
+        else if (!strcmp(a, "--num-samples")) { nsamples = (int)strtol(v, &end, 10); if (*end || nsamples < 1 || nsamples > 100000) die_input("--num-samples: expected a count in [1, 100000], got '%s'", v); }
         else if (!strcmp(a, "--top-k")) { top_k = (int)strtol(v, &end, 10); if (*end || top_k < 0) die_input("--top-k: expected an integer >= 0, got '%s'", v); }
         else if (!strcmp(a, "--threads")) { threads = (int)strtol(v, &end, 10); if (*end || threads < 0) die_input("--threads: expected an integer >= 0, got '%s'", v); }
         else if (!strcmp(a, "--seed")) { seed = strtoull(v, &end, 10); if (*end) die_input("--seed: expected an integer, got '%s'", v); }
@@ -105,31 +111,39 @@ int cmd_sample(int argc, char **argv) {
     int cap = 1 + np + max_tokens;
     int32_t *ctx = xmalloc(sizeof(int32_t) * cap);
     ctx[0] = tok_eot(tk);
-    memcpy(ctx + 1, p, sizeof(int32_t) * np);
-    int n = 1 + np;
+    memcpy(ctx + 1, p, sizeof(int32_t) * np);  // every sample continues [EOT] + prompt
     Cand *cand = xmalloc(sizeof(Cand) * m->V);
     Rng r;
     rng_seed(&r, seed);
-    fputs(prompt, stdout);
     double t0 = now_sec();
-    int gen = 0;
-    for (; gen < max_tokens; gen++) {
-        int start = n > m->S ? n - m->S : 0;  // sliding window of the last S tokens
-        const float *probs = scorer_next_probs(sc, ctx + start, n - start);
-        int id = draw(probs, m->V, (float)temp, top_k, &r, cand);
-        if (id == tok_eot(tk)) break;
-        if (id >= tok_vocab_size(tk)) continue;  // padding rows of the embedding
-        ctx[n++] = id;
-        size_t len;
-        char *s = tok_decode(tk, &ctx[n - 1], 1, &len);
-        fwrite(s, 1, len, stdout);
+    long total = 0;
+    for (int k = 0; k < nsamples; k++) {
+        if (nsamples > 1) printf("=== sample %d/%d ===\n", k + 1, nsamples);
+        fputs(prompt, stdout);
+        int n = 1 + np, gen = 0, eot = 0;
+        for (; gen < max_tokens; gen++) {
+            int start = n > m->S ? n - m->S : 0;  // sliding window of the last S tokens
+            const float *probs = scorer_next_probs(sc, ctx + start, n - start);
+            int id = draw(probs, m->V, (float)temp, top_k, &r, cand);
+            if (id == tok_eot(tk)) { eot = 1; break; }
+            if (id >= tok_vocab_size(tk)) continue;  // padding rows of the embedding
+            ctx[n++] = id;
+            size_t len;
+            char *s = tok_decode(tk, &ctx[n - 1], 1, &len);
+            fwrite(s, 1, len, stdout);
+            fflush(stdout);
+            free(s);
+        }
+        printf("\n");
         fflush(stdout);
-        free(s);
+        total += gen;
+        if (nsamples > 1) fprintf(stderr, "aoe sample: sample %d/%d: ", k + 1, nsamples);
+        else fprintf(stderr, "aoe sample: ");
+        if (eot) fprintf(stderr, "stopped at end-of-text after %d tokens (the model ended the document)\n", gen);
+        else fprintf(stderr, "stopped after %d tokens: --max-tokens %d reached\n", gen, max_tokens);
     }
-    printf("\n");
-    fflush(stdout);
-    fprintf(stderr, "aoe sample: %d tokens in %.2f s (%.1f tok/s), T=%g top-k=%d seed=%llu\n", gen,
-            now_sec() - t0, gen / fmax(now_sec() - t0, 1e-9), temp, top_k, (unsigned long long)seed);
+    fprintf(stderr, "aoe sample: %ld tokens in %.2f s (%.1f tok/s), T=%g top-k=%d seed=%llu\n", total,
+            now_sec() - t0, total / fmax(now_sec() - t0, 1e-9), temp, top_k, (unsigned long long)seed);
     free(cand); free(ctx); free(p); free(path);
     scorer_free(sc);
     tok_free(tk);
