@@ -251,3 +251,18 @@ TEST(eval_load_stats_counts_real_tokens_only) {
     free(out); free(err);
     free(text[0]); free(text[1]);
 }
+
+// aoe report over a run that logs ε (model.ffn.erc_log) draws erc_eps.png; over one without, not.
+TEST(report_erc_eps_figure) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) return;  // figures need gnuplot
+    const char *a = tiny_run("an-erclog", "{\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 24, \"erc_log\": true}");
+    const char *b = tiny_run("an-moe4", "{\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 24}");
+    for (int k = 0; k < 2; k++) {
+        char *out = NULL, *err = NULL;
+        int rc = aoe_run(&out, &err, "report %s --out %s/erc-report%d", k ? b : a, test_tmpdir(), k);
+        if (rc) fprintf(stderr, "  %s\n", err);
+        CHECK_EQ_INT(rc, 0);
+        CHECK(!!strstr(out ? out : "", "erc_eps.png") == !k);
+        free(out); free(err);
+    }
+}

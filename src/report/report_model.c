@@ -77,7 +77,7 @@ void report_free(Report *R) {
         for (int t = 0; t < r->nt; t++) free(r->task[t]);
         free(r->task); free(r->score); free(r->vstep); free(r->vloss); free(r->col);
         free(r->tstep); free(r->tloss); free(r->eval_path);
-        free(r->layer); free(r->lay_ent_load); free(r->lay_ent_conf); free(r->dir); free(r->name);
+        free(r->layer); free(r->lay_ent_load); free(r->lay_ent_conf); free(r->estep); free(r->eps); free(r->dir); free(r->name);
     }
     for (int g = 0; g < R->ngroup; g++) {
         free(R->group[g].member); free(R->group[g].label); free(R->group[g].method); free(R->group[g].differs);

@@ -30,6 +30,8 @@ typedef struct {
     int nl;                        // sparse layers in load.jsonl
     int *layer;                    // [nl] layer indices
     double *lay_ent_load, *lay_ent_conf;  // [nl] last logged interval
+    double *estep, *eps;           // ERC ε over training (erc_coef > 0 or erc_log): steps [ne], eps [nl,ne]
+    int ne;
     char **task;                   // eval benchmark tasks (main metric, fraction), file order
     double *score;
     int nt;

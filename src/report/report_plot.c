@@ -4,6 +4,8 @@
 //   train_loss.png    training loss against step (mean of each logged interval, mean over seeds)
 //   val_loss.png      validation loss against step, one line per group (mean over its seeds)
 //   load_entropy.png  Ent_load and Ent_conf of the last logged interval per sparse layer, per group
+//   erc_eps.png       ERC noise bound ε (mean over experts) against step, one panel per sparse layer,
+//                     for groups that log it (model.ffn.erc_coef > 0 or erc_log; mean over seeds)
 //   dlow_loss.png     AoE: final validation loss against model.ffn.d_low (mean ± std over seeds),
 //                     one series per remaining difference; other groups as dashed horizontal lines
 #include <math.h>
@@ -116,6 +118,51 @@ static int plot_entropy(const Report *R, const char *dir, FILE *gp) {
     return nb > 0;
 }
 
+// ε of group G's runs in sparse-layer slot l at `step`, mean over the runs that logged it.
+static double eps_at(const Report *R, const Group *G, int l, double step) {
+    double s = 0;
+    int n = 0;
+    for (int i = 0; i < G->n; i++) {
+        const Run *r = &R->run[G->member[i]];
+        for (int k = 0; k < r->ne && l < r->nl; k++)
+            if (r->estep[k] == step) { s += r->eps[(size_t)l * r->ne + k]; n++; break; }
+    }
+    return n ? s / n : NAN;
+}
+
+static int plot_erc(const Report *R, const char *dir, FILE *gp) {
+    int nl = 0;
+    for (int i = 0; i < R->nrun; i++)
+        if (R->run[i].ne && R->run[i].nl > nl) nl = R->run[i].nl;
+    if (!nl) return 0;
+    FILE *f = plot_open(dir, "erc_eps.dat");
+    Buf cmd = {0};
+    int nb = 0;
+    for (int l = 0; l < nl; l++) {
+        bprintf(&cmd, "set title 'sparse layer %d'\n", l);
+        int first = 1;
+        for (int g = 0; g < R->ngroup; g++) {
+            const Group *G = &R->group[g];
+            const Run *r0 = &R->run[G->member[0]];
+            if (!r0->ne || l >= r0->nl) continue;
+            fprintf(f, "%s# %s, layer %d: step, eps (mean over seeds)\n", nb ? "\n\n" : "", G->label, r0->layer[l]);
+            for (int k = 0; k < r0->ne; k++) fprintf(f, "%g %.6g\n", r0->estep[k], eps_at(R, G, l, r0->estep[k]));
+            bprintf(&cmd, "%s'erc_eps.dat' index %d using 1:2 with lines", first ? "plot " : ", ", nb++);
+            group_style(&cmd, g);
+            bprintf(&cmd, " title G%d", g);
+            first = 0;
+        }
+        bprintf(&cmd, "\n");
+    }
+    fclose(f);
+    int cols = nl < 4 ? nl : 4, rows = (nl + cols - 1) / cols;
+    gp_begin(gp, "erc_eps.png", 620 * cols, 360 * rows + 40);
+    fprintf(gp, "set multiplot layout %d,%d title 'ERC noise bound eps (mean over experts), mean over seeds'\n"
+                "set xlabel 'step'; set ylabel 'eps'\n%sunset multiplot\nunset output; reset\n", rows, cols, cmd.s);
+    free(cmd.s);
+    return 1;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -223,6 +270,7 @@ int report_plots(const Report *R, const char *dir, const char **png, int *npng) 
     if (plot_curve(R, dir, gp, 0)) png[(*npng)++] = "train_loss.png";
     if (plot_curve(R, dir, gp, 1)) png[(*npng)++] = "val_loss.png";
     if (plot_entropy(R, dir, gp)) png[(*npng)++] = "load_entropy.png";
+    if (plot_erc(R, dir, gp)) png[(*npng)++] = "erc_eps.png";
     if (plot_dlow(R, dir, gp)) png[(*npng)++] = "dlow_loss.png";
     fclose(gp);
     return *npng ? plot_run(dir, "report.gp") : 0;

@@ -130,6 +130,20 @@ static void read_load(Run *r) {
             if (q->unrouted >= 0) { unrouted += q->unrouted; has_unrouted = 1; }
         }
     }
+    // ERC ε per layer over training, on the steps every layer logged (the shortest record list)
+    int ne = nl ? ls[0].nr : 0;
+    for (int i = 0; i < nl; i++) {
+        if (ls[i].nr < ne) ne = ls[i].nr;
+        for (int j = 0; j < ls[i].nr; j++) ne = isnan(ls[i].r[j].erc_eps) ? 0 : ne;
+    }
+    if (ne) {
+        r->ne = ne;
+        r->estep = xmalloc(sizeof(double) * ne);
+        r->eps = xmalloc(sizeof(double) * ne * nl);
+        for (int j = 0; j < ne; j++) r->estep[j] = ls[0].r[j].step;
+        for (int i = 0; i < nl; i++)
+            for (int j = 0; j < ne; j++) r->eps[(size_t)i * ne + j] = ls[i].r[j].erc_eps;
+    }
     if (nl) {
         r->ent_load = el / nl;
         r->ent_conf = ec / nl;
