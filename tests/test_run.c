@@ -8,6 +8,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ckpt/ckpt.h"
 #include "test.h"
@@ -181,4 +184,64 @@ TEST(run_meta_out_of_range_refused) {
     CHECK_STR_CONTAINS(er, "ckpt-6.aoec: byte ");
     CHECK_STR_CONTAINS(er, "meta step = 2449958197289549826");
     free(er);
+}
+
+// "memory estimate: 608.95 MiB (..." -> bytes, or -1.
+static double parse_estimate(const char *s) {
+    const char *p = s ? strstr(s, "memory estimate: ") : NULL;
+    double v;
+    char unit[8];
+    if (!p || sscanf(p + 17, "%lf %7s", &v, unit) != 2) return -1;
+    static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    for (int i = 0; i < 5; i++, v *= 1024)
+        if (!strcmp(unit, u[i])) return v;
+    return -1;
+}
+
+// Peak RSS (bytes) of one `aoe train` child, from wait4's rusage (that child and its children).
+static double child_peak_rss(const char *args) {
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "cd %s && OMP_NUM_THREADS=2 AOE_TEST_KILL_AT_STEP=1 exec %s train %s >/dev/null 2>&1", test_tmpdir(),
+             rt_abs_bin(), args);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    struct rusage ru;
+    if (pid < 0 || wait4(pid, &st, 0, &ru) != pid) return -1;
+    return (double)ru.ru_maxrss * 1024;
+}
+
+// The estimate `aoe train --dry-run` prints is within 15% of the peak RSS of the run it describes,
+// on the bench configs (one step: every buffer is touched by then; killed before the checkpoint).
+TEST(run_memory_estimate_matches_peak_rss) {
+    const char *d = rt_data_dir();
+    for (int i = 0; i < 3; i++) {
+        static const char *cf[3] = {"dense", "moe", "aoe"};
+        char args[PATH_MAX + 1024], *out, *err;
+        char rel[64], cfg[PATH_MAX];
+        snprintf(rel, sizeof rel, "configs/bench-%s.json", cf[i]);
+        REQUIRE(realpath(rel, cfg));
+        snprintf(args, sizeof args, "%s model.vocab_size=0 data.train=%s/train-*.shard data.val= "
+                 "data.tokenizer=%s/tokenizer.bpe train.steps=1 run.out=mem-%s", cfg, d, d, cf[i]);
+        char dry[PATH_MAX + 1100];
+        snprintf(dry, sizeof dry, "%s --dry-run", args);
+        CHECK_EQ_INT(rt_train(NULL, dry, &out, &err), 0);
+        double est = parse_estimate(err), peak = child_peak_rss(args);
+        fprintf(stderr, "  [%s: estimate %.1f MiB, peak RSS %.1f MiB, %+.1f%%]", cf[i], est / 1048576, peak / 1048576,
+                100 * (est / peak - 1));
+        CHECK(est > 0 && peak > 0 && est > 0.85 * peak && est < 1.15 * peak);
+        free(out); free(err);
+    }
+    // a model far too large is refused before allocating, with the estimate and the limit
+    char args[1200], *err;
+    snprintf(args, sizeof args, "%s run.out=huge model.d_model=16384 model.n_layer=256 model.n_head=16", rt_config_file());
+    CHECK_EQ_INT(rt_train(NULL, args, NULL, &err), 2);
+    CHECK_STR_CONTAINS(err, "memory: this training run needs about ");
+    CHECK_STR_CONTAINS(err, "TiB (parameters ");
+    CHECK_STR_CONTAINS(err, "are available (");
+    free(err);
+    CHECK(!file_exists(rt_rel("huge", "config.json")));  // nothing written
 }

@@ -1,6 +1,8 @@
 // params.c — see params.h.
 #include "model/params.h"
 
+#include "util/mem.h"
+
 #include "model/kernels.h"
 
 #include <stdarg.h>
@@ -27,10 +29,12 @@ size_t params_add(Params *p, const char *name, int decay, int init, float init_s
 void params_alloc(Params *p) {
     p->w = falloc(p->total);
     p->g = falloc(p->total);
-    kernels_weights_register(p->w, p->total);  // bf16 precision keeps a bf16 copy of w
+    // bf16 precision keeps a bf16 copy of w (a memory estimate adds it without making it)
+    if (!mem_dry) kernels_weights_register(p->w, p->total);
 }
 
 void params_init(Params *p, Rng *rng) {
+    if (mem_dry) return;  // a memory estimate (util/mem.h) counts the block, never touches it
     for (int i = 0; i < p->n; i++) {
         TensorInfo *t = &p->t[i];
         float *w = p->w + t->off;

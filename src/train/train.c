@@ -124,6 +124,15 @@ int cmd_train(int argc, char **argv) {
         char *js = config_to_json(&c);
         printf("%s\n", js);
         free(js);
+        fflush(stdout);
+        int V = c.vocab_size;
+        if (!V && file_exists(c.tokenizer)) {
+            Tokenizer *t = tok_load(c.tokenizer);
+            V = tok_vocab_size(t);
+            tok_free(t);
+        }
+        if (V) train_mem_check(&c, V, 1);
+        else fprintf(stderr, "memory estimate: needs the vocabulary size (model.vocab_size, or the tokenizer %s)\n", c.tokenizer);
         return 0;
     }
     const char *arch = kernels_init(c.threads);
@@ -152,6 +161,7 @@ int cmd_train(int argc, char **argv) {
     // Bytes per target token of exactly the windows a validation pass scores: each val_loss is
     // logged with its bits per byte, so `aoe report` never reopens shards or the tokenizer.
     double val_bpt = val ? loader_bytes_per_token(val, tok, (uint64_t)val_batches(&c, val) * c.batch_size) : NAN;
+    train_mem_check(&c, V, 0);  // before anything big is allocated or anything is written
     if (mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
     run_lock(c.out);  // before looking at checkpoints: another live writer is named first
     char *ckpt_from = resume ? ckpt_latest(resume) : NULL;

@@ -14,4 +14,19 @@ void train_parse_args(int argc, char **argv, Config *c, int *dry_run, const char
 // Mean validation loss over train.eval_batches batches from the start of `val`.
 double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y);
 
+// Memory a run needs, estimated before allocating (estimate.c). Bytes.
+typedef struct {
+    double total, params, grads, optim, acts, bf16, base;
+    int complete;            // 0: the estimate ran out of address space (total is a lower bound)
+    double avail;            // what the machine allows (< 0 unknown), and where that came from
+    const char *avail_what;
+} MemEstimate;
+// Returns 0, or -1 if no estimate could be made.
+int train_mem_estimate(const Config *c, int V, MemEstimate *e);
+// "412.00 MiB (parameters ..., ...)" into buf.
+void mem_estimate_line(const MemEstimate *e, char *buf, size_t n);
+// dry_run: prints "memory estimate: ...; available: ..." on stderr. Otherwise exits 2 with one
+// line naming the estimate and the limit if the run cannot fit.
+void train_mem_check(const Config *c, int V, int dry_run);
+
 #endif

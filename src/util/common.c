@@ -1,11 +1,13 @@
 // common.c — see common.h.
 #include "util/common.h"
+#include "util/mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -34,16 +36,19 @@ void warnf(const char *fmt, ...) {
 }
 
 void *xmalloc_at(size_t n, const char *file, int line) {
+    if (mem_dry) return mem_dry_alloc(n);
     void *p = malloc(n ? n : 1);
     if (!p) die("out of memory allocating %zu bytes (%s:%d); reduce batch or model size", n, file, line);
     return p;
 }
 void *xcalloc_at(size_t n, size_t size, const char *file, int line) {
+    if (mem_dry) return mem_dry_alloc(size && n > SIZE_MAX / size ? SIZE_MAX : n * size);
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) die("out of memory allocating %zu x %zu bytes (%s:%d)", n, size, file, line);
     return p;
 }
 void *xrealloc_at(void *q, size_t n, const char *file, int line) {
+    if (mem_dry) return mem_dry_realloc(q, n);
     void *p = realloc(q, n ? n : 1);
     if (!p) die("out of memory reallocating %zu bytes (%s:%d)", n, file, line);
     return p;
@@ -51,6 +56,7 @@ void *xrealloc_at(void *q, size_t n, const char *file, int line) {
 float *falloc(size_t n) {
     void *p = NULL;
     size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
+    if (mem_dry) return mem_dry_alloc(n > SIZE_MAX / 8 ? SIZE_MAX : bytes);  // reserved, zero, untouched
     if (posix_memalign(&p, 64, bytes ? bytes : 64)) die("out of memory allocating %zu floats", n);
     memset(p, 0, bytes);
     return p;

@@ -1,0 +1,75 @@
+// estimate.c — the memory `aoe train` will need, estimated before anything big is allocated:
+// the model (parameters, gradients, activations and buffers), the optimizer state and the batch
+// buffers are built in a dry child (util/mem.h) that counts every allocation without touching
+// it; bf16 weight copies (made by the kernels on the first weight update) and what the process
+// already holds are added. Checked against MemAvailable / the cgroup limit.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kernels.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "train/train.h"
+#include "util/mem.h"
+
+typedef struct { const Config *c; int V; } Build;
+
+// Everything cmd_train allocates per run, in the same calls.
+static void build_train(void *ctx) {
+    const Build *b = ctx;
+    Model *m = model_create(b->c, b->V, b->c->batch_size, b->c->seed);
+    Optim o;
+    optim_init(&o, optim_for_config(b->c, "config"), &m->P);
+    int T = b->c->batch_size * b->c->seq_len;
+    xmalloc(sizeof(int32_t) * T);
+    xmalloc(sizeof(int32_t) * T);
+}
+
+int train_mem_estimate(const Config *c, int V, MemEstimate *e) {
+    memset(e, 0, sizeof *e);
+    double tot, act, fl;
+    model_count(c, V, &tot, &act, &fl);
+    Build b = {c, V};
+    MemCount mc;
+    if (mem_count(build_train, &b, &mc)) return -1;
+    const OptimOps *ops = optim_for_config(c, "config");
+    e->params = 4 * tot;
+    e->grads = 4 * tot;
+    e->optim = 4 * tot * ops->n_state;
+    e->bf16 = precision_parse(c->precision) == PREC_BF16 ? 2 * tot : 0;
+    e->acts = mc.counted - e->params - e->grads - e->optim;
+    if (e->acts < 0) e->acts = 0;
+    e->base = mc.base;
+    e->complete = mc.complete;
+    e->total = mc.counted + e->bf16 + e->base;
+    e->avail = mem_available(&e->avail_what);
+    return 0;
+}
+
+void mem_estimate_line(const MemEstimate *e, char *buf, size_t n) {
+    char t[7][32];
+    snprintf(buf, n, "%s%s (parameters %s, gradients %s, optimizer state %s, activations and buffers %s, bf16 copies %s, "
+             "process so far %s)", e->complete ? "" : "more than ", mem_fmt(e->total, t[0], 32), mem_fmt(e->params, t[1], 32),
+             mem_fmt(e->grads, t[2], 32), mem_fmt(e->optim, t[3], 32), mem_fmt(e->acts, t[4], 32),
+             mem_fmt(e->bf16, t[5], 32), mem_fmt(e->base, t[6], 32));
+}
+
+void train_mem_check(const Config *c, int V, int dry_run) {
+    MemEstimate e;
+    if (train_mem_estimate(c, V, &e)) {
+        if (dry_run) fprintf(stderr, "memory estimate: unavailable (could not start the estimating process)\n");
+        return;
+    }
+    char line[512], av[32];
+    mem_estimate_line(&e, line, sizeof line);
+    if (dry_run) {
+        fprintf(stderr, "memory estimate: %s; available: %s (%s)\n", line,
+                e.avail >= 0 ? mem_fmt(e.avail, av, sizeof av) : "unknown", e.avail_what);
+        return;
+    }
+    // what is already resident is part of the estimate and no longer part of "available"
+    if (e.avail >= 0 && (!e.complete || e.total - e.base > e.avail))
+        die_input("memory: this training run needs about %s but only %s are available (%s); reduce the model or "
+                  "train.batch_size", line, mem_fmt(e.avail, av, sizeof av), e.avail_what);
+}
