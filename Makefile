@@ -16,7 +16,9 @@ OBJ      := $(SRC:%.c=$(OBJDIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
 DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2
 
-.PHONY: all deps test asan ubsan bench clean data
+PREFIX  ?= /usr/local
+
+.PHONY: all deps test asan ubsan bench clean data install
 all: aoe
 
 aoe: $(OBJDIR)/src/main.o $(OBJ)
@@ -31,9 +33,19 @@ $(OBJDIR)/%.o: %.c
 
 -include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJDIR)/src/main.d
 
+# As root apt-get runs directly (containers and CI images often have no sudo); as a user through sudo.
 deps:
-	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEPS_PKGS); \
-	else echo "run as root: sudo apt-get install -y $(DEPS_PKGS)"; exit 1; fi
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "make deps: not root and no sudo; as root run: apt-get install -y $(DEPS_PKGS)"; exit 1; fi; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEPS_PKGS)
+
+# The binary and the shipped benchmark files; an installed aoe finds its tasks in
+# $(PREFIX)/share/aoe/tasks (docs/eval.md, "Where task data lives").
+install: aoe
+	install -D -m 755 aoe $(DESTDIR)$(PREFIX)/bin/aoe
+	mkdir -p $(DESTDIR)$(PREFIX)/share/aoe
+	rm -rf $(DESTDIR)$(PREFIX)/share/aoe/tasks
+	cp -R data/tasks $(DESTDIR)$(PREFIX)/share/aoe/tasks
 
 # The test runner drives ./aoe for CLI tests, so both are built with the same flags.
 # check-includes.sh: src/ folders follow the layer order, no shared file names. --warn (report

@@ -16,28 +16,8 @@
 #include "model/kernels.h"
 #include "model/model.h"
 #include "test.h"
+#include "test_eval_fixtures.h"
 #include "util/common.h"
-
-static const char *corpus =
-    "The cat sat on the mat. The dog sat on the log. A bird sang in the tree, and the cat "
-    "watched the bird. The sun is hot and the snow is cold. Water flows from the spout when the "
-    "faucet is on. She poured milk in the bowl and lost her appetite. He went to the store. ";
-
-static Tokenizer *tiny_tok(int vocab) {
-    TokTrainer *tr = tok_trainer_new();
-    for (int i = 0; i < 4; i++) tok_trainer_add(tr, corpus, strlen(corpus));
-    return tok_trainer_finish(tr, vocab);
-}
-
-static Model *tiny_model(const char *ffn, int V, int S, int maxB) {
-    Config c;
-    config_defaults(&c);
-    c.d_model = 32; c.n_layer = 2; c.n_head = 2; c.seq_len = S; c.init_std = 0.2f;
-    snprintf(c.ffn.type, sizeof c.ffn.type, "%s", ffn);
-    c.ffn.d_ff = 48;
-    if (strcmp(ffn, "dense")) { c.ffn.n_experts = 4; c.ffn.top_k = 2; c.ffn.d_low = 8; }
-    return model_create(&c, V, maxB, 11);
-}
 
 // Brute force: one sequence, full-length model, B = 1; sum of log p(target) over the last ncont
 // positions read from the probability rows; greedy = argmax at each of them.
@@ -64,7 +44,7 @@ static double brute_ll(Model *m, const int32_t *tok, int n, int ncont, int *gree
 static void scorer_vs_brute(const char *ffn) {
     kernels_init(2);
     int V = 97, S = 80;
-    Model *m = tiny_model(ffn, V, S, 1);
+    Model *m = eval_tiny_model(ffn, V, S, 1);
     Rng r;
     rng_seed(&r, 3);
     enum { N = 9 };
@@ -111,7 +91,7 @@ TEST(eval_scorer_matches_bruteforce_moe) { scorer_vs_brute("moe"); }
 TEST(eval_scorer_matches_bruteforce_aoe) { scorer_vs_brute("aoe"); }
 
 TEST(eval_encode_pair_lm_eval_convention) {
-    Tokenizer *tk = tiny_tok(300);
+    Tokenizer *tk = eval_tiny_tok(300);
     int n, nc;
     // trailing space of the context moves to the continuation
     int32_t *s = encode_pair(tk, "The cat sat on the ", "mat.", 1000, &n, &nc);
@@ -189,8 +169,8 @@ static int ends_with_ctx(const char *s, const char *suf) {
 // full-length model.
 TEST(eval_task_acc_matches_bruteforce) {
     kernels_init(2);
-    Tokenizer *tk = tiny_tok(320);
-    Model *m = tiny_model("dense", tok_vocab_size(tk), 64, 1);
+    Tokenizer *tk = eval_tiny_tok(320);
+    Model *m = eval_tiny_model("dense", tok_vocab_size(tk), 64, 1);
     Task *t = task_parse_jsonl(mc_jsonl, strlen(mc_jsonl), "hand.jsonl");
     REQUIRE(t->n == 4 && t->kind == TK_MC);
     CHECK_EQ_INT(t->items[3].gold, 1);
@@ -246,13 +226,13 @@ TEST(eval_task_acc_matches_bruteforce) {
 // of S predictions whose inputs are the S tokens before each target) against a hand loop.
 TEST(eval_rolling_perplexity_matches_bruteforce) {
     kernels_init(2);
-    Tokenizer *tk = tiny_tok(300);
+    Tokenizer *tk = eval_tiny_tok(300);
     int S = 32;
-    Model *m = tiny_model("dense", tok_vocab_size(tk), S, 1);
+    Model *m = eval_tiny_model("dense", tok_vocab_size(tk), S, 1);
     char path[512];
     snprintf(path, sizeof path, "%s/eval_doc.txt", test_tmpdir());
     FILE *f = fopen(path, "w");
-    fputs(corpus, f);
+    fputs(eval_corpus, f);
     fclose(f);
     Task *t = task_load(path, NULL);
     REQUIRE(t->kind == TK_PPL && t->n_docs == 1);
@@ -260,7 +240,7 @@ TEST(eval_rolling_perplexity_matches_bruteforce) {
     TaskResult res[2];
     REQUIRE(eval_task(sc, tk, t, 0, 0, 1, res, 2) == 1);
     int nt;
-    int32_t *ids = tok_encode(tk, corpus, strlen(corpus), &nt);
+    int32_t *ids = tok_encode(tk, eval_corpus, strlen(eval_corpus), &nt);
     REQUIRE(nt > 2 * S + 5);
     double nll = 0;
     int32_t win[33];
@@ -275,8 +255,8 @@ TEST(eval_rolling_perplexity_matches_bruteforce) {
             nll -= brute_ll(m, win, S + 1, end - p0, &gr);
         }
     }
-    double bytes = strlen(corpus), words = 1;
-    for (const char *p = corpus; *p; p++)
+    double bytes = strlen(eval_corpus), words = 1;
+    for (const char *p = eval_corpus; *p; p++)
         if (*p == ' ' && p[1] && p[1] != ' ') words++;
     words += 1;  // trailing space: re.split gives a final empty piece
     CHECK_NEAR(result_metric(&res[0], "bits_per_byte")->value, nll / (log(2.0) * bytes), 1e-5);
@@ -297,7 +277,7 @@ TEST(eval_shard_perplexity_matches_bruteforce) {
     mkdir_p(dir);
     snprintf(txt, sizeof txt, "%s/c.txt", dir);
     FILE *f = fopen(txt, "w");
-    for (int i = 0; i < 6; i++) fputs(corpus, f);
+    for (int i = 0; i < 6; i++) fputs(eval_corpus, f);
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s prepare -o %s/prep --vocab 300 --val-frac 0 %s", aoe_bin(), dir, txt);
     REQUIRE(run_capture(cmd, NULL, NULL) == 0);
@@ -305,7 +285,7 @@ TEST(eval_shard_perplexity_matches_bruteforce) {
     snprintf(tokp, sizeof tokp, "%s/prep/tokenizer.bpe", dir);
     Tokenizer *tk = tok_load(tokp);
     int S = 32;
-    Model *m = tiny_model("dense", tok_vocab_size(tk), S, 1);
+    Model *m = eval_tiny_model("dense", tok_vocab_size(tk), S, 1);
     Task *t = task_load(spec, NULL);
     Scorer *sc = scorer_new(m, 128);
     TaskResult res[1];
@@ -445,20 +425,10 @@ TEST(eval_cli_end_to_end) {
     kernels_init(2);
     char dir[256], tokp[400], tok2[400], ck[400], task[512], cmd[3000];
     snprintf(dir, sizeof dir, "%s/eval_cli", test_tmpdir());
-    mkdir_p(dir);
-    Tokenizer *tk = tiny_tok(300), *tk2 = tiny_tok(280);
-    snprintf(tokp, sizeof tokp, "%s/tok.bpe", dir);
+    REQUIRE(eval_tiny_ckpt(dir, "dense", 7, ck, sizeof ck, tokp, sizeof tokp) == 0);
+    Tokenizer *tk2 = eval_tiny_tok(280);
     snprintf(tok2, sizeof tok2, "%s/other.bpe", dir);
-    tok_save(tk, tokp);
     tok_save(tk2, tok2);
-    Model *m = tiny_model("dense", tok_vocab_size(tk), 64, 1);
-    snprintf(m->cfg.tokenizer, sizeof m->cfg.tokenizer, "%s", tokp);
-    CkptMeta meta = {0};
-    ckpt_meta_put_i64(&meta, "step", 7);
-    ckpt_meta_put_u64(&meta, "tok_hash", tok_hash(tk));
-    snprintf(ck, sizeof ck, "%s/ckpt-7.aoec", dir);
-    char err[256];
-    REQUIRE(ckpt_save(ck, m, NULL, &meta, 0, err, sizeof err) == 0);  // parameters only: all eval needs
     write_tmp("eval_cli_task.jsonl", mc_jsonl, task, sizeof task);
     snprintf(cmd, sizeof cmd, "%s eval %s %s --tasks %s,%s --out %s/out --threads 1", aoe_bin(), ck, ck, task, task, dir);
     char *out, *er;
@@ -514,8 +484,7 @@ TEST(eval_cli_end_to_end) {
     run_capture(cmd, &again, NULL);
     CHECK(!strcmp(out, again));  // seeded
     free(again); free(out); free(er);
-    model_free(m);
-    tok_free(tk); tok_free(tk2);
+    tok_free(tk2);
 }
 
 // The registered tasks load from the shipped data/tasks (run from the repository root) with the
@@ -526,7 +495,8 @@ TEST(eval_registered_tasks_load) {
         {"arc_easy", 2376, TK_MC, "\nAnswer:"}, {"arc_challenge", 1172, TK_MC, "\nAnswer:"},
         {"piqa", 1838, TK_MC, "\nAnswer:"}, {"winogrande", 1267, TK_PARTIAL, NULL},
         {"boolq", 3270, TK_MC, "?\nAnswer:"}, {"lambada_openai", 5153, TK_CLOZE, NULL},
-        {"hellaswag", 10042, TK_MC, NULL}, {"blimp", 3350, TK_PAIR, NULL},
+        {"hellaswag", 10042, TK_MC, NULL}, {"blimp", 67000, TK_PAIR, NULL},
+        {"copa", 100, TK_MC, " therefore"}, {"openbookqa", 500, TK_MC, NULL},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         Task *t = task_load(want[i].name, "data/tasks");
@@ -554,17 +524,14 @@ TEST(eval_registered_tasks_load) {
     CHECK_EQ_INT(t->n_groups, 67);
     task_free(t);
     t = task_load("blimp_adjunct_island", "data/tasks");
-    CHECK_EQ_INT(t->n, 50);
+    CHECK_EQ_INT(t->n, 1000);
     CHECK_EQ_INT(t->n_groups, 0);
     task_free(t);
     t = task_load("wikitext", "data/tasks");
     CHECK(t->kind == TK_PPL && t->n_docs > 50);
     CHECK_STR_CONTAINS(t->docs[0], " = Robert <unk> =\n");
     task_free(t);
-    if (file_exists("../shared/data/llmfoundry-icl/copa.jsonl")) {
-        t = task_load("copa", NULL);
-        CHECK(!strcmp(t->items[0].ctx, "The man turned on the faucet therefore"));
-        CHECK_EQ_INT(t->n, 100);
-        task_free(t);
-    }
+    t = task_load("copa", NULL);
+    CHECK(!strcmp(t->items[0].ctx, "The man turned on the faucet therefore"));
+    task_free(t);
 }

@@ -78,7 +78,7 @@ TEST(train_cli_lowers_loss_deterministically) {
     int na = 0, nb = 0;
     for (int run = 0; run < 2; run++) {
         rc = aoe_run(&out, &err,
-                     "train configs/quickstart.json model.d_model=64 model.n_layer=2 model.n_head=2 "
+                     "train configs/quickstart-dense.json model.d_model=64 model.n_layer=2 model.n_head=2 "
                      "model.seq_len=64 model.ffn.d_ff=128 train.steps=80 train.warmup=10 train.log_every=10 "
                      "train.eval_every=40 train.eval_batches=2 train.ckpt_every=0 train.threads=1 "
                      "data.train='%s/tr-data/train-*.shard' data.val='%s/tr-data/val-*.shard' "

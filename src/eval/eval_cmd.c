@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "  --out DIR          report directory (default eval-out): results.json + report.md for one\n"
             "                     checkpoint, DIR/<label>/results.json + DIR/report.md for several\n"
             "  --data-dir DIR     where task files are looked up first (then $AOE_DATA_DIR, ./data/tasks,\n"
-            "                     <aoe dir>/data/tasks, ../shared/data)\n"
+            "                     <aoe dir>/data/tasks, <aoe dir>/../share/aoe/tasks); a registered task\n"
+            "                     whose data is found nowhere is reported \"not available\" and skipped\n"
             "  --batch-tokens N   positions per forward (default 2048); memory grows with it\n"
             "  --threads N        threads (default: OMP_NUM_THREADS, else all cores)\n"
             "  --tokenizer PATH   tokenizer file (default: the checkpoint config's data.tokenizer); it\n"
@@ -127,10 +128,18 @@ int cmd_eval(int argc, char **argv) {
         ckpts[nck++] = a;
     }
     if (list) {
-        const char *names[64];
-        int n = task_registry_names(names, 64);
-        printf("registered tasks (data searched under --data-dir, $AOE_DATA_DIR, data/tasks, ../shared/data):\n");
-        for (int i = 0; i < n; i++) printf("  %-16s %s\n", names[i], task_registry_desc(names[i]));
+        const char *names[64], *roots[8];
+        int n = task_registry_names(names, 64), nr = task_data_roots(data_dir, roots, 8);
+        printf("registered tasks (data searched under");
+        for (int i = 0; i < nr; i++) printf(" %s", roots[i]);
+        printf("):\n");
+        for (int i = 0; i < n; i++) {
+            char why[4096];
+            Task *t = task_try_load(names[i], data_dir, why, sizeof why);
+            printf("  %-16s %s\n  %-16s %s%s\n", names[i], task_registry_desc(names[i]), "",
+                   t ? "available: " : "not available: ", t ? t->path : why);
+            task_free(t);
+        }
         printf("groups: paper = arc_easy,piqa,winogrande,hellaswag; small = arc_easy,piqa,winogrande,copa,"
                "lambada_openai,blimp,wikitext; all = every task\n");
         free(ckpts);
@@ -140,11 +149,24 @@ int cmd_eval(int argc, char **argv) {
     const char *arch = kernels_init(threads);
     threads = kernels_threads();
 
-    int nspec = 0;
+    int nspec = 0, navail = 0;
     char **specs = task_expand(tasks_arg, &nspec);
     Task **tasks = xcalloc(nspec, sizeof(Task *));
     // Every task is loaded and checked before any is scored: a bad file fails before any work.
-    for (int i = 0; i < nspec; i++) tasks[i] = task_load(specs[i], data_dir);
+    // A registered task whose data is absent is only reported and skipped.
+    for (int i = 0; i < nspec; i++) {
+        char why[4096];
+        Task *t = task_try_load(specs[i], data_dir, why, sizeof why);
+        if (!t) {
+            fprintf(stderr, "aoe eval: task %s: not available: %s\n", specs[i], why);
+            free(specs[i]);
+            continue;
+        }
+        tasks[navail] = t;
+        specs[navail++] = specs[i];
+    }
+    if (!navail) die_input("none of the tasks '%s' is available (see the lines above)", tasks_arg);
+    nspec = navail;
     task_check_unique(tasks, specs, nspec);
     // resolve run directories before any model work
     char **paths = xcalloc(nck, sizeof(char *));

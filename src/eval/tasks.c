@@ -4,7 +4,7 @@
 //   hellaswag   hellaswag-text/*.txt.bz2 (6 lines/item) "{label}: {ctx}" -> endings (preprocessed)
 //   arc_*, boolq, copa, openbookqa, winogrande: llm-foundry ICL jsonl, rewritten to lm-eval prompts
 //   lambada_openai lambada-openai/lambada_test.jsonl   text minus last word -> " " + last word
-//   blimp[_uid] blimp/data/<uid>.jsonl                 "" -> good|bad
+//   blimp[_uid] blimp/data/<uid>.jsonl[.gz]            "" -> good|bad
 //   wikitext    wikitext-2-tokens/test.txt             rolling log-likelihood per article
 // Any other *.jsonl is read in the generic / llm-foundry formats (docs/eval.md); any other file is
 // a perplexity document. Errors name file:line and what was expected, and exit 2.
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "data/loader.h"
 #include "eval/tasks.h"
@@ -145,7 +146,7 @@ char **task_expand(const char *list, int *n_out) {
 }
 
 int task_data_roots(const char *data_dir, const char **roots, int max) {
-    static char exe_root[1100];
+    static char exe_root[2][1100];
     int n = 0;
     if (data_dir && n < max) roots[n++] = data_dir;
     const char *env = getenv("AOE_DATA_DIR");
@@ -153,30 +154,34 @@ int task_data_roots(const char *data_dir, const char **roots, int max) {
     if (n < max) roots[n++] = "data/tasks";
     char exe[1024];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k > 0 && n < max) {
+    if (k > 0) {
         exe[k] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
-        snprintf(exe_root, sizeof exe_root, "%s/data/tasks", exe);
-        roots[n++] = exe_root;
+        // next to the binary (a build in the repository) and PREFIX/share/aoe/tasks (make install)
+        snprintf(exe_root[0], sizeof exe_root[0], "%s/data/tasks", exe);
+        snprintf(exe_root[1], sizeof exe_root[1], "%s/../share/aoe/tasks", exe);
+        for (int i = 0; i < 2 && n < max; i++) roots[n++] = exe_root[i];
     }
-    if (n < max) roots[n++] = "../shared/data";
     return n;
 }
 
-// First root under which `rel` exists; dies listing the places it looked.
-static void resolve(const char *rel, const char *data_dir, char *out, size_t cap) {
+// First root under which `rel` exists (0), else -1 with `why` saying where it looked and how to
+// get the file.
+static int resolve(const char *rel, const char *data_dir, char *out, size_t cap, char *why, size_t wcap) {
     const char *roots[8];
     int n = task_data_roots(data_dir, roots, 8);
     char tried[4096] = "";
     for (int i = 0; i < n; i++) {
         snprintf(out, cap, "%s/%s", roots[i], rel);
-        if (file_exists(out) || is_directory(out)) return;
+        if (file_exists(out) || is_directory(out)) return 0;
         strncat(tried, " ", sizeof tried - strlen(tried) - 1);
-        strncat(tried, out, sizeof tried - strlen(tried) - 1);
+        strncat(tried, roots[i], sizeof tried - strlen(tried) - 1);
     }
-    die_input("task data '%s' not found (looked at:%s); pass --data-dir DIR (a copy of the shared "
-              "benchmark directory) or set AOE_DATA_DIR", rel, tried);
+    snprintf(why, wcap, "'%s' is under none of the data roots (%s); it ships in the repository's "
+             "data/tasks: run from the repository root, `make install`, or pass --data-dir "
+             "<repository>/data/tasks", rel, tried + 1);
+    return -1;
 }
 
 // ---- items ----------------------------------------------------------------------------------
@@ -460,15 +465,20 @@ static char *slurp_cmd(const char *cmd, size_t *len) {
     return b;
 }
 
-static Task *load_hellaswag(const char *path, const char *name) {
+// NULL with `why` when the .bz2 cannot be decompressed (no bzip2 program).
+static Task *load_hellaswag(const char *path, const char *name, char *why, size_t wcap) {
     size_t len;
     char *text;
     if (ends_with(path, ".bz2")) {
         if (strchr(path, '\'')) die_input("%s: path must not contain a quote", path);
         char cmd[2200];
-        snprintf(cmd, sizeof cmd, "bzip2 -dc '%s'", path);
+        snprintf(cmd, sizeof cmd, "bzip2 -dc '%s' 2>/dev/null", path);
         text = slurp_cmd(cmd, &len);
-        if (!text) die_input("%s: could not decompress with `bzip2 -dc` (is bzip2 installed?)", path);
+        if (!text) {
+            snprintf(why, wcap, "%s could not be decompressed with `bzip2 -dc`; install bzip2 "
+                     "(apt-get install bzip2, part of `make deps`)", path);
+            return NULL;
+        }
     } else
         text = read_file(path, &len);
     Task *t = task_new(name, TK_MC, path);
@@ -498,9 +508,29 @@ static Task *load_hellaswag(const char *path, const char *name) {
     return t;
 }
 
+// Whole file, gzip-compressed or plain (zlib reads both); NUL-terminated, dies on a read error.
+static char *read_maybe_gz(const char *path, size_t *len) {
+    gzFile g = gzopen(path, "rb");
+    if (!g) die_input("%s: cannot open", path);
+    size_t cap = 1 << 16, n = 0;
+    char *b = xmalloc(cap);
+    for (int got; (got = gzread(g, b + n, (unsigned)(cap - n - 1))) > 0;) {
+        n += (size_t)got;
+        if (n + 1 >= cap) b = xrealloc(b, cap *= 2);
+    }
+    int err;
+    const char *msg = gzerror(g, &err);
+    if (err != Z_OK && err != Z_BUF_ERROR) die_input("%s: %s (expected gzip or plain text)", path, msg);
+    gzclose(g);
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-// BLiMP: every <dir>/*.jsonl is one paradigm (sub-task); `only` selects one.
+// BLiMP: every <dir>/*.jsonl (or .jsonl.gz, as shipped) is one paradigm (sub-task); `only`
+// selects one. A paradigm present both plain and compressed is read once (the plain file).
 static Task *load_blimp(const char *dir, const char *name, const char *only) {
     Task *t = task_new(name, TK_PAIR, dir);
     t->main_metric = "acc";
@@ -509,21 +539,23 @@ static Task *load_blimp(const char *dir, const char *name, const char *only) {
     char **files = NULL;
     int nf = 0;
     for (struct dirent *e; (e = readdir(d));)
-        if (ends_with(e->d_name, ".jsonl")) {
+        if (ends_with(e->d_name, ".jsonl") || ends_with(e->d_name, ".jsonl.gz")) {
             files = xrealloc(files, sizeof(char *) * (nf + 1));
             files[nf++] = xstrdup(e->d_name);
         }
     closedir(d);
-    qsort(files, nf, sizeof(char *), cmp_str);
+    qsort(files, nf, sizeof(char *), cmp_str);  // "x.jsonl" sorts before "x.jsonl.gz"
     int kind = TK_PAIR;
+    char prev[256] = "";
     for (int i = 0; i < nf; i++) {
         char uid[256];
-        snprintf(uid, sizeof uid, "%.*s", (int)(strlen(files[i]) - 6), files[i]);
-        if (only && strcmp(uid, only)) { free(files[i]); continue; }
+        snprintf(uid, sizeof uid, "%.*s", (int)(strstr(files[i], ".jsonl") - files[i]), files[i]);
+        if ((only && strcmp(uid, only)) || !strcmp(uid, prev)) { free(files[i]); continue; }
+        snprintf(prev, sizeof prev, "%s", uid);
         char p[2400];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         size_t len;
-        char *text = read_file(p, &len);
+        char *text = read_maybe_gz(p, &len);
         parse_jsonl_into(t, text, len, p, &kind, group_index(t, uid));
         free(text); free(files[i]);
     }
@@ -642,7 +674,7 @@ static void rewrite(Task *t, const TaskDef *d) {
     }
 }
 
-Task *task_load(const char *spec, const char *data_dir) {
+Task *task_try_load(const char *spec, const char *data_dir, char *why, size_t wcap) {
     if (!strncmp(spec, "shards:", 7)) {
         if (!spec[7]) die_input("task '%s': expected shards:FILE_OR_GLOB[,...]", spec);
         Task *t = task_new("shards", TK_PPL, spec + 7);
@@ -657,28 +689,27 @@ Task *task_load(const char *spec, const char *data_dir) {
     char path[2048];
     if (!d && !strncmp(spec, "blimp_", 6) && !strchr(spec, '/')) {
         d = find_def("blimp");
-        resolve(d->rel, data_dir, path, sizeof path);
-        Task *t = load_blimp(path, spec, spec + 6);
-        return t;
+        if (resolve(d->rel, data_dir, path, sizeof path, why, wcap)) return NULL;
+        return load_blimp(path, spec, spec + 6);
     }
     if (d) {
-        resolve(d->rel, data_dir, path, sizeof path);
+        if (resolve(d->rel, data_dir, path, sizeof path, why, wcap)) return NULL;
         Task *t;
         switch (d->fmt) {
         case F_PIQA: t = load_piqa(path, d->name); break;
-        case F_HSWAG: t = load_hellaswag(path, d->name); break;
+        case F_HSWAG: t = load_hellaswag(path, d->name, why, wcap); break;
         case F_BLIMP: t = load_blimp(path, d->name, NULL); break;
         case F_WIKITEXT: t = load_wikitext(path, d->name); break;
         default: {
             size_t len;
-            char *text = read_file(path, &len);
+            char *text = read_maybe_gz(path, &len);
             t = task_parse_jsonl(text, len, path);
             free(text);
             snprintf(t->name, sizeof t->name, "%s", d->name);
             rewrite(t, d);
         }
         }
-        t->main_metric = d->main_metric;
+        if (t) t->main_metric = d->main_metric;
         return t;
     }
     if (!file_exists(spec)) die_input("task '%s': no such task or file", spec);
@@ -701,5 +732,12 @@ Task *task_load(const char *spec, const char *data_dir) {
     Task *t = task_new(name, TK_PPL, spec);
     push_doc(t, text);  // a raw text file is one document
     if (!t->n_docs) die_input("%s: no text to score (empty or whitespace only)", spec);
+    return t;
+}
+
+Task *task_load(const char *spec, const char *data_dir) {
+    char why[4096];
+    Task *t = task_try_load(spec, data_dir, why, sizeof why);
+    if (!t) die_input("task '%s': not available: %s", spec, why);
     return t;
 }

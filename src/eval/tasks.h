@@ -49,6 +49,9 @@ char **task_expand(const char *list, int *n_out);
 // file in the generic / llm-foundry formats, or a text file (perplexity). Dies with
 // "file:line: what was expected" on malformed content.
 Task *task_load(const char *spec, const char *data_dir);
+// As task_load, but a registered task whose data is not available (file under no data root,
+// bzip2 missing) returns NULL with `why` saying where it looked and how to get it.
+Task *task_try_load(const char *spec, const char *data_dir, char *why, size_t wcap);
 void task_free(Task *t);
 // The results key of sub-task g of t ("<task>_<group>", "blimp_<paradigm>"), or of t itself (g < 0).
 void task_result_name(const Task *t, int g, char *buf, size_t n);
@@ -57,7 +60,7 @@ void task_check_unique(Task *const *t, char *const *specs, int n);
 // Parses generic / llm-foundry JSONL text (used by task_load and by tests). name is for messages.
 Task *task_parse_jsonl(const char *text, size_t len, const char *name);
 // Search path for task data: data_dir (if set), $AOE_DATA_DIR, ./data/tasks, <exe dir>/data/tasks,
-// ../shared/data. Fills roots[], returns their count.
+// <exe dir>/../share/aoe/tasks (make install). Fills roots[], returns their count.
 int task_data_roots(const char *data_dir, const char **roots, int max);
 // lm-eval's wikitext detokenizer (undoes " @-@ ", " , ", "( x )" spacing); malloc'd.
 char *wikitext_detokenize(const char *s);
