@@ -1,6 +1,8 @@
 // eval_cmd.c — `aoe eval CKPT... [--tasks ...]`: loads the tasks once, then for each checkpoint
 // loads the model and its tokenizer (refusing one whose identity differs from the checkpoint's),
 // runs every task and writes results.json (lm-eval's shape) and a report.md comparison table.
+#include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +21,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
             "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
-            "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--load-stats] [--list-tasks]\n"
+            "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--load-stats] [--log-samples]\n"
+            "                [--list-tasks]\n"
             "\n"
             "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
@@ -43,7 +46,10 @@ static void usage(FILE *f) {
             "  --load-stats       MoE/AoE: per task and sparse layer, expert counts, Ent_load, Ent_conf and\n"
             "                     max-min load on the task's real tokens, into load_stats.json next to\n"
             "                     results.json (docs/eval.md)\n"
-            "  --list-tasks       print the registered tasks and exit\n");
+            "  --log-samples      also write samples_<task>.jsonl beside results.json: per document its\n"
+            "                     (context, continuation) requests, per-choice [loglikelihood, is_greedy],\n"
+            "                     target and metrics, as lm-evaluation-harness's --log_samples\n"
+            "  --list-tasks       print the registered tasks and whether their data was found, and exit\n");
 }
 
 static int parse_int(const char *opt, const char *v, long lo, long hi) {
@@ -97,7 +103,7 @@ static void write_text(const char *dir, const char *name, const char *text) {
 int cmd_eval(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL, *prec = NULL;
-    int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0;
+    int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0, log_samples = 0;
     uint64_t seed = 1234;
     int load_stats = 0;
     const char **ckpts = xcalloc(argc + 1, sizeof(char *));
@@ -107,6 +113,7 @@ int cmd_eval(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--list-tasks")) { list = 1; continue; }
         if (!strcmp(a, "--load-stats")) { load_stats = 1; continue; }
+        if (!strcmp(a, "--log-samples")) { log_samples = 1; continue; }
         if (a[0] == '-' && a[1]) {
             if (!v) { fprintf(stderr, "aoe eval: %s needs a value\n", a); usage(stderr); return 2; }
             if (!strcmp(a, "--tasks")) tasks_arg = v;
@@ -178,7 +185,29 @@ int cmd_eval(int argc, char **argv) {
 
     EvalSettings st = {tasks_arg, limit, shots, budget, threads, seed, data_dir};
     CkptResults *cr = xcalloc(nck, sizeof(CkptResults));
-    int max_res = 256;
+    char **dirs = xcalloc(nck, sizeof(char *));  // where each checkpoint's files go
+    for (int k = 0; k < nck; k++) {
+        char *l = make_label(paths[k]);
+        for (int j = 0; j < k; j++)
+            if (!strcmp(cr[j].label, l)) {
+                char b[1200];
+                snprintf(b, sizeof b, "%s#%d", l, k + 1);
+                free(l);
+                l = xstrdup(b);
+                break;
+            }
+        cr[k].label = l;
+        if (nck == 1) dirs[k] = xstrdup(out_dir);
+        else {
+            char sub[2048], clean[1200];
+            snprintf(clean, sizeof clean, "%s", l);
+            for (char *p = clean; *p; p++)
+                if (*p == '/' || *p == '#') *p = '_';
+            snprintf(sub, sizeof sub, "%s/%s", out_dir, clean);
+            if (mkdir_p(sub)) die("%s: cannot create directory", sub);
+            dirs[k] = xstrdup(sub);
+        }
+    }
     for (int k = 0; k < nck; k++) {
         double t0 = now_sec();
         CkptMeta meta;
@@ -195,7 +224,9 @@ int cmd_eval(int argc, char **argv) {
         double flops;
         model_count(&m->cfg, m->V, &c->params_total, &c->params_active, &flops);
         c->config_json = config_to_json(&m->cfg);
-        c->res = xcalloc(max_res, sizeof(TaskResult));
+        int cap = 0;  // results grow with the tasks: no fixed limit
+        for (int i = 0; i < nspec; i++) cap += eval_task_count(tasks[i]);
+        c->res = xcalloc(cap, sizeof(TaskResult));
         for (int i = 0; i < nspec; i++)  // shards tasks need this checkpoint's tokenizer: checked before scoring
             if (tasks[i]->shards) {
                 Loader *L = loader_open(tasks[i]->shards, m->cfg.seq_len, 1, 0, 0, 0, 1);
@@ -216,7 +247,23 @@ int cmd_eval(int argc, char **argv) {
             if (limit > 0 && tasks[i]->n_groups > 1 && k == 0)
                 fprintf(stderr, "aoe eval: %s: --limit %d applies to each of its %d sub-tasks\n", tasks[i]->name, limit,
                         tasks[i]->n_groups);
-            int got = eval_task(sc, tk, tasks[i], limit, shots, seed, c->res + c->n_res, max_res - c->n_res);
+            AtomicFile af = {0};
+            if (log_samples) {
+                char p[2400], name[sizeof tasks[i]->name];
+                snprintf(name, sizeof name, "%s", tasks[i]->name);
+                for (char *q = name; *q; q++)
+                    if (!(isalnum((unsigned char)*q) || *q == '.' || *q == '-' || *q == '_')) *q = '_';
+                snprintf(p, sizeof p, "%s/samples_%s.jsonl", dirs[k], name);
+                if (atomic_open(&af, p)) die("%s: cannot write: %s", p, strerror(errno));
+            }
+            int got = eval_task_logged(sc, tk, tasks[i], limit, shots, seed, c->res + c->n_res, cap - c->n_res,
+                                       log_samples ? af.f : NULL);
+            if (got < 0) {
+                if (log_samples) atomic_abort(&af);
+                die_input("%s: the model's log-likelihoods are not finite (task %s); refusing to score it "
+                          "(a diverged or corrupt checkpoint)", c->path, tasks[i]->name);
+            }
+            if (log_samples && atomic_commit(&af)) die("%s: cannot write: %s", af.path, strerror(errno));
             const TaskResult *r = &c->res[c->n_res];
             const Metric *mm = result_metric(r, r->main_metric);
             fprintf(stderr, "aoe eval: %s: %-16s %s = %.4f (n=%d, %.1f s, %.0f tok/s, %.0f%% padding)\n", c->path,
@@ -242,34 +289,14 @@ int cmd_eval(int argc, char **argv) {
         tok_free(tk);
         model_free(m);
     }
-    // labels (unique) and files
     for (int k = 0; k < nck; k++) {
-        char *l = make_label(cr[k].path);
-        for (int j = 0; j < k; j++)
-            if (!strcmp(cr[j].label, l)) {
-                char b[1200];
-                snprintf(b, sizeof b, "%s#%d", l, k + 1);
-                free(l);
-                l = xstrdup(b);
-                break;
-            }
-        cr[k].label = l;
         char *json = results_json(&cr[k], &st);
-        if (nck == 1) {
-            write_text(out_dir, "results.json", json);
-            if (cr[k].load_stats) write_text(out_dir, "load_stats.json", cr[k].load_stats);
-        } else {
-            char sub[2048], clean[1200];
-            snprintf(clean, sizeof clean, "%s", l);
-            for (char *p = clean; *p; p++)
-                if (*p == '/' || *p == '#') *p = '_';
-            snprintf(sub, sizeof sub, "%s/%s", out_dir, clean);
-            if (mkdir_p(sub)) die("%s: cannot create directory", sub);
-            write_text(sub, "results.json", json);
-            if (cr[k].load_stats) write_text(sub, "load_stats.json", cr[k].load_stats);
-        }
+        write_text(dirs[k], "results.json", json);
+        if (cr[k].load_stats) write_text(dirs[k], "load_stats.json", cr[k].load_stats);
         free(json);
+        free(dirs[k]);
     }
+    free(dirs);
     char *md = results_markdown(cr, nck, &st);
     write_text(out_dir, "report.md", md);
     // the comparison table on stdout (up to the "## Checkpoints" section)

@@ -10,6 +10,7 @@
 
 #include "data/loader.h"
 #include "eval/eval_task.h"
+#include "eval/log_samples.h"
 #include "util/common.h"
 
 static char *join(const char *a, const char *b, const char *c) {
@@ -95,7 +96,7 @@ static void set_result(TaskResult *r, const char *name, const Task *t, int n_ori
 }
 
 static int eval_choice_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, int shots,
-                            uint64_t seed, TaskResult *out, int max_out, int S) {
+                            uint64_t seed, TaskResult *out, int max_out, int S, FILE *samples) {
     double t0 = now_sec();
     long tok0 = scorer_tokens(sc), pos0 = scorer_positions(sc);
     int *first = xmalloc(sizeof(int) * (n + 1));
@@ -142,10 +143,16 @@ static int eval_choice_task(Scorer *sc, const Tokenizer *tk, const Task *t, int 
         progress_update(&p, done_items);
     }
     progress_end(&p, n);
-    for (int f = 0; f < nr; f++) res[where[f]] = fs[f];
+    int finite = 1;
+    for (int f = 0; f < nr; f++) {
+        res[where[f]] = fs[f];
+        finite &= isfinite(fs[f].ll) != 0;
+    }
+    if (finite && samples)
+        for (int i = 0; i < n; i++) samples_choice(samples, t, i, shots, seed, seqs + first[i], res + first[i], clen + first[i]);
 
-    int ng = t->n_groups > 1 ? t->n_groups : 1, nout = 0;
-    for (int g = -1; g < ng && nout < max_out; g++) {
+    int ng = t->n_groups > 1 ? t->n_groups : 1, nout = finite ? 0 : -1;
+    for (int g = -1; finite && g < ng && nout < max_out; g++) {
         if (g >= 0 && t->n_groups <= 1) break;
         // g = -1: the whole task; g >= 0: sub-task of group g
         int m = 0;
@@ -213,7 +220,8 @@ static int rolling_windows(const int32_t *full /*[EOT]+tokens*/, int ntok, int S
     return nw;
 }
 
-static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, TaskResult *out, int S) {
+static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, TaskResult *out, int S,
+                         FILE *samples) {
     double t0 = now_sec();
     long tok0 = scorer_tokens(sc), pos0 = scorer_positions(sc);
     double nll = 0, words = 0, bytes = 0, ntoks = 0;
@@ -231,7 +239,10 @@ static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, 
         int nw = rolling_windows(full, nt, S, w);
         SeqScore *r = xmalloc(sizeof(SeqScore) * (nw ? nw : 1));
         scorer_run(sc, w, nw, r);
-        for (int i = 0; i < nw; i++) nll -= r[i].ll;
+        double ll = 0;
+        for (int i = 0; i < nw; i++) ll += r[i].ll;
+        nll -= ll;
+        if (samples && isfinite(ll)) samples_rolling(samples, d, doc, ll, count_words(doc), (double)len, nt);
         words += count_words(doc);
         bytes += len;
         ntoks += nt;
@@ -239,6 +250,7 @@ static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, 
         progress_update(&p, d + 1);
     }
     progress_end(&p, n);
+    if (!isfinite(nll)) return -1;
     set_result(out, t->name, t, t->n_docs, 0);
     out->n = n;
     metrics_ppl(out, nll, words, bytes, ntoks);
@@ -251,7 +263,8 @@ static int eval_ppl_task(Scorer *sc, const Tokenizer *tk, const Task *t, int n, 
 // Held-out shards: the loader's windows (seq_len+1 tokens, unshuffled), all S targets scored —
 // the same quantity as the training validation loss, plus per-byte and per-word normalisations
 // (bytes and words of the decoded targets; EOT counts as no byte).
-static int eval_shard_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, TaskResult *out, int S) {
+static int eval_shard_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, TaskResult *out, int S,
+                           FILE *samples) {
     double t0 = now_sec();
     long tok0 = scorer_tokens(sc), pos0 = scorer_positions(sc);
     Loader *L = loader_open(t->shards, S, 1, 0, 0, 0, 1);
@@ -285,12 +298,16 @@ static int eval_shard_task(Scorer *sc, const Tokenizer *tk, const Task *t, int l
             ntok += S;
         }
         scorer_run(sc, seqs, k, r);
-        for (int i = 0; i < k; i++) nll -= r[i].ll;
+        for (int i = 0; i < k; i++) {
+            nll -= r[i].ll;
+            if (samples && isfinite(r[i].ll)) samples_window(samples, (long)(g - k + i), t->shards, r[i].ll, S);
+        }
         progress_update(&p, (double)g);
     }
     progress_end(&p, (double)nw);
     loader_close(L);
     free(buf);
+    if (!isfinite(nll)) return -1;
     set_result(out, t->name, t, (int)total, 0);
     out->n = (int)nw;
     metrics_ppl(out, nll, words, bytes, ntok);
@@ -300,13 +317,21 @@ static int eval_shard_task(Scorer *sc, const Tokenizer *tk, const Task *t, int l
     return 1;
 }
 
+int eval_task_count(const Task *t) { return t->kind != TK_PPL && t->n_groups > 1 ? 1 + t->n_groups : 1; }
+
 int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int shots, uint64_t seed,
               TaskResult *out, int max_out) {
+    return eval_task_logged(sc, tk, t, limit, shots, seed, out, max_out, NULL);
+}
+
+int eval_task_logged(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int shots, uint64_t seed,
+                     TaskResult *out, int max_out, FILE *samples) {
     int S = scorer_seq_len(sc);
-    if (t->shards) return eval_shard_task(sc, tk, t, limit, out, S);
+    if (max_out < eval_task_count(t)) die("internal: eval_task needs room for %d results, got %d", eval_task_count(t), max_out);
+    if (t->shards) return eval_shard_task(sc, tk, t, limit, out, S, samples);
     if (t->kind == TK_PPL) {
         int n = limit > 0 && limit < t->n_docs ? limit : t->n_docs;
-        return eval_ppl_task(sc, tk, t, n, out, S);
+        return eval_ppl_task(sc, tk, t, n, out, S, samples);
     }
     if (limit > 0 && t->n_groups > 1) {
         // --limit counts per sub-task, as lm-eval limits each BLiMP paradigm, so every paradigm is
@@ -317,7 +342,7 @@ int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int sho
         int *taken = xcalloc(t->n_groups, sizeof(int));
         for (int i = 0; i < t->n; i++)
             if (taken[t->items[i].group]++ < limit) sub.items[sub.n++] = t->items[i];
-        int got = eval_choice_task(sc, tk, &sub, sub.n, shots, seed, out, max_out, S);
+        int got = eval_choice_task(sc, tk, &sub, sub.n, shots, seed, out, max_out, S, samples);
         // "original" sample counts are the file's, not the subset's (out[0] = task, 1+g = group g)
         memset(taken, 0, sizeof(int) * t->n_groups);
         for (int i = 0; i < t->n; i++) taken[t->items[i].group]++;
@@ -327,5 +352,5 @@ int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int sho
         return got;
     }
     int n = limit > 0 && limit < t->n ? limit : t->n;
-    return eval_choice_task(sc, tk, t, n, shots, seed, out, max_out, S);
+    return eval_choice_task(sc, tk, t, n, shots, seed, out, max_out, S, samples);
 }

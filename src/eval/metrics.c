@@ -39,18 +39,19 @@ static int argmax_d(const double *x, int n) {
     return b;
 }
 
+void item_mc(int n_opts, const double *lls, const int *clen, int gold, double *acc, double *acc_norm) {
+    int k = n_opts < 256 ? n_opts : 256;
+    double norm[256];
+    *acc = argmax_d(lls, k) == gold;
+    if (!acc_norm) return;
+    for (int j = 0; j < k; j++) norm[j] = lls[j] / (clen[j] > 0 ? clen[j] : 1);
+    *acc_norm = argmax_d(norm, k) == gold;
+}
+
 void metrics_mc(TaskResult *r, int n, const int *n_opts, const double *const *lls,
                 const int *const *clen, const int *gold, int with_norm) {
     double *acc = xmalloc(sizeof(double) * (n ? n : 1)), *accn = xmalloc(sizeof(double) * (n ? n : 1));
-    double norm[256];
-    for (int i = 0; i < n; i++) {
-        int k = n_opts[i] < 256 ? n_opts[i] : 256;
-        acc[i] = argmax_d(lls[i], k) == gold[i];
-        if (with_norm) {
-            for (int j = 0; j < k; j++) norm[j] = lls[i][j] / (clen[i][j] > 0 ? clen[i][j] : 1);
-            accn[i] = argmax_d(norm, k) == gold[i];
-        }
-    }
+    for (int i = 0; i < n; i++) item_mc(n_opts[i], lls[i], clen[i], gold[i], &acc[i], with_norm ? &accn[i] : NULL);
     double mu, se;
     r->n = n;
     mean_stderr(acc, n, &mu, &se);

@@ -30,6 +30,9 @@ void mean_stderr(const double *x, int n, double *mean, double *se);
 // clen[i][j] the choice length in characters (acc_norm divisor). with_norm adds acc_norm.
 void metrics_mc(TaskResult *r, int n, const int *n_opts, const double *const *lls,
                 const int *const *clen, const int *gold, int with_norm);
+// One item's acc (argmax of lls is gold, ties to the lowest index) and, if acc_norm != NULL, its
+// acc_norm (argmax of lls[j] / clen[j]).
+void item_mc(int n_opts, const double *lls, const int *clen, int gold, double *acc, double *acc_norm);
 void metrics_cloze(TaskResult *r, int n, const double *ll, const int *greedy);
 void metrics_ppl(TaskResult *r, double nll, double words, double bytes, double tokens);
 const Metric *result_metric(const TaskResult *r, const char *name);

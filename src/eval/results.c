@@ -11,6 +11,7 @@
 
 #include "eval/results.h"
 #include "util/common.h"
+#include "util/json.h"
 
 static const char *output_type(TaskKind k) {
     switch (k) {
@@ -136,7 +137,7 @@ char *results_json(const CkptResults *c, const EvalSettings *s) {
     char secs[32];
     snprintf(secs, sizeof secs, "%.2f", c->seconds);
     cJSON_AddStringToObject(root, "total_evaluation_time_seconds", secs);
-    char *out = cJSON_Print(root);
+    char *out = json_print(root, 1);
     cJSON_Delete(root);
     return out;
 }

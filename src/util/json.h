@@ -18,4 +18,24 @@ cJSON *json_load_file(const char *path);
 typedef void (*JsonlFn)(cJSON *obj, const char *path, int line, void *ctx);
 int jsonl_each(const char *path, JsonlFn fn, void *ctx, const char *what);
 
+// ---- writing: every JSON the tool writes goes through these, so it is valid JSON ----------
+// RFC 8259 has no NaN/Infinity and requires UTF-8: a non-finite number is written as the string
+// "inf", "-inf" or "nan" (documented where such a value can appear, e.g. an overflowing
+// perplexity), and invalid UTF-8 bytes in strings become U+FFFD.
+
+// s with every byte that is not part of a well-formed UTF-8 sequence replaced by U+FFFD (malloc'd).
+char *json_utf8_fix(const char *s);
+// 1 if s is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
+int json_utf8_valid(const char *s);
+// A number, or for a non-finite v the string "inf" / "-inf" / "nan".
+cJSON *json_number(double v);
+// Rewrites a tree in place: non-finite numbers as json_number does, keys and strings with invalid
+// UTF-8 as json_utf8_fix does. Call before cJSON_Print*.
+void json_sanitize(cJSON *j);
+// cJSON_Print (formatted != 0) or cJSON_PrintUnformatted of the sanitized tree (malloc'd).
+char *json_print(cJSON *j, int formatted);
+// printf-style number for hand-written JSON: fmt applied to a finite v, else "\"inf\"" etc.
+// Returns buf (cap >= 32).
+const char *json_fmt(char *buf, size_t cap, const char *fmt, double v);
+
 #endif
