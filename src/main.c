@@ -22,6 +22,7 @@ static const Command commands[] = {
     {"analyze", "post-hoc analyses of a checkpoint: expert-router coupling (erc), expert clusters", cmd_analyze},
     {"sample", "generate text from a checkpoint (temperature, top-k, seed)", cmd_sample},
     {"inspect", "verify a checkpoint or shard and show its header, tables and statistics", cmd_inspect},
+    {"export", "write a checkpoint's parameters as safetensors (for PyTorch: tools/aoe_torch.py)", cmd_export},
     {"bench", "time training steps against the sgemm ceiling measured in the same process", cmd_bench},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

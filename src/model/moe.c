@@ -14,6 +14,7 @@
 
 #include "model/grap.h"
 #include "model/kernels.h"
+#include "util/json.h"
 #include "util/prof.h"
 
 static int expert_parallel_mode = -1;
@@ -401,9 +402,11 @@ static void moe_write_stats(void *self, FILE *f, long step, int layer) {
             L->sel->gate_kind == GATE_SOFTMAX ? "softmax" : "topk_softmax", L->n, L->K);
     select_write_stats(L->sel, f);
     if (L->aoe) {
+        char nb[40];
         fprintf(f, ",\"norm_mean\":[");
         for (int e = 0; e < L->n; e++)
-            fprintf(f, "%s%.6g", e ? "," : "", L->norm_tokens ? L->norm_sum[e] / L->norm_tokens : 0.0);
+            fprintf(f, "%s%s", e ? "," : "",
+                    json_fmt(nb, sizeof nb, "%.6g", L->norm_tokens ? L->norm_sum[e] / L->norm_tokens : 0.0));
         fprintf(f, "]");
     }
     fprintf(f, "}\n");

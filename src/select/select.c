@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json.h"
+
 // ---- the table: one line per method ----
 static const SelectMethod *const methods[] = {
     &select_topk,
@@ -220,11 +222,15 @@ void select_write_stats(const Selection *s, FILE *f) {
     double fw = st->forwards ? (double)st->forwards : 1, tk = st->tokens ? (double)st->tokens : 1;
     fprintf(f, ",\"tokens\":%ld,\"forwards\":%ld,\"counts\":[", st->tokens, st->forwards);
     for (int i = 0; i < n; i++) fprintf(f, "%s%ld", i ? "," : "", st->counts[i]);
-    fprintf(f, "],\"ent_load\":%.6g,\"ent_conf\":%.6g,\"max_minus_min\":%.6g,\"cv\":%.6g,\"dead\":%ld,"
-               "\"dropped\":%ld,\"lb_loss\":%.6g,\"z_loss\":%.6g",
-            ent, st->ent_conf / tk, total ? fmax - fmin : 0.0, cv, dead, st->dropped, st->lb / fw, st->z / fw);
+    char a[40], b[40], c[40], e[40];  // values from a diverged model may be non-finite: valid JSON
+    fprintf(f, "],\"ent_load\":%.6g,\"ent_conf\":%s,\"max_minus_min\":%.6g,\"cv\":%.6g,\"dead\":%ld,"
+               "\"dropped\":%ld,\"lb_loss\":%s,\"z_loss\":%s",
+            ent, json_fmt(a, sizeof a, "%.6g", st->ent_conf / tk), total ? fmax - fmin : 0.0, cv, dead, st->dropped,
+            json_fmt(b, sizeof b, "%.6g", st->lb / fw), json_fmt(c, sizeof c, "%.6g", st->z / fw));
     fprintf(f, ",\"k_mean\":%.6g,\"unrouted\":%ld", st->chosen / tk, st->unrouted);
-    if (s->erc) fprintf(f, ",\"erc_loss\":%.6g,\"erc_eps\":%.6g", st->erc / fw, st->erc_eps / fw);
+    if (s->erc)
+        fprintf(f, ",\"erc_loss\":%s,\"erc_eps\":%s", json_fmt(a, sizeof a, "%.6g", st->erc / fw),
+                json_fmt(e, sizeof e, "%.6g", st->erc_eps / fw));
     if (s->m->write_stats) s->m->write_stats(s, f);
 }
 
