@@ -43,6 +43,13 @@ int precision_parse(const char *setting);
 void kernels_weights_register(const float *w, size_t n);
 void kernels_weights_unregister(const float *w);
 void kernels_weights_changed(const float *w);
+// Operand blocks: the same for an activation that several products read (attention's q, k, v):
+// begin makes its bf16 copy (on all threads), end drops it; the block must not change between
+// them. Serial code only; no-ops in fp32.
+void kernels_operand_begin(const float *x, size_t n);
+void kernels_operand_end(const float *x);
+// fp32 -> bf16 rounding of every bf16 product: nearest even, NaN stays NaN, denormals flush to
+// zero (as the AVX512-BF16 conversion instruction does).
 uint16_t bf16_round(float f);
 float bf16_to_float(uint16_t h);
 

@@ -15,6 +15,7 @@
 // creation and execution), so cores are never oversubscribed.
 #include <cpuid.h>
 #include <dnnl.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,13 +24,16 @@
 #include "model/kernels.h"
 #include "util/common.h"
 
-enum { BF16_EXACT_M = 64, MAX_SHADOWS = 64 };
+enum { BF16_EXACT_M = 64, MAX_SHADOWS = 64, MAX_OPERANDS = 16 };
 
+// Round to nearest even, NaN kept quiet, denormal inputs flushed to signed zero: exactly what
+// AVX512-BF16's VCVTNEPS2BF16 does, so the vector path below and this one agree bit for bit.
 uint16_t bf16_round(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
-    u += 0x7fffu + ((u >> 16) & 1);  // round to nearest, ties to even
+    if (!(u & 0x7f800000u)) return (uint16_t)((u >> 16) & 0x8000);            // zero, denormal
+    u += 0x7fffu + ((u >> 16) & 1);
     return (uint16_t)(u >> 16);
 }
 
@@ -40,15 +44,28 @@ float bf16_to_float(uint16_t h) {
     return f;
 }
 
-// rows x cols of src (row stride ld) into dst (row stride cols); parallel when called serially
-static void to_bf16(uint16_t *dst, const float *src, long rows, long cols, long ld, int parallel) {
-#pragma omp parallel for schedule(static) if (parallel && rows * cols > 32768)
-    for (long i = 0; i < rows; i++) {
-        const float *s = src + i * ld;
-        uint16_t *d = dst + i * cols;
-#pragma omp simd
-        for (long j = 0; j < cols; j++) d[j] = bf16_round(s[j]);
+static void round_row(uint16_t *d, const float *s, long n) {
+    long j = 0;
+#ifdef __AVX512BF16__
+    for (; j + 16 <= n; j += 16) {
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(s + j));
+        _mm256_storeu_si256((__m256i *)(d + j), (__m256i)h);
     }
+#endif
+#pragma omp simd
+    for (long k = j; k < n; k++) d[k] = bf16_round(s[k]);
+}
+
+// rows x cols of src (row stride ld) into dst (row stride dld); on all threads when parallel
+static void to_bf16(uint16_t *dst, long dld, const float *src, long ld, long rows, long cols, int parallel) {
+    if (rows == 1 && parallel && cols > 65536) {  // one long row (a whole block): split it
+        long nt = kernels_threads();
+#pragma omp parallel for schedule(static)
+        for (long t = 0; t < nt; t++) round_row(dst + cols * t / nt, src + cols * t / nt, cols * (t + 1) / nt - cols * t / nt);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (parallel && rows * cols > 65536)
+    for (long i = 0; i < rows; i++) round_row(dst + i * dld, src + i * ld, cols);
 }
 
 // ---- CPU ----
@@ -63,18 +80,18 @@ int kernels_cpu_has_bf16(void) {
     return avx512_bf16 || amx_bf16;
 }
 
-// ---- weight copies ----
+// ---- bf16 copies: weight blocks (for the process) and operand blocks (for a scope) ----
 typedef struct {
-    const float *w;
-    size_t n;
-    uint16_t *h;  // bf16 copy, NULL in fp32 precision
-} Shadow;
-static Shadow shadows[MAX_SHADOWS];
+    const float *w;  // NULL = free slot
+    size_t n, cap;
+    uint16_t *h;     // bf16 copy (NULL for weights in fp32 precision); operand slots keep it for reuse
+} Copy;
+static Copy weights[MAX_SHADOWS], operands[MAX_OPERANDS];
 
 void kernels_weights_register(const float *w, size_t n) {
     for (int i = 0; i < MAX_SHADOWS; i++)
-        if (!shadows[i].w) {
-            shadows[i] = (Shadow){w, n, NULL};
+        if (!weights[i].w) {
+            weights[i] = (Copy){w, n, 0, NULL};
             kernels_weights_changed(w);
             return;
         }
@@ -84,26 +101,45 @@ void kernels_weights_register(const float *w, size_t n) {
 void kernels_weights_unregister(const float *w) {
     if (!w) return;
     for (int i = 0; i < MAX_SHADOWS; i++)
-        if (shadows[i].w == w) { free(shadows[i].h); shadows[i] = (Shadow){0}; }
+        if (weights[i].w == w) { free(weights[i].h); weights[i] = (Copy){0}; }
 }
 
 void kernels_weights_changed(const float *w) {
     for (int i = 0; i < MAX_SHADOWS; i++) {
-        Shadow *s = &shadows[i];
+        Copy *s = &weights[i];
         if (!s->w || (w && s->w != w)) continue;
         if (kernels_precision() != PREC_BF16) { free(s->h); s->h = NULL; continue; }
         if (!s->h) s->h = xmalloc(sizeof(uint16_t) * (s->n ? s->n : 1));
-        // one long row: split by hand so a large block converts on all threads
-        long n = (long)s->n, nt = kernels_threads();
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (long t = 0; t < nt; t++)
-            for (long j = n * t / nt; j < n * (t + 1) / nt; j++) s->h[j] = bf16_round(s->w[j]);
+        to_bf16(s->h, 0, s->w, 0, 1, (long)s->n, 1);
     }
 }
 
-static const uint16_t *shadow_of(const float *p) {
+void kernels_operand_begin(const float *x, size_t n) {
+    if (kernels_precision() != PREC_BF16) return;
+    Copy *s = NULL;
+    for (int i = 0; i < MAX_OPERANDS && !s; i++)  // a free slot, one whose buffer fits first
+        if (!operands[i].w && operands[i].cap >= n) s = &operands[i];
+    for (int i = 0; i < MAX_OPERANDS && !s; i++)
+        if (!operands[i].w) s = &operands[i];
+    if (!s) die("internal: more than %d operand blocks at once", MAX_OPERANDS);
+    if (s->cap < n) { free(s->h); s->h = xmalloc(sizeof(uint16_t) * n); s->cap = n; }
+    s->w = x;
+    s->n = n;
+    to_bf16(s->h, 0, x, 0, 1, (long)n, 1);
+}
+
+void kernels_operand_end(const float *x) {
+    for (int i = 0; i < MAX_OPERANDS; i++)
+        if (operands[i].w == x) { operands[i].w = NULL; return; }
+}
+
+static const uint16_t *copy_of(const float *p) {
+    for (int i = 0; i < MAX_OPERANDS; i++) {
+        const Copy *s = &operands[i];
+        if (s->w && p >= s->w && p < s->w + s->n) return s->h + (p - s->w);
+    }
     for (int i = 0; i < MAX_SHADOWS; i++) {
-        const Shadow *s = &shadows[i];
+        const Copy *s = &weights[i];
         if (s->h && p >= s->w && p < s->w + s->n) return s->h + (p - s->w);
     }
     return NULL;
@@ -227,11 +263,11 @@ static void prim_run(const Prim *p, int M, const uint16_t *A, const uint16_t *B,
 // X lies in a registered block, else converted into per-thread buffer `slot` (leading dimension
 // compacted). *ld gets the leading dimension of what is returned.
 static const uint16_t *operand(const float *X, int ldx, int rows, int cols, int t, int slot, int serial, int *ld) {
-    const uint16_t *h = shadow_of(X);
+    const uint16_t *h = copy_of(X);
     if (h) { *ld = ldx; return h; }
     long r = t ? cols : rows, c = t ? rows : cols;  // stored shape
     uint16_t *buf = tscratch(slot, sizeof(uint16_t) * (size_t)r * c);
-    to_bf16(buf, X, r, c, ldx, serial);
+    to_bf16(buf, c, X, ldx, r, c, serial);
     *ld = (int)c;
     return buf;
 }

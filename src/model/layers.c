@@ -133,6 +133,9 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        int B, int S, int H, int hd) {
     int C = H * hd, bs = att_block;
     float scale = 1.0f / sqrtf((float)hd);
+    size_t n = (size_t)B * S * C;
+    const float *ops[] = {q, k, v};  // each read by several products: one bf16 copy each
+    for (int i = 0; i < 3; i++) kernels_operand_begin(ops[i], n);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -146,6 +149,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 matmul_st(out + base + (long)i0 * C, C, Ab, S, v + base, C, i1 - i0, hd, i1, 0, 0, 1, 0);
             }
         }
+    for (int i = 0; i < 3; i++) kernels_operand_end(ops[i]);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
@@ -153,6 +157,9 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt, const floa
                         int B, int S, int H, int hd) {
     int C = H * hd, bs = att_block;
     float scale = 1.0f / sqrtf((float)hd);
+    size_t n = (size_t)B * S * C;
+    const float *ops[] = {q, k, v, dout};
+    for (int i = 0; i < 4; i++) kernels_operand_begin(ops[i], n);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -186,6 +193,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt, const floa
                           i1 - i0, hd, S - i0, 1, 0, 1, 0);
             }
         }
+    for (int i = 0; i < 4; i++) kernels_operand_end(ops[i]);
 }
 
 void attention_forward_naive(float *out, const float *q, const float *k, const float *v,

@@ -151,9 +151,11 @@ double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, in
         rmsnorm_forward(b->ln1, b->rstd1, b->x, W + b->attn_norm, T, d, eps);
         prof_end(PROF_ELEM, t0);
         t0 = prof_begin();
+        kernels_operand_begin(b->ln1, (size_t)T * d);  // read by three products
         matmul(b->q, d, b->ln1, d, W + b->wq, d, T, d, d, 0, 0, 1, 0);
         matmul(b->k, d, b->ln1, d, W + b->wk, d, T, d, d, 0, 0, 1, 0);
         matmul(b->v, d, b->ln1, d, W + b->wv, d, T, d, d, 0, 0, 1, 0);
+        kernels_operand_end(b->ln1);
         rope_apply(b->q, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
         rope_apply(b->k, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
         attention_forward(b->atty, b->att, b->q, b->k, b->v, B, S, m->H, m->hd);
@@ -215,9 +217,11 @@ void model_backward(Model *m, const int32_t *targets, float loss_scale) {
         attention_backward(m->dq, m->dk, m->dv, m->datt, m->datty, b->q, b->k, b->v, b->att, B, S, m->H, m->hd);
         rope_apply(m->dq, m->cosb, m->sinb, B, S, m->H, m->hd, 1);
         rope_apply(m->dk, m->cosb, m->sinb, B, S, m->H, m->hd, 1);
+        kernels_operand_begin(b->ln1, (size_t)T * d);
         matmul(G + b->wq, d, b->ln1, d, m->dq, d, d, d, T, 1, 0, 1, 1);
         matmul(G + b->wk, d, b->ln1, d, m->dk, d, d, d, T, 1, 0, 1, 1);
         matmul(G + b->wv, d, b->ln1, d, m->dv, d, d, d, T, 1, 0, 1, 1);
+        kernels_operand_end(b->ln1);
         matmul(m->dln, d, m->dq, d, W + b->wq, d, T, d, d, 0, 1, 1, 0);
         matmul(m->dln, d, m->dk, d, W + b->wk, d, T, d, d, 0, 1, 1, 1);
         matmul(m->dln, d, m->dv, d, W + b->wv, d, T, d, d, 0, 1, 1, 1);
