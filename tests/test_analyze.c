@@ -18,7 +18,7 @@ static const char *tiny_run(const char *name, const char *ffn) {
     snprintf(cfg, sizeof cfg, "%s/%s.json", test_tmpdir(), name);
     FILE *f = fopen(cfg, "w");
     fprintf(f, "{\"model\": {\"d_model\": 32, \"n_layer\": 2, \"n_head\": 2, \"seq_len\": 32, \"ffn\": %s},\n"
-               " \"train\": {\"steps\": 6, \"batch_size\": 4, \"log_every\": 3, \"eval_every\": 0, \"warmup\": 2},\n"
+               " \"train\": {\"steps\": 6, \"batch_size\": 4, \"log_every\": 3, \"eval_every\": 0, \"warmup\": 2, \"precision\": \"fp32\"},\n"
                " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"},\n"
                " \"run\": {\"out\": \"%s\"}}\n", ffn, d, d, d, dst);
     fclose(f);

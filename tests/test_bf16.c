@@ -82,6 +82,46 @@ TEST(bf16_matmul_matches_naive_twins) {
     kernels_set_precision(PREC_FP32);
 }
 
+// Products whose per-call rounded operand is large run in row blocks (large A) or column blocks
+// (large B) so the rounding buffers stay small; the blocks must add up to the same product.
+// And the vector rounding (VCVTNEPS2BF16 where built for it) agrees with bf16_round bit for bit:
+// A·I (I exact in bf16, one nonzero term per sum) must reproduce round(A) exactly, denormals,
+// ties and huge values included.
+TEST(bf16_matmul_blocked_and_exact_rounding) {
+    kernels_init(2);
+    kernels_set_precision(PREC_BF16);
+    int K = 4096, Mb = 520, Nb = 8;  // Mb·K > 2^21: two row blocks; likewise for B with N = 520
+    for (int big_b = 0; big_b < 2; big_b++)
+        for (int t = 0; t < 2; t++) {
+            int M = big_b ? Nb : Mb, N = big_b ? Mb : Nb;
+            float *A = test_randn((long)M * K, 1, 20 + t), *B = test_randn((long)K * N, 1, 30 + t);
+            float *C0 = falloc((size_t)M * N), *C = falloc((size_t)M * N), *R = falloc((size_t)M * N);
+            int ta = big_b ? 0 : t, tb = big_b ? t : 0;
+            matmul(C, N, A, ta ? M : K, B, tb ? K : N, M, N, K, ta, tb, 1, 0);
+            matmul_bf16_naive(R, N, A, ta ? M : K, B, tb ? K : N, M, N, K, ta, tb, 1, 0);
+            CHECK_EQ_INT(within_bound(C, R, C0, A, ta ? M : K, B, tb ? K : N, M, N, K, ta, tb, 1, 0, (K + 2) * 0x1p-24), 0);
+            free(A); free(B); free(C0); free(C); free(R);
+        }
+    int M = 40, n = 37;
+    float *A = falloc((size_t)M * n), *I = falloc((size_t)n * n), *C = falloc((size_t)M * n);
+    Rng r;
+    rng_seed(&r, 4);
+    for (int i = 0; i < M * n; i++) {
+        float x = rng_normal(&r) * ldexpf(1.0f, (int)rng_below(&r, 250) - 125);  // 2^-125 .. 2^124: denormal results too
+        if (i % 5 == 0) x = 1.0f + 0x1p-8f * (float)(i % 3);                       // exact ties
+        if (i % 7 == 0) x = ldexpf(1.0f, -130) * (float)(i % 11);                  // denormal inputs
+        A[i] = x;
+    }
+    for (int i = 0; i < n; i++) I[(long)i * n + i] = 1;
+    matmul(C, n, A, n, I, n, M, n, n, 0, 0, 1, 0);
+    int bad = 0;
+    for (int i = 0; i < M * n; i++) bad += C[i] != bf16_to_float(bf16_round(A[i]));
+    CHECK_EQ_INT(bad, 0);
+    CHECK(bf16_round(ldexpf(1.0f, -130)) == 0 && bf16_round(-ldexpf(1.0f, -130)) == 0x8000);
+    free(A); free(I); free(C);
+    kernels_set_precision(PREC_FP32);
+}
+
 // Products inside an OpenMP loop (matmul_st, one thread each) equal the same call made alone,
 // and a repeated product is bit-identical.
 TEST(bf16_matmul_st_in_parallel_loop_reproducible) {

@@ -319,6 +319,21 @@ TEST(ckpt_kill_resume_identical_sparse) {
     sparse_resume("aoe", "model.ffn.type=aoe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32 model.ffn.d_low=8");
 }
 
+// bf16 products (train.precision=bf16: oneDNN, bf16 weight copies derived after each step and
+// after loading): two runs with the same seed are bit-identical, and so is kill -9 + --resume.
+TEST(ckpt_kill_resume_identical_bf16) {
+    REQUIRE(rt_fresh_run("ref2-bf16-dense", "train.precision=bf16") == 0);
+    sparse_resume("bf16-dense", "train.precision=bf16");
+    CHECK(same_payload(rt_rel("ref2-bf16-dense", "ckpt-30.aoec"), rt_rel("ref-bf16-dense", "ckpt-30.aoec")));
+    size_t n;
+    char *js = rt_slurp(rt_rel("kill-bf16-dense", "config.json"), &n), *mt = rt_slurp(rt_rel("kill-bf16-dense", "metrics.jsonl"), &n);
+    CHECK_STR_CONTAINS(js, "\"precision\":\t\"bf16\"");
+    CHECK_STR_CONTAINS(mt, "\"precision\":\"bf16\"");
+    free(js); free(mt);
+    sparse_resume("bf16-moe", "train.precision=bf16 model.ffn.type=moe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32");
+    sparse_resume("bf16-aoe", "train.precision=bf16 model.ffn.type=aoe model.ffn.n_experts=4 model.ffn.top_k=2 model.ffn.d_ff=32 model.ffn.d_low=8");
+}
+
 TEST(ckpt_resume_refusals) {
     REQUIRE(rt_fresh_run("refuse", "train.steps=10") == 0);
     char *err, args[1200];

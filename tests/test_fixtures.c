@@ -53,7 +53,7 @@ const char *test_tiny_run(void) {
     fprintf(f, "{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16,\n"
                "  \"ffn\": {\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 16}},\n"
                " \"train\": {\"steps\": 4, \"batch_size\": 2, \"log_every\": 1, \"eval_every\": 2, \"eval_batches\": 1,"
-               " \"warmup\": 1, \"threads\": 1},\n"
+               " \"warmup\": 1, \"threads\": 1, \"precision\": \"fp32\"},\n"
                " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"},\n"
                " \"run\": {\"out\": \"%s/tinyrun\"}}\n", d, d, d, test_tmpdir());
     fclose(f);

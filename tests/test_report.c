@@ -38,7 +38,7 @@ static void fake_run(const char *root, const char *name, const char *type, int d
     if (system(p)) return;
     snprintf(p, sizeof p, "%s/config.json", d);
     put(p, "{\"model\": {\"d_model\": 64, \"ffn\": {\"type\": \"%s\", \"d_low\": %d, \"lb_coef\": 0.01, \"select\": \"topk\"}},\n"
-           " \"train\": {\"steps\": 20, \"seed\": %d, \"lr\": 0.00200000009},\n"
+           " \"train\": {\"steps\": 20, \"seed\": %d, \"lr\": 0.00200000009, \"precision\": \"fp32\"},\n"
            " \"data\": {\"val\": \"/nonexistent/val-*.shard\", \"tokenizer\": \"/nonexistent/tok.bpe\"},\n"
            " \"run\": {\"out\": \"%s\"}}", type, d_low, seed, d);
     snprintf(p, sizeof p, "%s/metrics.jsonl", d);
@@ -234,7 +234,7 @@ TEST(report_sweep_resume_skip) {
     put(cfg, "{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16,\n"
              "  \"ffn\": {\"type\": \"aoe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 16, \"d_low\": 4}},\n"
              " \"train\": {\"steps\": 4, \"batch_size\": 2, \"log_every\": 1, \"eval_every\": 2, \"eval_batches\": 1,"
-             " \"warmup\": 1, \"ckpt_every\": 2},\n"
+             " \"warmup\": 1, \"ckpt_every\": 2, \"precision\": \"fp32\"},\n"
              " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"}}\n",
         d, d, d);
     if (!realpath(aoe_bin(), bin)) snprintf(bin, sizeof bin, "%s", aoe_bin());
@@ -304,7 +304,7 @@ TEST(report_bpb_recorded_at_train_time) {
     REQUIRE(system(cmd) == 0);
     snprintf(p, sizeof p, "%s/bpb.json", test_tmpdir());
     put(p, "{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16, \"ffn\": {\"d_ff\": 32}},\n"
-           " \"train\": {\"steps\": 2, \"batch_size\": 2, \"eval_batches\": 3, \"warmup\": 1, \"threads\": 1},\n"
+           " \"train\": {\"steps\": 2, \"batch_size\": 2, \"eval_batches\": 3, \"warmup\": 1, \"threads\": 1, \"precision\": \"fp32\"},\n"
            " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"},\n"
            " \"run\": {\"out\": \"%s\"}}\n", data, data, data, run);
     int rc = aoe_run(&out, &err, "train %s", p);

@@ -48,7 +48,7 @@ const char *rt_config_file(void) {
     FILE *f = fopen(path, "w");
     fprintf(f, "{\"model\": {\"d_model\": 32, \"n_layer\": 2, \"n_head\": 2, \"seq_len\": 32, \"ffn\": {\"type\": \"dense\", \"d_ff\": 64}},\n"
                " \"train\": {\"steps\": 30, \"batch_size\": 4, \"ckpt_every\": 5, \"log_every\": 3, \"eval_every\": 10,"
-               " \"eval_batches\": 2, \"warmup\": 5, \"keep_ckpts\": 2},\n"
+               " \"eval_batches\": 2, \"warmup\": 5, \"keep_ckpts\": 2, \"precision\": \"fp32\"},\n"
                " \"data\": {\"train\": \"%s/train-*.shard\", \"val\": \"%s/val-*.shard\", \"tokenizer\": \"%s/tokenizer.bpe\"}}\n",
             d, d, d);
     fclose(f);

@@ -9,7 +9,7 @@ char *rt_slurp(const char *path, size_t *n);                // whole file, NUL-t
 void rt_spit(const char *path, const void *b, size_t n);    // writes a file
 int rt_sh(const char *cmd, char **out, char **err);         // run_capture
 const char *rt_data_dir(void);                              // the tiny fixture data
-// A dense 2-layer config on the tiny data: 30 steps, checkpoints every 5, keep 2, eval every 10.
+// A dense 2-layer fp32 config on the tiny data: 30 steps, checkpoints every 5, keep 2, eval every 10.
 const char *rt_config_file(void);
 const char *rt_abs_bin(void);
 // `aoe train ARGS` in the scratch directory with OMP_NUM_THREADS=1 and env prefixed (e.g.

@@ -24,7 +24,7 @@ static const char *tiny_config(void) {
         fputs("{\"model\": {\"d_model\": 16, \"n_layer\": 1, \"n_head\": 2, \"seq_len\": 16,\n"
               "  \"ffn\": {\"type\": \"aoe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 16, \"d_low\": 4}},\n"
               " \"train\": {\"steps\": 4, \"batch_size\": 2, \"log_every\": 1, \"eval_every\": 2, \"eval_batches\": 1,"
-              " \"warmup\": 1, \"ckpt_every\": 2}}\n", f);
+              " \"warmup\": 1, \"ckpt_every\": 2, \"precision\": \"fp32\"}}\n", f);
         fclose(f);
     }
     return cfg;

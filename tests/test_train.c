@@ -80,7 +80,7 @@ TEST(train_cli_lowers_loss_deterministically) {
         rc = aoe_run(&out, &err,
                      "train configs/quickstart-dense.json model.d_model=64 model.n_layer=2 model.n_head=2 "
                      "model.seq_len=64 model.ffn.d_ff=128 train.steps=80 train.warmup=10 train.log_every=10 "
-                     "train.eval_every=40 train.eval_batches=2 train.ckpt_every=0 train.threads=1 "
+                     "train.eval_every=40 train.eval_batches=2 train.ckpt_every=0 train.threads=1 train.precision=fp32 "
                      "data.train='%s/tr-data/train-*.shard' data.val='%s/tr-data/val-*.shard' "
                      "data.tokenizer=%s/tr-data/tokenizer.bpe run.out=%s/tr-run%d",
                      tmp, tmp, tmp, tmp, run);

@@ -25,6 +25,7 @@
 #include "util/common.h"
 
 enum { BF16_EXACT_M = 64, MAX_SHADOWS = 64, MAX_OPERANDS = 16 };
+#define CONVERT_MAX (1L << 21)  // elements of an operand rounded per call (4 MB of bf16)
 
 // Round to nearest even, NaN kept quiet, denormal inputs flushed to signed zero: exactly what
 // AVX512-BF16's VCVTNEPS2BF16 does, so the vector path below and this one agree bit for bit.
@@ -277,6 +278,24 @@ static const uint16_t *operand(const float *X, int ldx, int rows, int cols, int 
 void matmul_bf16(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                  int M, int N, int K, int ta, int tb, float alpha, float beta, int serial) {
     if (!engine) die("internal: bf16 product before kernels_set_precision");
+    // An operand rounded per call is rounded into a per-thread buffer: keep those small (peak RSS)
+    // by splitting a large product into row blocks of C (large A) or column blocks (large B).
+    if ((long)M * K > CONVERT_MAX && M > 32 && !copy_of(A)) {
+        int mc = (int)(CONVERT_MAX / K) & ~15;
+        mc = mc < 16 ? 16 : mc;
+        for (int i = 0; i < M; i += mc)
+            matmul_bf16(C + (long)i * ldc, ldc, A + (ta ? i : (long)i * lda), lda, B, ldb, M - i < mc ? M - i : mc, N, K,
+                        ta, tb, alpha, beta, serial);
+        return;
+    }
+    if ((long)K * N > CONVERT_MAX && N > 32 && !copy_of(B)) {
+        int nc = (int)(CONVERT_MAX / K) & ~15;
+        nc = nc < 16 ? 16 : nc;
+        for (int j = 0; j < N; j += nc)
+            matmul_bf16(C + j, ldc, A, lda, B + (tb ? (long)j * ldb : j), ldb, M, N - j < nc ? N - j : nc, K,
+                        ta, tb, alpha, beta, serial);
+        return;
+    }
     int la, lb;
     const uint16_t *a = operand(A, lda, M, K, ta, 0, serial, &la);
     const uint16_t *b = operand(B, ldb, K, N, tb, 1, serial, &lb);
