@@ -244,4 +244,14 @@ TEST(run_memory_estimate_matches_peak_rss) {
     CHECK_STR_CONTAINS(err, "are available (");
     free(err);
     CHECK(!file_exists(rt_rel("huge", "config.json")));  // nothing written
+    // eval checks before loading a checkpoint (a machine of 1000 bytes via the test hook)
+    REQUIRE(rt_fresh_run("memev", "train.steps=2") == 0);
+    char tasks[PATH_MAX], cmd[3 * PATH_MAX], *out;
+    REQUIRE(realpath("data/tasks", tasks));
+    snprintf(cmd, sizeof cmd, "AOE_TEST_MEM_AVAILABLE=1000 %s eval %s --tasks piqa --limit 2 --data-dir %s --out %s", aoe_bin(),
+             rt_tmp_path("memev"), tasks, rt_tmp_path("memev-out"));
+    CHECK_EQ_INT(rt_sh(cmd, &out, &err), 2);
+    CHECK_STR_CONTAINS(err, "ckpt-2.aoec needs about ");
+    CHECK_STR_CONTAINS(err, "but only 1000 B are available (AOE_TEST_MEM_AVAILABLE)");
+    free(out); free(err);
 }

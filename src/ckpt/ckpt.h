@@ -65,6 +65,8 @@ int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptM
 // to max_B sequences), reads only the parameters. Exits 2 with "file: byte N: what was expected"
 // on a bad file. meta_out may be NULL.
 Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out);
+// The stored config and vocabulary size, the file checked up to (not including) the payload.
+void ckpt_read_config(const char *path, Config *cfg, int *V);
 // Loads parameters and the state arrays named in st into an existing model built from the same
 // config. Exits 2 if the file is bad, if its config differs from m->cfg in a key under one of
 // `same_keys` (prefixes such as "model."; names the key), or if its state arrays are not exactly

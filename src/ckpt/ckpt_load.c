@@ -70,6 +70,14 @@ static void read_into_model(CkptFile *cf, Model *m, float *const *dst) {
     kernels_weights_changed(m->P.w);  // bf16 weight copies are derived, never stored
 }
 
+void ckpt_read_config(const char *path, Config *cfg, int *V) {
+    CkptFile cf;
+    ckpt_file_open(&cf, path);
+    *cfg = cf.cfg;
+    *V = cf.V;
+    ckpt_file_close(&cf);
+}
+
 Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out) {
     CkptFile cf;
     ckpt_file_open(&cf, path);

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "data/loader.h"
 #include "eval/analyze.h"
+#include "eval/eval_mem.h"
 #include "eval/eval_task.h"
 #include "eval/loadstats.h"
 #include "eval/results.h"
@@ -179,6 +180,7 @@ int cmd_eval(int argc, char **argv) {
     char **paths = xcalloc(nck, sizeof(char *));
     for (int k = 0; k < nck; k++) {
         paths[k] = eval_resolve_ckpt(ckpts[k]);
+        eval_mem_check(paths[k], budget, prec);  // before any checkpoint is loaded
     }
     if (mkdir_p(out_dir)) die("%s: cannot create the output directory", out_dir);
     fprintf(stderr, "aoe eval: %d checkpoint(s), %d task(s), BLIS %s, %d threads\n", nck, nspec, arch, threads);
