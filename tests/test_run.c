@@ -232,7 +232,11 @@ TEST(run_memory_estimate_matches_peak_rss) {
         double est = parse_estimate(err), peak = child_peak_rss(args);
         fprintf(stderr, "  [%s: estimate %.1f MiB, peak RSS %.1f MiB, %+.1f%%]", cf[i], est / 1048576, peak / 1048576,
                 100 * (est / peak - 1));
+#ifdef __SANITIZE_ADDRESS__
+        CHECK(est > 0 && peak > est);  // ASan adds shadow memory and redzones: 15% holds for normal builds only
+#else
         CHECK(est > 0 && peak > 0 && est > 0.85 * peak && est < 1.15 * peak);
+#endif
         free(out); free(err);
     }
     // a model far too large is refused before allocating, with the estimate and the limit
