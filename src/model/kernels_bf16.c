@@ -1,13 +1,15 @@
 // kernels_bf16.c — the bf16 path of kernels.h: oneDNN matmul on bf16 operands with fp32
 // accumulation and an fp32 C, the bf16 copies of registered weight blocks, the CPU check.
 //
-// Primitives: one per product shape (M, N, K, leading dimensions, transposes, alpha, beta,
-// threads), created on first use and kept for the process. Row counts above BF16_EXACT_M run on a
-// primitive whose M is given at execution (DNNL_RUNTIME_DIM_VAL): expert products have a
-// different row count every step, and a primitive per count would grow without bound (and JIT
-// one kernel per count). oneDNN 2.6 serves runtime M with its gemm kernels ("gemm:jit", within
-// a few % of brgemm on the bench shapes); fixed shapes get brgemm ("brg:avx512_core_bf16").
-// Which primitive runs is a function of the call's shape only, so results are reproducible.
+// Primitives, created on first use and kept for the process, come in two kinds. Tiles whose
+// dimensions are all multiples of 64 with at most 256 rows (attention's row blocks) get one per
+// shape: oneDNN's brgemm ("brg:avx512_core_bf16"), fastest on small products. Every other
+// product runs on a primitive whose dimensions and leading dimensions are given at execution
+// (DNNL_RUNTIME_DIM_VAL), one per (transposes, alpha, beta, threads): oneDNN 2.6 serves those
+// with its gemm kernels ("gemm:jit", within a few % of brgemm from 128 rows up). Expert products
+// have other row counts every step (and their weight gradients other reduction lengths): one
+// primitive per shape would grow without bound, each with its own JIT code. Which kind runs is a
+// function of the call's shape only, so results are reproducible and resumable.
 //
 // Threads: oneDNN (Debian build) uses the same GNU OpenMP runtime as BLIS and the layers; a
 // product from serial code runs on the configured threads, one from inside a parallel loop
@@ -24,7 +26,7 @@
 #include "model/kernels.h"
 #include "util/common.h"
 
-enum { BF16_EXACT_M = 64, MAX_SHADOWS = 64, MAX_OPERANDS = 16 };
+enum { TILE = 64, TILE_MAX_M = 256, MAX_SHADOWS = 64, MAX_OPERANDS = 16, MAX_PRIMS = 4096 };
 #define CONVERT_MAX (1L << 21)  // elements of an operand rounded per call (4 MB of bf16)
 
 // Round to nearest even, NaN kept quiet, denormal inputs flushed to signed zero: exactly what
@@ -148,7 +150,7 @@ static const uint16_t *copy_of(const float *p) {
 
 // ---- oneDNN primitives ----
 typedef struct {
-    int M, N, K, lda, ldb, ldc, ta, tb, nthr;  // M = -1: given at execution
+    int M, N, K, lda, ldb, ldc, ta, tb, nthr;  // M = N = K = lda = ldb = ldc = -1: given at execution
     float alpha, beta;
 } Key;
 typedef struct {
@@ -172,8 +174,11 @@ void kernels_bf16_init(void) {
     omp_init_lock(&prim_lock);
 }
 
-// Row-major [rows, cols] with leading dimension ld, stored transposed when t (as [cols, rows]).
+// Row-major [rows, cols] with leading dimension ld, stored transposed when t (as [cols, rows]);
+// negative values: given at execution.
 static void md_init(dnnl_memory_desc_t *md, long rows, long cols, long ld, int t, dnnl_data_type_t dt) {
+    long R = DNNL_RUNTIME_DIM_VAL;
+    rows = rows < 0 ? R : rows; cols = cols < 0 ? R : cols; ld = ld < 0 ? R : ld;
     dnnl_dims_t dims = {rows, cols};
     dnnl_dims_t strides = {t ? 1 : ld, t ? ld : 1};
     DNNL_OK(dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides));
@@ -184,16 +189,15 @@ static Prim *prim_get(const Key *k) {
     for (int i = 0; i < n_prims; i++)
         if (!memcmp(&prims[i].k, k, sizeof *k)) { omp_unset_lock(&prim_lock); return &prims[i]; }
     // pointers into prims are handed out: grow by a fresh block only when full (never realloc)
-    if (n_prims == cap_prims) {
+    if (n_prims == cap_prims) {  // bounded by the tile rule above; never reached in practice
         if (cap_prims) die("internal: more than %d oneDNN primitives", cap_prims);
-        cap_prims = 4096;
+        cap_prims = MAX_PRIMS;
         prims = xcalloc(cap_prims, sizeof *prims);
     }
-    long M = k->M < 0 ? DNNL_RUNTIME_DIM_VAL : k->M;
     dnnl_memory_desc_t a, b, c;
-    md_init(&a, M, k->K, k->lda, k->ta, dnnl_bf16);
+    md_init(&a, k->M, k->K, k->lda, k->ta, dnnl_bf16);
     md_init(&b, k->K, k->N, k->ldb, k->tb, dnnl_bf16);
-    md_init(&c, M, k->N, k->ldc, 0, dnnl_f32);
+    md_init(&c, k->M, k->N, k->ldc, 0, dnnl_f32);
     dnnl_matmul_desc_t desc;
     DNNL_OK(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c));
     dnnl_primitive_attr_t attr;
@@ -240,13 +244,14 @@ static void *tscratch(int i, size_t bytes) {
 static __thread dnnl_stream_t tstream;
 
 // Executes prim on A (bf16 [M,K] or transposed), B (bf16), C (fp32).
-static void prim_run(const Prim *p, int M, const uint16_t *A, const uint16_t *B, float *C) {
+static void prim_run(const Prim *p, int M, int N, int K, int lda, int ldb, int ldc, const uint16_t *A,
+                     const uint16_t *B, float *C) {
     const Key *k = &p->k;
     if (!tstream) DNNL_OK(dnnl_stream_create(&tstream, engine, dnnl_stream_default_flags));
     dnnl_memory_desc_t a, b, c, s;
-    md_init(&a, M, k->K, k->lda, k->ta, dnnl_bf16);
-    md_init(&b, k->K, k->N, k->ldb, k->tb, dnnl_bf16);
-    md_init(&c, M, k->N, k->ldc, 0, dnnl_f32);
+    md_init(&a, M, K, lda, k->ta, dnnl_bf16);
+    md_init(&b, K, N, ldb, k->tb, dnnl_bf16);
+    md_init(&c, M, N, ldc, 0, dnnl_f32);
     dnnl_dims_t sd = {(long)(p->scratch ? p->scratch : 1)};
     DNNL_OK(dnnl_memory_desc_init_by_tag(&s, 1, sd, dnnl_u8, dnnl_a));
     dnnl_memory_t ma, mb, mc, ms;
@@ -301,12 +306,16 @@ void matmul_bf16(float *C, int ldc, const float *A, int lda, const float *B, int
     const uint16_t *b = operand(B, ldb, K, N, tb, 1, serial, &lb);
     int saved = omp_get_max_threads();
     if (!serial) omp_set_num_threads(1);
-    Key k = {M <= BF16_EXACT_M ? M : -1, N, K, la, lb, ldc, ta, tb, serial ? kernels_threads() : 1, alpha, beta};
-    prim_run(prim_get(&k), M, a, b, C);
+    int nthr = serial ? kernels_threads() : 1;
+    int tile = M <= TILE_MAX_M && M % TILE == 0 && N % TILE == 0 && K % TILE == 0;
+    Key k = tile ? (Key){M, N, K, la, lb, ldc, ta, tb, nthr, alpha, beta}
+                 : (Key){-1, -1, -1, -1, -1, -1, ta, tb, nthr, alpha, beta};
+    prim_run(prim_get(&k), M, N, K, la, lb, ldc, a, b, C);
     if (!serial) omp_set_num_threads(saved);
 }
 
-// The ceiling: one n^3 product of bf16 operands already in bf16 (no conversion), best of ~seconds.
+// The ceiling: one n^3 product of operands already in bf16 (no rounding) on oneDNN's brgemm,
+// best of ~seconds.
 double kernels_bf16_gflops(int n, double seconds) {
     kernels_bf16_init();
     size_t nn = (size_t)n * n;
@@ -315,11 +324,11 @@ double kernels_bf16_gflops(int n, double seconds) {
     for (size_t i = 0; i < nn; i++) a[i] = b[i] = bf16_round((float)((long)(i % 7) - 3) * 0.1f);
     Key k = {n, n, n, n, n, n, 0, 0, kernels_threads(), 1.0f, 0.0f};
     const Prim *p = prim_get(&k);
-    prim_run(p, n, a, b, c);  // warm up
+    prim_run(p, n, n, n, n, n, n, a, b, c);  // warm up
     double best = 0, t_end = now_sec() + seconds;
     do {
         double t = now_sec();
-        prim_run(p, n, a, b, c);
+        prim_run(p, n, n, n, n, n, n, a, b, c);
         double g = 2.0 * n * n * n / (now_sec() - t) / 1e9;
         if (g > best) best = g;
     } while (now_sec() < t_end);
