@@ -25,7 +25,7 @@ static void usage(FILE *f) {
             "Trains a decoder LM (dense, MoE or AoE feed-forward) on token shards.\n"
             "  CONFIG.json        JSON config; every key and default is in docs/config.md\n"
             "  key.path=value     override one key, e.g. model.ffn.d_low=128 train.seed=2\n"
-            "  --dry-run          print the resolved config as JSON and exit\n"
+            "  --dry-run          print the resolved config as JSON and (on stderr) the memory estimate, exit\n"
             "  --resume RUN_DIR   continue from RUN_DIR's latest checkpoint with RUN_DIR/config.json;\n"
             "                     overrides only for train.steps, log/eval/ckpt intervals, keep_ckpts,\n"
             "                     threads, run.ckpt_compress, data.val, train.skip_nonfinite\n"
@@ -36,7 +36,8 @@ static void usage(FILE *f) {
             "train.ckpt_every steps and at the end (the newest train.keep_ckpts are kept; `latest`\n"
             "names the newest). SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0.\n"
             "One aoe train per run directory (lock file <run.out>/lock). A NaN/inf loss or gradient\n"
-            "norm stops training unsaved (exit 1) unless train.skip_nonfinite=true.\n"
+            "norm stops training unsaved (exit 1) unless train.skip_nonfinite=true. A run whose\n"
+            "memory estimate exceeds MemAvailable / the cgroup limit stops before allocating (exit 2).\n"
             "Threads: train.threads, else OMP_NUM_THREADS, else all cores.\n");
 }
 
