@@ -18,7 +18,7 @@ DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnup
 
 PREFIX  ?= /usr/local
 
-.PHONY: all deps test asan ubsan bench clean data install
+.PHONY: all deps deps-interop test asan ubsan bench clean data install
 all: aoe
 
 aoe: $(OBJDIR)/src/main.o $(OBJ)
@@ -34,10 +34,15 @@ $(OBJDIR)/%.o: %.c
 -include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJDIR)/src/main.d
 
 # As root apt-get runs directly (containers and CI images often have no sudo); as a user through sudo.
+apt_install = if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "make $@: not root and no sudo; as root run: apt-get install -y $(1)"; exit 1; fi; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1)
 deps:
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
-	else echo "make deps: not root and no sudo; as root run: apt-get install -y $(DEPS_PKGS)"; exit 1; fi; \
-	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEPS_PKGS)
+	@$(call apt_install,$(DEPS_PKGS))
+
+# Optional, for tools/aoe_torch.py only (docs/interop.md); nothing in `make test` needs it.
+deps-interop:
+	@$(call apt_install,python3-torch)
 
 # The binary and the shipped benchmark files; an installed aoe finds its tasks in
 # $(PREFIX)/share/aoe/tasks (docs/eval.md, "Where task data lives").

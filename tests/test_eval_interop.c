@@ -201,7 +201,8 @@ TEST(json_writer_valid_utf8_and_nonfinite) {
     r.kind = TK_PPL;
     r.main_metric = "word_perplexity";
     metrics_ppl(&r, 1e6, 10, 100, 50);  // exp(1e5): overflows a double
-    CkptResults c = {"x.aoec", "x", 1, 2, 3, 1e6, 1e6, NULL, &r, 1, 1.0};
+    CkptResults c = {.path = "x.aoec", .label = "x", .file_hash = 1, .tok_hash = 2, .step = 3, .params_total = 1e6,
+                     .params_active = 1e6, .res = &r, .n_res = 1, .seconds = 1.0};
     EvalSettings s = {"big", 0, 0, 2048, 1, 1234, NULL};
     char *js = results_json(&c, &s);
     cJSON *j = cJSON_Parse(js);

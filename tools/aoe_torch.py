@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """aoe_torch.py — aoe's model in PyTorch, loaded from `aoe export --format safetensors`.
 
 A small, dependency-light reader (python3 + torch only; Debian: apt-get install python3-torch)
@@ -60,6 +60,16 @@ def load_safetensors(path):
 
 # ---- the model ---------------------------------------------------------------------------------
 
+# Config keys this reader knows: those that shape the forward, and training-only ones (losses,
+# ETR/ERC settings of methods it refuses anyway). Any other key may change the forward in a newer
+# aoe, so the model is refused rather than silently computed the old way.
+MODEL_KEYS = {"vocab_size", "d_model", "n_layer", "n_head", "seq_len", "tie_embeddings", "rope_theta",
+              "norm_eps", "init_std", "ffn"}
+FFN_KEYS = {"type", "d_ff", "n_experts", "top_k", "d_low", "d_wide", "every", "first", "gate", "select",
+            "capacity", "lb_coef", "lb_div_k", "z_loss", "top_p", "topp_ent_coef", "erc_coef", "erc_alpha",
+            "erc_detach_router", "erc_allow_alpha_gt1", "erc_log", "etr_cap_start", "etr_cap_end",
+            "etr_loc_coef", "etr_groups", "etr_gate", "etr_tau", "etr_renorm"}
+
 def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
@@ -86,6 +96,9 @@ class AoeModel(torch.nn.Module):
     def __init__(self, tensors, config):
         super().__init__()
         m, f = config["model"], config["model"]["ffn"]
+        unknown = sorted(set(m) - MODEL_KEYS) + sorted("ffn." + k for k in set(f) - FFN_KEYS)
+        if unknown:
+            raise ValueError(f"config keys unknown to aoe_torch.py (they may change the forward): model.{unknown[0]}")
         self.cfg = config
         self.d, self.L, self.H = m["d_model"], m["n_layer"], m["n_head"]
         self.eps, self.theta, self.tied = m["norm_eps"], m["rope_theta"], m["tie_embeddings"]

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "model/moe.h"
+#include "util/json.h"
 
 typedef struct {
     const char *name, *summary;
@@ -80,7 +81,7 @@ void analyze_write(const char *path, const char *text) {
 
 void analyze_json_string(Buf *b, const char *s) {
     cJSON *j = cJSON_CreateString(s);
-    char *t = j ? cJSON_PrintUnformatted(j) : NULL;
+    char *t = j ? json_print(j, 0) : NULL;
     if (!t) die("out of memory writing JSON");
     bprintf(b, "%s", t);
     free(t);
