@@ -14,6 +14,7 @@ static double metric_of(const cJSON *t, const char *name) {
     char key[64];
     snprintf(key, sizeof key, "%s,none", name);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, key);
+    if (cJSON_IsString(v) && !strcmp(v->valuestring, "inf")) return INFINITY;  // an overflowing perplexity
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
