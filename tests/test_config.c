@@ -86,7 +86,7 @@ TEST(cli_config_errors) {
     expect_bad("{}", "train.stepz=3", "unknown key 'train.stepz'");
     expect_bad("{}", "model.n_head=3", "model.d_model (128) must be divisible by model.n_head (3)");
     expect_bad("{\"model\": {\"ffn\": {\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 5}}}", "",
-               "model.ffn.top_k (5) must not exceed model.ffn.n_experts (4)");
+               "model.ffn.top_k (5) must be in 1..model.ffn.n_experts (4)");
     expect_bad("{\"model\": {\"ffn\": {\"type\": \"aoe\", \"d_low\": 128}}}", "",
                "model.ffn.d_low (128) must be < model.d_model (128)");
     expect_bad("[1, 2]", "", "expected a JSON object");

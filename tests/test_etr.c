@@ -25,10 +25,16 @@ TEST(etr_refuses_bad_configs) {
     Config c;
     cfg_etr(&c);
     CHECK(select_find("etr") == &select_etr);
-    CHECK(select_source(&c.ffn) == SCORE_AFFINITY);
-    CHECK(select_check(&c.ffn, SCORE_AFFINITY, buf, sizeof buf) == NULL);
-    CHECK_STR_CONTAINS(select_check(&c.ffn, SCORE_AOE_NORM, buf, sizeof buf), "model.ffn.type moe");
-    CHECK_STR_CONTAINS(select_check(&c.ffn, SCORE_ROUTER, buf, sizeof buf), "model.ffn.type moe");
+    CHECK(score_for(&c) == &score_grap);  // the method brings its source, whatever the type
+    CHECK(select_check(&c.ffn, &score_grap.info, buf, sizeof buf) == NULL);
+    CHECK(model_check_config(&c, buf, sizeof buf) == NULL);
+    snprintf(c.ffn.type, sizeof c.ffn.type, "aoe");
+    CHECK(score_for(&c) == &score_grap);
+    CHECK_STR_CONTAINS(score_check(&c, buf, sizeof buf), "model.ffn.type moe");
+    CHECK_STR_CONTAINS(model_check_config(&c, buf, sizeof buf), "model.ffn.type moe");
+    cfg_etr(&c);
+    c.ffn.n_experts = 6;  // 128 not divisible: the source's rule
+    CHECK_STR_CONTAINS(score_check(&c, buf, sizeof buf), "divisible by model.ffn.n_experts (6)");
     for (int k = 0; k < 7; k++) {
         cfg_etr(&c);
         FfnConfig *f = &c.ffn;
@@ -44,7 +50,7 @@ TEST(etr_refuses_bad_configs) {
         case 5: snprintf(f->etr_gate, sizeof f->etr_gate, "max"); break;
         case 6: f->erc_coef = 1; break;     // ERC needs router rows
         }
-        CHECK_STR_CONTAINS(select_check(f, select_source(f), buf, sizeof buf), want[k]);
+        CHECK_STR_CONTAINS(model_check_config(&c, buf, sizeof buf), want[k]);
     }
     const char *cli[][2] = {
         {"model.ffn.n_experts=6", "model.d_model (128) must be divisible by model.ffn.n_experts (6)"},

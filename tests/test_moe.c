@@ -80,19 +80,19 @@ TEST(moe_select_check_refuses_bad_combinations) {
     Config c;
     config_defaults(&c);
     char buf[256];
-    CHECK(select_check(&c.ffn, SCORE_ROUTER, buf, sizeof buf) == NULL);
+    CHECK(select_check(&c.ffn, &score_router.info, buf, sizeof buf) == NULL);
     c.ffn.top_k = c.ffn.n_experts + 1;
-    CHECK_STR_CONTAINS(select_check(&c.ffn, SCORE_ROUTER, buf, sizeof buf), "model.ffn.top_k");
+    CHECK_STR_CONTAINS(select_check(&c.ffn, &score_router.info, buf, sizeof buf), "model.ffn.top_k");
     config_defaults(&c);
     snprintf(c.ffn.select, sizeof c.ffn.select, "nope");
-    CHECK_STR_CONTAINS(select_check(&c.ffn, SCORE_AOE_NORM, buf, sizeof buf), "model.ffn.select");
+    CHECK_STR_CONTAINS(select_check(&c.ffn, &score_aoe_norm.info, buf, sizeof buf), "model.ffn.select");
     config_defaults(&c);
     snprintf(c.ffn.gate, sizeof c.ffn.gate, "max");
-    CHECK_STR_CONTAINS(select_check(&c.ffn, SCORE_ROUTER, buf, sizeof buf), "model.ffn.gate");
+    CHECK_STR_CONTAINS(select_check(&c.ffn, &score_router.info, buf, sizeof buf), "model.ffn.gate");
     config_defaults(&c);
     c.ffn.z_loss = 1e-3f;
-    CHECK(select_check(&c.ffn, SCORE_ROUTER, buf, sizeof buf) == NULL);
-    CHECK_STR_CONTAINS(select_check(&c.ffn, SCORE_AOE_NORM, buf, sizeof buf), "model.ffn.z_loss");
+    CHECK(select_check(&c.ffn, &score_router.info, buf, sizeof buf) == NULL);
+    CHECK_STR_CONTAINS(select_check(&c.ffn, &score_aoe_norm.info, buf, sizeof buf), "model.ffn.z_loss");
     CHECK(select_find("topk") == &select_topk);
     CHECK(select_find("bogus") == NULL);
 }
@@ -206,9 +206,9 @@ static double aux_only_check(const Spec *s, float aux_scale, double *gmax_w, dou
     f.ops->backward(f.L, &f.P, dx, G, x, T, aux_scale);
     double errs[2];
     for (int pass = 0; pass < 2; pass++) {  // router / W_down, then the input
-        float *w = pass ? x : f.P.w + f.L->o_score;
-        const float *g = pass ? dx : f.P.g + f.L->o_score;
-        long nn = pass ? (long)T * d : (long)d * s->n * (f.L->aoe ? s->r : 1);
+        float *w = pass ? x : f.P.w + f.L->score.o_param;
+        const float *g = pass ? dx : f.P.g + f.L->score.o_param;
+        long nn = pass ? (long)T * d : (long)d * s->n * (f.L->r ? s->r : 1);
         float *num = falloc(nn);
         double gmax = 0;
         for (long i = 0; i < nn; i++) {

@@ -88,12 +88,12 @@ static double sel_obj(Selection *s, const float *S, int T, const float *dg, floa
 
 // Central differences in every S[t,e]; coordinates whose perturbation changes the selection are
 // skipped (counted in *skipped). Returns the max relative error (floor 1e-3 of the largest |dS|).
-static double sel_gradcheck(const SSpec *sp, ScoreSource src, int T, float aux_scale, int *skipped) {
+static double sel_gradcheck(const SSpec *sp, const ScoreInfo *src, int T, float aux_scale, int *skipped) {
     FfnConfig c = ffn_cfg(sp);
     Selection *s = select_create(&c, src, T);
     int n = s->n, km = s->kmax;
     float *S = test_randn((long)T * n, 1.5f, 61), *dg = test_randn((long)T * km, 1, 62);
-    if (src == SCORE_AOE_NORM)
+    if (src == &score_aoe_norm.info)
         for (long i = 0; i < (long)T * n; i++) S[i] = 1 + fabsf(S[i]);  // norms are positive
     int *ex0 = calloc((size_t)T * km, sizeof(int)), *ex = calloc((size_t)T * km, sizeof(int));
     float *dgm = falloc((size_t)T * km), *dS = falloc((size_t)T * n), *num = falloc((size_t)T * n);
@@ -134,7 +134,7 @@ TEST(select_gradcheck_scores_topp_and_expert_choice) {
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         const SSpec *s = &specs[i];
-        ScoreSource src = !strcmp(s->type, "aoe") ? SCORE_AOE_NORM : SCORE_ROUTER;
+        const ScoreInfo *src = !strcmp(s->type, "aoe") ? &score_aoe_norm.info : &score_router.info;
         int skipped, T = 16;
         double e = sel_gradcheck(s, src, T, 0.7f, &skipped);
         fprintf(stderr, "[%s/%s/%s %.1e] ", s->type, s->select, s->gate, e);
@@ -399,7 +399,7 @@ TEST(select_erc_wired_through_router_layer) {
         CHECK(!memcmp(dxa, dxb, sizeof(float) * T * d));
         // the expected difference from the loss's own backward on the layer's cached noise
         float *gR = falloc((size_t)d * 4), *gW = falloc((size_t)4 * d * D);
-        SelectParams v = {.d = d, .n = 4, .D = D, .R = a.P.w + a.L->o_score, .dR = gR,
+        SelectParams v = {.d = d, .n = 4, .D = D, .R = a.P.w + a.L->score.o_param, .dR = gR,
                           .Wg = a.P.w + a.L->o_gate, .dWg = gW};
         double l = erc_loss(a.L->sel->erc, &v);
         CHECK(l > 0);
@@ -407,7 +407,7 @@ TEST(select_erc_wired_through_router_layer) {
         erc_backward(a.L->sel->erc, &v, 0.7f * 0.5f * 0.5f);
         for (int ti = 0; ti < a.P.n; ti++) {
             const TensorInfo *t = &a.P.t[ti];
-            const float *want = t->off == a.L->o_score ? gR : t->off == a.L->o_gate ? gW : NULL;
+            const float *want = (long)t->off == a.L->score.o_param ? gR : t->off == a.L->o_gate ? gW : NULL;
             double e = 0;
             for (size_t i = 0; i < t->n; i++)
                 e = fmax(e, fabs(a.P.g[t->off + i] - b.P.g[t->off + i] - (want ? want[i] : 0)));
@@ -600,16 +600,16 @@ TEST(select_stats_fields_consistent) {
 
 TEST(select_check_refuses_bad_settings) {
     char buf[256];
-    struct { SSpec s; ScoreSource src; const char *want; } cases[] = {
-        {{"moe", "topp", "topk_softmax", 8, 2, 0, 1e-4f, 0, 0.01f, 0, 0, 1}, SCORE_ROUTER, "model.ffn.top_p"},
-        {{"aoe", "topp", "topk_softmax", 8, 2, 1.5f, 1e-4f, 0, 0.01f, 0, 0, 1}, SCORE_AOE_NORM, "model.ffn.top_p"},
-        {{"moe", "expert_choice", "softmax", 8, 2, 0.6f, 0, -1, 0.01f, 0, 0, 1}, SCORE_ROUTER, "model.ffn.capacity"},
-        {{"moe", "topk", "topk_softmax", 8, 2, 0.6f, 0, -1, 0.01f, 0, 0, 1}, SCORE_ROUTER, "model.ffn.capacity"},
-        {{"aoe", "topk", "topk_softmax", 8, 2, 0.6f, 0, 0, 0.01f, 0, 1, 1}, SCORE_AOE_NORM, "model.ffn.erc_coef"},
-        {{"moe", "topk", "topk_softmax", 8, 2, 0.6f, 0, 0, 0.01f, 0, 1, 1.5f}, SCORE_ROUTER, "model.ffn.erc_alpha"},
-        {{"moe", "topk", "topk_softmax", 8, 2, 0.6f, 0, 0, 0.01f, 0, 1, -0.5f}, SCORE_ROUTER, "model.ffn.erc_alpha"},
-        {{"moe", "topk", "topk_softmax", 1, 1, 0.6f, 0, 0, 0.01f, 0, 1, 1}, SCORE_ROUTER, "model.ffn.n_experts"},
-        {{"moe", "topp", "topk_softmax", 8, 2, 0.6f, -1, 0, 0.01f, 0, 0, 1}, SCORE_ROUTER, "model.ffn.topp_ent_coef"},
+    struct { SSpec s; const ScoreInfo *src; const char *want; } cases[] = {
+        {{"moe", "topp", "topk_softmax", 8, 2, 0, 1e-4f, 0, 0.01f, 0, 0, 1}, &score_router.info, "model.ffn.top_p"},
+        {{"aoe", "topp", "topk_softmax", 8, 2, 1.5f, 1e-4f, 0, 0.01f, 0, 0, 1}, &score_aoe_norm.info, "model.ffn.top_p"},
+        {{"moe", "expert_choice", "softmax", 8, 2, 0.6f, 0, -1, 0.01f, 0, 0, 1}, &score_router.info, "model.ffn.capacity"},
+        {{"moe", "topk", "topk_softmax", 8, 2, 0.6f, 0, -1, 0.01f, 0, 0, 1}, &score_router.info, "model.ffn.capacity"},
+        {{"aoe", "topk", "topk_softmax", 8, 2, 0.6f, 0, 0, 0.01f, 0, 1, 1}, &score_aoe_norm.info, "model.ffn.erc_coef"},
+        {{"moe", "topk", "topk_softmax", 8, 2, 0.6f, 0, 0, 0.01f, 0, 1, 1.5f}, &score_router.info, "model.ffn.erc_alpha"},
+        {{"moe", "topk", "topk_softmax", 8, 2, 0.6f, 0, 0, 0.01f, 0, 1, -0.5f}, &score_router.info, "model.ffn.erc_alpha"},
+        {{"moe", "topk", "topk_softmax", 1, 1, 0.6f, 0, 0, 0.01f, 0, 1, 1}, &score_router.info, "model.ffn.n_experts"},
+        {{"moe", "topp", "topk_softmax", 8, 2, 0.6f, -1, 0, 0.01f, 0, 0, 1}, &score_router.info, "model.ffn.topp_ent_coef"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         FfnConfig f = ffn_cfg(&cases[i].s);
@@ -618,9 +618,9 @@ TEST(select_check_refuses_bad_settings) {
     SSpec ok = {"moe", "topk", "topk_softmax", 8, 2, 1.0f, 0, 0, 0.01f, 0, 1, 2.5f};
     FfnConfig f = ffn_cfg(&ok);
     f.erc_allow_alpha_gt1 = 1;
-    CHECK(select_check(&f, SCORE_ROUTER, buf, sizeof buf) == NULL);
+    CHECK(select_check(&f, &score_router.info, buf, sizeof buf) == NULL);
     snprintf(f.select, sizeof f.select, "topp");  // P = 1 is allowed
-    CHECK(select_check(&f, SCORE_ROUTER, buf, sizeof buf) == NULL);
+    CHECK(select_check(&f, &score_router.info, buf, sizeof buf) == NULL);
     CHECK(select_find("topp") == &select_topp);
     CHECK(select_find("expert_choice") == &select_expert_choice);
     CHECK_STR_CONTAINS(select_names(), "expert_choice");

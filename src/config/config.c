@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "select/select.h"
 #include "util/common.h"
 #include "util/json.h"
 
@@ -244,7 +243,7 @@ int ffn_d_wide(const Config *c) {
     // AoE Eq.5: d*r + r*dw + 2*d*dw = 3*d*D  =>  dw = (3 d D - r d) / (r + 2 d), rounded to nearest
     double d = c->d_model, r = c->ffn.d_low, D = c->ffn.d_ff;
     long dw = lround((3 * d * D - r * d) / (r + 2 * d));
-    return dw > 0 ? (int)dw : 1;
+    return dw > 0 ? (int)dw : 0;  // 0: no width (refused by the AoE config check)
 }
 
 int ffn_is_sparse_layer(const Config *c, int l) {
@@ -253,26 +252,7 @@ int ffn_is_sparse_layer(const Config *c, int l) {
 }
 
 void config_validate(const Config *c, const char *src) {
-    const FfnConfig *f = &c->ffn;
-    if (c->d_model % c->n_head) die_input("%s: model.d_model (%d) must be divisible by model.n_head (%d)", src, c->d_model, c->n_head);
-    if ((c->d_model / c->n_head) % 2) die_input("%s: model.d_model / model.n_head (%d) must be even for RoPE", src, c->d_model / c->n_head);
     if (c->min_lr > c->lr) die_input("%s: train.min_lr (%g) must not exceed train.lr (%g)", src, c->min_lr, c->lr);
-    if (!strcmp(f->type, "dense")) return;
-    if (f->top_k > f->n_experts) die_input("%s: model.ffn.top_k (%d) must not exceed model.ffn.n_experts (%d)", src, f->top_k, f->n_experts);
-    if (f->first >= c->n_layer) die_input("%s: model.ffn.first (%d) must be < model.n_layer (%d): no layer would be sparse", src, f->first, c->n_layer);
-    if (!strcmp(f->type, "aoe")) {
-        if (f->d_low >= c->d_model) die_input("%s: model.ffn.d_low (%d) must be < model.d_model (%d)", src, f->d_low, c->d_model);
-        if (f->d_wide == 0 && ffn_d_wide(c) < 1) die_input("%s: model.ffn.d_wide: parameter matching gives no width; set it explicitly", src);
-    }
-    if (f->erc_alpha > 1 && !f->erc_allow_alpha_gt1)
-        die_input("%s: model.ffn.erc_alpha (%g) must be in [0, 1] unless model.ffn.erc_allow_alpha_gt1 is true", src, f->erc_alpha);
-    if (f->top_p <= 0) die_input("%s: model.ffn.top_p must be in (0, 1]", src);
-    char buf[256];
-    const char *why = select_check(f, select_source(f), buf, sizeof buf);
-    if (why) die_input("%s: %s", src, why);
-    if (select_source(f) == SCORE_AFFINITY && c->d_model % f->n_experts)  // ETR: one GrAP feature group per expert
-        die_input("%s: model.d_model (%d) must be divisible by model.ffn.n_experts (%d) for model.ffn.select %s",
-                  src, c->d_model, f->n_experts, f->select);
 }
 
 char *config_to_json(const Config *c) {

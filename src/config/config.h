@@ -60,14 +60,17 @@ typedef struct {
     int ckpt_compress;
 } Config;
 
-// Fills defaults. Then config_load_file, then config_set for each override, then config_validate.
+// Fills defaults. Then config_load_file, then config_set for each override, then
+// model_validate_config (model.h).
 void config_defaults(Config *c);
 // Parses a JSON file into c; on any problem prints one line (file, key path or line:col, what was
 // expected) and exits 2.
 void config_load_file(Config *c, const char *path);
 // Applies "key.path=value"; `src` names where it came from for messages. Exits 2 on error.
 void config_set(Config *c, const char *assignment, const char *src);
-// Cross-key checks (top_k <= n_experts, d_low < d_model, ...). Exits 2 naming the keys.
+// Cross-key checks of the training keys (min_lr <= lr). Exits 2 naming the keys. The model's
+// rules (heads, FFN kind, score source, selection method) live with their code: callers use
+// model_validate_config (model.h), which runs this first.
 void config_validate(const Config *c, const char *src);
 // Resolved config as pretty JSON (caller frees).
 char *config_to_json(const Config *c);

@@ -31,6 +31,9 @@ typedef struct {
     // Optional: training progress in [0,1] (step / (train.steps - 1)) before each optimizer step,
     // for schedules inside the layer (ETR capacity). NULL = the layer has none.
     void (*set_progress)(void *self, float progress);
+    // Optional: this FFN kind's config rules (NULL if fine, else a message naming the keys,
+    // static or in buf), run once by model_validate_config; create() may assert, not re-check.
+    const char *(*check)(const Config *c, char *buf, int len);
 } FfnOps;
 
 const FfnOps *ffn_ops_for(const char *type);  // NULL if unknown

@@ -5,7 +5,8 @@
 //   δ[t,i] = cos(x_t, w_i) = Σ_{G_i} x_t / (sqrt(m)·||x_t||)          (cosine affinity)
 // The vectors are fixed (LocMoE), not learned: no parameters, routing adapts only through the
 // hidden states, and orthogonality holds by construction. Cost O(T·d), not O(T·d·n).
-// The double-precision twin is in moe_ref.c.
+// The score source (ScoreOps score_grap, asked for by model.ffn.select etr) and its double-precision
+// twin are in grap.c.
 #ifndef AOE_GRAP_H
 #define AOE_GRAP_H
 

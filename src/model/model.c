@@ -65,6 +65,30 @@ static Model *model_build(const Config *cfg, int V, int max_B, uint64_t seed, fl
     return m;
 }
 
+const char *model_check_config(const Config *c, char *buf, int len) {
+    if (c->d_model % c->n_head) {
+        snprintf(buf, len, "model.d_model (%d) must be divisible by model.n_head (%d)", c->d_model, c->n_head);
+        return buf;
+    }
+    if ((c->d_model / c->n_head) % 2) {
+        snprintf(buf, len, "model.d_model / model.n_head (%d) must be even for RoPE", c->d_model / c->n_head);
+        return buf;
+    }
+    const FfnOps *ops = ffn_ops_for(c->ffn.type);
+    if (!ops) {
+        snprintf(buf, len, "model.ffn.type: '%s' is not built into this aoe", c->ffn.type);
+        return buf;
+    }
+    return ops->check ? ops->check(c, buf, len) : NULL;
+}
+
+void model_validate_config(const Config *c, const char *src) {
+    config_validate(c, src);
+    char buf[512];
+    const char *why = model_check_config(c, buf, sizeof buf);
+    if (why) die_input("%s: %s", src, why);
+}
+
 Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {
     return model_build(cfg, V, max_B, seed, NULL);
 }

@@ -38,7 +38,14 @@ typedef struct {
     int score_only;
 } Model;
 
-// Builds the parameter table for cfg (vocab V) and allocates activations for up to max_B
+// The whole config's rules, each checked once: config_validate (training keys), attention
+// shapes, then the FFN kind's check (sparse: layer placement, score source, selection method).
+// Returns NULL or a message naming the keys (static or in buf).
+const char *model_check_config(const Config *cfg, char *buf, int len);
+// config_validate + model_check_config; exits 2 with "<src>: <message>".
+void model_validate_config(const Config *cfg, const char *src);
+
+// Builds the parameter table for cfg (vocab V); cfg must have passed model_validate_config. and allocates activations for up to max_B
 // sequences of cfg->seq_len. Parameters are initialised from `seed`.
 Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed);
 // A model of src's weights (not copied: src must outlive it) with another seq_len / max_B in cfg

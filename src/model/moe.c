@@ -1,6 +1,6 @@
-// moe.c — router MoE and AoE layers (FfnOps): score source, dispatch and experts. Selection,
-// gates, auxiliary losses and statistics are delegated to src/select. The per-token reference
-// (the specification and test oracle) is moe_ref.c.
+// moe.c — router MoE and AoE layers (FfnOps): dispatch and experts. The scores come from a score
+// source (score.h); selection, gates, auxiliary losses and statistics are delegated to src/select.
+// The per-token reference (the specification and test oracle) is moe_ref.c.
 //
 // Dispatch: the (token, slot) pairs that survive selection are counting-sorted by expert (tokens
 // ascending within an expert), their rows gathered into contiguous buffers, and each expert runs
@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/grap.h"
 #include "model/kernels.h"
-#include "util/json.h"
 #include "util/prof.h"
 
 static int expert_parallel_mode = -1;
@@ -23,33 +21,37 @@ void moe_set_expert_parallel(int mode) { expert_parallel_mode = mode; }
 typedef void (*MatmulFn)(float *, int, const float *, int, const float *, int, int, int, int, int, int,
                          float, float);
 
-// Score source of a router-type layer: the selection method's own (ETR: GrAP affinities) or the router.
-static ScoreSource moe_source(const FfnConfig *f) {
-    const SelectMethod *m = select_find(f->select);
-    return m ? m->source : SCORE_ROUTER;
+// The config as this FFN kind sees it: model.ffn.type is the kind's own name (the score source
+// follows it), whatever the config says for the other layers.
+static Config as_type(const Config *c, const char *type) {
+    Config k = *c;
+    snprintf(k.ffn.type, sizeof k.ffn.type, "%s", type);
+    return k;
 }
 
 // ---- create / destroy ----
-static void *create_common(Params *P, const Config *c, int layer, int max_T, int aoe) {
+// c has passed model_validate_config: sizes and rules are asserted here, not re-checked.
+static void *create_common(Params *P, const Config *cfg, int layer, int max_T, int aoe) {
     MoeLayer *L = xcalloc(1, sizeof *L);
+    Config k = as_type(cfg, aoe ? "aoe" : "moe");
+    const Config *c = &k;
     const FfnConfig *f = &c->ffn;
-    L->aoe = aoe;
+    const ScoreOps *so = score_for(c);
+    L->type = aoe ? "aoe" : "moe";
     L->layer = layer;
     L->d = c->d_model;
     L->n = f->n_experts;
     L->K = f->top_k;
-    L->r = aoe ? f->d_low : 0;
     L->D = aoe ? ffn_d_wide(c) : f->d_ff;
     L->max_T = max_T;
-    if (L->d <= 0 || L->n <= 0 || L->D <= 0 || (aoe && (L->r <= 0 || L->r >= L->d)))
-        die_input("layer %d: bad sparse FFN sizes (model.d_model %d, model.ffn.n_experts %d, width %d, "
-                  "model.ffn.d_low %d)", layer, L->d, L->n, L->D, L->r);
-    // ETR: fixed GrAP affinities replace the router (one feature group of d/n per expert)
-    ScoreSource src = aoe ? SCORE_AOE_NORM : moe_source(f);
-    if (src == SCORE_AFFINITY && L->d % L->n)
-        die_input("model.d_model (%d) must be divisible by model.ffn.n_experts (%d) for model.ffn.select %s "
-                  "(GrAP affinity groups of d_model/n_experts features)", L->d, L->n, f->select);
-    L->sel = select_create(f, src, max_T);
+    if (!so || L->d <= 0 || L->n <= 0 || L->D <= 0)
+        die("internal: layer %d: sparse FFN on an unchecked config (model.d_model %d, model.ffn.n_experts %d, "
+            "width %d)", layer, L->d, L->n, L->D);
+    score_create(&L->score, so, P, c, layer, max_T);  // registers the score parameters first
+    L->r = L->score.r;
+    L->gin = L->r ? L->r : L->d;
+    L->sel = select_create(f, &so->info, max_T);
+    L->sel->aff = L->score.rank;
     // parameter aux losses (ERC) are averaged over the sparse layers: each carries 1/#sparse
     int n_sparse = 0;
     for (int l = 0; l < c->n_layer; l++) n_sparse += ffn_is_sparse_layer(c, l);
@@ -59,19 +61,12 @@ static void *create_common(Params *P, const Config *c, int layer, int max_T, int
     float sd = c->init_std;
     char name[64];
 #define NAME(s) (snprintf(name, sizeof name, "layers.%d.ffn.%s", layer, s), name)
-    if (aoe) {
-        L->o_score = params_add(P, NAME("w_down"), 1, INIT_NORMAL, sd, 2, d, n * r);
-        L->o_gate = params_add(P, NAME("w_up"), 1, INIT_NORMAL, sd, 3, n, r, D);
-    } else {
-        if (src == SCORE_ROUTER) L->o_score = params_add(P, NAME("router"), 1, INIT_NORMAL, sd, 2, d, n);
-        L->o_gate = params_add(P, NAME("w_gate"), 1, INIT_NORMAL, sd, 3, n, d, D);
-    }
+    L->o_gate = params_add(P, NAME(r ? "w_up" : "w_gate"), 1, INIT_NORMAL, sd, 3, n, L->gin, D);
     L->o_proj = params_add(P, NAME("w_proj"), 1, INIT_NORMAL, sd, 3, n, d, D);
     // w_out scaled like the dense FFN's (GPT-2 residual-branch init), so 1 expert == dense
     L->o_out = params_add(P, NAME("w_out"), 1, INIT_NORMAL, sd / sqrtf(2.0f * c->n_layer), 3, n, D, d);
 #undef NAME
-    size_t T = max_T, R = (size_t)max_T * L->kmax;
-    L->S = falloc(T * n);
+    size_t R = (size_t)max_T * L->kmax;
     L->cnt = xcalloc(n, sizeof(int));
     L->start = xcalloc(n + 1, sizeof(int));
     L->row_slot = xcalloc(R, sizeof(int));
@@ -86,20 +81,10 @@ static void *create_common(Params *P, const Config *c, int layer, int max_T, int
     L->dV = falloc(R * D);
     L->dXe = falloc(R * d);
     L->dgate = falloc(R);
-    L->dS = falloc(T * n);
-    if (aoe) {
-        L->C = falloc(T * n * r);
+    if (r) {
         L->Ce = falloc(R * r);
         L->dCe = falloc(R * r);
-        L->dC = falloc(T * n * r);
     }
-    if (src == SCORE_AFFINITY) {  // ETR
-        L->Aff = falloc(T * n);
-        L->xnorm = falloc(T);
-        L->sel->aff = L->Aff;
-        L->cosine = !strcmp(f->etr_gate, "cosine");
-    }
-    L->norm_sum = xcalloc(n, sizeof(double));
     return L;
 }
 
@@ -114,70 +99,30 @@ static void moe_destroy(void *self) {
     MoeLayer *L = self;
     if (!L) return;
     select_destroy(L->sel);
-    float *fb[] = {L->S, L->C, L->Xe, L->Ce, L->U, L->V, L->A, L->Y, L->dY, L->dU, L->dV, L->dXe,
-                   L->dCe, L->dgate, L->dS, L->dC, L->Aff, L->xnorm};
+    score_destroy(&L->score);
+    float *fb[] = {L->Xe, L->Ce, L->U, L->V, L->A, L->Y, L->dY, L->dU, L->dV, L->dXe, L->dCe, L->dgate};
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(fb[i]);
-    free(L->cnt); free(L->start); free(L->row_slot); free(L->slot_row); free(L->norm_sum);
+    free(L->cnt); free(L->start); free(L->row_slot); free(L->slot_row);
     free(L);
 }
 
 // ---- scores ----
-// S [T,n] from x [T,d]: router logits x·R (R [d,n]) or AoE key norms (C = x·Wd [T,n*r] cached).
-static void scores_forward(MoeLayer *L, const Params *P, const float *x, int T) {
-    int d = L->d, n = L->n, r = L->r;
-    const float *W = P->w + L->o_score;
-    if (L->sel->src == SCORE_AFFINITY) {  // ETR: no parameters
-        grap_forward(L->S, L->Aff, L->xnorm, x, T, d, n, L->cosine);
-        return;
-    }
-    if (!L->aoe) { matmul(L->S, n, x, d, W, n, T, n, d, 0, 0, 1, 0); return; }
-    matmul(L->C, n * r, x, d, W, n * r, T, n * r, d, 0, 0, 1, 0);
+// The experts' gradient into the source's keys: dkey [T,n·r] = the gathered dCe rows scattered
+// back to their (token, expert), zero where the expert did not run.
+static void scatter_dkey(MoeLayer *L, int T) {
+    int n = L->n, r = L->r, km = L->kmax;
+    float *dkey = L->score.dkey;
+    memset(dkey, 0, sizeof(float) * (size_t)T * n * r);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
-        for (int e = 0; e < n; e++) {
-            const float *c = L->C + (size_t)t * n * r + (size_t)e * r;
-            double s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int k = 0; k < r; k++) s += (double)c[k] * c[k];
-            L->S[(size_t)t * n + e] = (float)sqrt(s);
-        }
-}
-
-// From dS [T,n] (and, for AoE, the expert path's dCe [R,r]): score-parameter gradients += and
-// dx [T,d] +=.  Router: dR += x^T·dS, dx += dS·R^T.  AoE: dC = dS·C/max(S,1e-12) (norm) plus the
-// scattered dCe; dWd += x^T·dC, dx += dC·Wd^T.
-static void scores_backward(MoeLayer *L, Params *P, float *dx, const float *x, int T) {
-    int d = L->d, n = L->n, r = L->r, km = L->kmax;
-    const float *W = P->w + L->o_score;
-    float *gW = P->g + L->o_score;
-    if (L->sel->src == SCORE_AFFINITY) {  // ETR: into the input only
-        grap_backward(dx, L->dS, L->Aff, L->xnorm, x, T, d, n, L->cosine);
-        return;
-    }
-    if (!L->aoe) {
-        matmul(gW, n, x, d, L->dS, n, d, n, T, 1, 0, 1, 1);
-        matmul(dx, d, L->dS, n, W, n, T, d, n, 0, 1, 1, 1);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        for (int e = 0; e < n; e++) {
-            size_t o = (size_t)t * n * r + (size_t)e * r;
-            float s = L->S[(size_t)t * n + e];
-            float k = L->dS[(size_t)t * n + e] / (s > 1e-12f ? s : 1e-12f);
-            for (int j = 0; j < r; j++) L->dC[o + j] = k * L->C[o + j];
-        }
         for (int j = 0; j < km; j++) {
             int row = L->slot_row[(size_t)t * km + j];
             if (row < 0) continue;
             int e = L->sel->expert[(size_t)t * km + j];
-            float *dc = L->dC + (size_t)t * n * r + (size_t)e * r;
+            float *dc = dkey + (size_t)t * n * r + (size_t)e * r;
             const float *src = L->dCe + (size_t)row * r;
             for (int i = 0; i < r; i++) dc[i] += src[i];
         }
-    }
-    matmul(gW, n * r, x, d, L->dC, n * r, d, n * r, T, 1, 0, 1, 1);
-    matmul(dx, d, L->dC, n * r, W, n * r, T, d, n * r, 0, 1, 1, 1);
 }
 
 // ---- dispatch ----
@@ -204,9 +149,9 @@ static void dispatch_build(MoeLayer *L, const float *x, int T) {
     for (int row = 0; row < L->rows; row++) {
         int i = L->row_slot[row], t = i / km;
         memcpy(L->Xe + (size_t)row * d, x + (size_t)t * d, sizeof(float) * d);
-        if (L->aoe) {
+        if (r) {
             int e = ex[i];
-            memcpy(L->Ce + (size_t)row * r, L->C + (size_t)t * n * r + (size_t)e * r, sizeof(float) * r);
+            memcpy(L->Ce + (size_t)row * r, L->score.key + (size_t)t * n * r + (size_t)e * r, sizeof(float) * r);
         }
     }
 }
@@ -217,33 +162,33 @@ static int use_expert_parallel(const MoeLayer *L) {
     return L->n >= 2 * kernels_threads() || (double)L->rows / L->n * L->D * L->d < 4e6;
 }
 
-// Expert e over its m rows: U = Xe·Wg (AoE: Ce·Wup), V = Xe·Wp, A = SiLU(U)⊙V, Y = A·Wo.
+// Expert e over its m rows: U = In·Wg with In = Xe (or the keys Ce, width r, when the source
+// has keys: AoE's Wup), V = Xe·Wp, A = SiLU(U)⊙V, Y = A·Wo.
 static void expert_forward(MoeLayer *L, const Params *P, int e, MatmulFn mm) {
-    int m = L->cnt[e], d = L->d, D = L->D, r = L->r;
+    int m = L->cnt[e], d = L->d, D = L->D, gi = L->gin;
     if (!m) return;
     size_t b = L->start[e];
     float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D;
-    const float *Xe = L->Xe + b * d;
-    if (L->aoe) mm(U, D, L->Ce + b * r, r, P->w + L->o_gate + (size_t)e * r * D, D, m, D, r, 0, 0, 1, 0);
-    else mm(U, D, Xe, d, P->w + L->o_gate + (size_t)e * d * D, D, m, D, d, 0, 0, 1, 0);
+    const float *Xe = L->Xe + b * d, *In = L->r ? L->Ce + b * L->r : Xe;
+    mm(U, D, In, gi, P->w + L->o_gate + (size_t)e * gi * D, D, m, D, gi, 0, 0, 1, 0);
     mm(V, D, Xe, d, P->w + L->o_proj + (size_t)e * d * D, D, m, D, d, 0, 0, 1, 0);
     for (size_t i = 0; i < (size_t)m * D; i++) A[i] = silu(U[i]) * V[i];
     mm(L->Y + b * d, d, A, D, P->w + L->o_out + (size_t)e * D * d, d, m, d, D, 0, 0, 1, 0);
 }
 
 // Expert e backward from dY [m,d]: dWo += A^T·dY; dA = dY·Wo^T; dV = dA⊙SiLU(U);
-// dU = dA⊙V⊙SiLU'(U); dWp += Xe^T·dV; dXe = dV·Wp^T; MoE: dWg += Xe^T·dU, dXe += dU·Wg^T;
-// AoE: dWup += Ce^T·dU, dCe = dU·Wup^T.
+// dU = dA⊙V⊙SiLU'(U); dWp += Xe^T·dV; dXe = dV·Wp^T; input x: dWg += Xe^T·dU, dXe += dU·Wg^T;
+// input keys: dWup += Ce^T·dU, dCe = dU·Wup^T.
 static void expert_backward(MoeLayer *L, Params *P, int e, MatmulFn mm) {
-    int m = L->cnt[e], d = L->d, D = L->D, r = L->r;
+    int m = L->cnt[e], d = L->d, D = L->D, r = L->r, gi = L->gin;
     if (!m) return;
     size_t b = L->start[e];
     const float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D, *Xe = L->Xe + b * d;
     const float *dY = L->dY + b * d;
     float *dU = L->dU + b * D, *dV = L->dV + b * D, *dXe = L->dXe + b * d;
-    const float *Wg = P->w + L->o_gate + (size_t)e * (L->aoe ? r : d) * D;
+    const float *Wg = P->w + L->o_gate + (size_t)e * gi * D;
     const float *Wp = P->w + L->o_proj + (size_t)e * d * D, *Wo = P->w + L->o_out + (size_t)e * D * d;
-    float *gWg = P->g + L->o_gate + (size_t)e * (L->aoe ? r : d) * D;
+    float *gWg = P->g + L->o_gate + (size_t)e * gi * D;
     float *gWp = P->g + L->o_proj + (size_t)e * d * D, *gWo = P->g + L->o_out + (size_t)e * D * d;
     mm(gWo, d, A, D, dY, d, D, d, m, 1, 0, 1, 1);
     mm(dU, D, dY, d, Wo, d, m, D, d, 0, 1, 1, 0);  // dA, in place below
@@ -254,7 +199,7 @@ static void expert_backward(MoeLayer *L, Params *P, int e, MatmulFn mm) {
     }
     mm(gWp, D, Xe, d, dV, D, d, D, m, 1, 0, 1, 1);
     mm(dXe, d, dV, D, Wp, D, m, d, D, 0, 1, 1, 0);
-    if (L->aoe) {
+    if (r) {
         const float *Ce = L->Ce + b * r;
         mm(gWg, D, Ce, r, dU, D, r, D, m, 1, 0, 1, 1);
         mm(L->dCe + b * r, r, dU, D, Wg, D, m, r, D, 0, 1, 1, 0);
@@ -291,8 +236,8 @@ static void experts_run(MoeLayer *L, Params *P, int backward) {
 
 static SelectParams param_view(const MoeLayer *L, Params *P) {
     SelectParams v = {.d = L->d, .n = L->n, .D = L->D};
-    if (L->sel->src == SCORE_ROUTER) {
-        v.R = P->w + L->o_score; v.dR = P->g + L->o_score;
+    if (L->score.ops->info.router) {  // R [d,n] and the experts' W_g [n,d,D] (no keys)
+        v.R = P->w + L->score.o_param; v.dR = P->g + L->score.o_param;
         v.Wg = P->w + L->o_gate; v.dWg = P->g + L->o_gate;
     }
     return v;
@@ -302,16 +247,16 @@ static SelectParams param_view(const MoeLayer *L, Params *P) {
 // out [T,d] = Σ_j gate[t,j]·E_{expert[t,j]}(x_t), x [T,d].
 static void moe_forward(void *self, const Params *P, float *out, const float *x, int T, int train, Rng *rng) {
     MoeLayer *L = self;
-    int d = L->d, km = L->kmax, n = L->n;
+    int d = L->d, km = L->kmax;
     if (T > L->max_T) die("moe_forward: %d tokens > %d the layer was built for", T, L->max_T);
     L->T = T;
     // profiling: the AoE key product is expert work (it is W_down of every expert), the router
-    // product is routing
+    // product is routing (ScoreOps.expert_work)
     double t0 = prof_begin();
-    scores_forward(L, P, x, T);
-    prof_end(L->aoe ? PROF_EXPERT : PROF_DISPATCH, t0);
+    score_forward(&L->score, P, x, T, train);
+    prof_end(L->score.ops->expert_work ? PROF_EXPERT : PROF_DISPATCH, t0);
     t0 = prof_begin();
-    select_forward(L->sel, L->S, T, train, rng);
+    select_forward(L->sel, L->score.S, T, train, rng);
     dispatch_build(L, x, T);
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
@@ -334,11 +279,6 @@ static void moe_forward(void *self, const Params *P, float *out, const float *x,
             const float *y = L->Y + (size_t)row * d;
             for (int k = 0; k < d; k++) o[k] += g * y[k];
         }
-    }
-    if (train && L->aoe) {
-        for (int t = 0; t < T; t++)
-            for (int e = 0; e < n; e++) L->norm_sum[e] += L->S[(size_t)t * n + e];
-        L->norm_tokens += T;
     }
     prof_end(PROF_DISPATCH, t0);
 }
@@ -380,13 +320,14 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
             for (int k = 0; k < d; k++) o[k] += s[k];
         }
     }
-    select_backward(L->sel, L->dgate, L->dS, aux_scale);
+    select_backward(L->sel, L->dgate, L->score.dS, aux_scale);
     SelectParams v = param_view(L, P);
     select_param_aux_backward(L->sel, &v, aux_scale);
+    if (L->r) scatter_dkey(L, T);
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
-    scores_backward(L, P, dx, x, T);
-    prof_end(L->aoe ? PROF_EXPERT : PROF_DISPATCH, t0);
+    score_backward(&L->score, P, dx, x, T);
+    prof_end(L->score.ops->expert_work ? PROF_EXPERT : PROF_DISPATCH, t0);
 }
 
 static double moe_aux_loss(void *self) {
@@ -398,51 +339,70 @@ static void moe_write_stats(void *self, FILE *f, long step, int layer) {
     MoeLayer *L = self;
     if (!L->sel->st.forwards) return;
     fprintf(f, "{\"v\":1,\"step\":%ld,\"layer\":%d,\"type\":\"%s\",\"select\":\"%s\",\"gate\":\"%s\",\"n\":%d,\"k\":%d",
-            step, layer, L->aoe ? "aoe" : "moe", L->sel->m->name,
+            step, layer, L->type, L->sel->m->name,
             L->sel->gate_kind == GATE_SOFTMAX ? "softmax" : "topk_softmax", L->n, L->K);
     select_write_stats(L->sel, f);
-    if (L->aoe) {
-        char nb[40];
-        fprintf(f, ",\"norm_mean\":[");
-        for (int e = 0; e < L->n; e++)
-            fprintf(f, "%s%s", e ? "," : "",
-                    json_fmt(nb, sizeof nb, "%.6g", L->norm_tokens ? L->norm_sum[e] / L->norm_tokens : 0.0));
-        fprintf(f, "]");
-    }
+    score_write_stats(&L->score, f);
     fprintf(f, "}\n");
     select_stats_reset(L->sel);
-    memset(L->norm_sum, 0, sizeof(double) * L->n);
-    L->norm_tokens = 0;
 }
 
 static void moe_set_progress(void *self, float progress) { ((MoeLayer *)self)->sel->progress = progress; }
 
 // Per layer: parameters, parameters a token touches (all scores + K experts), and forward FLOPs
-// per token (2 per multiply-add; scores, K experts, gates/norms ignored).
+// per token (2 per multiply-add; scores, K experts, gates/norms ignored). Expert: gate branch
+// (input x or the source's key) + projection + output.
+static void sparse_count(const Config *cfg, const char *type, double *total, double *active, double *flops) {
+    Config k = as_type(cfg, type);
+    const Config *c = &k;
+    const ScoreOps *so = score_for(c);
+    double D = strcmp(type, "aoe") ? c->ffn.d_ff : ffn_d_wide(c);
+    double d = c->d_model, n = c->ffn.n_experts, K = c->ffn.top_k;
+    double score = so && so->count ? so->count(c) : 0, r = so && so->key_dim ? so->key_dim(c) : 0;
+    double expert = (r ? r : d) * D + 2 * d * D;
+    *total = score + n * expert;
+    *active = score + K * expert;  // every token pays the whole score source (AoE: every W_down)
+    *flops = 2 * (score + K * expert);
+}
+
 static void moe_count(const Config *c, double *total, double *active, double *flops) {
-    double d = c->d_model, n = c->ffn.n_experts, K = c->ffn.top_k, D = c->ffn.d_ff;
-    double router = moe_source(&c->ffn) == SCORE_ROUTER ? d * n : 0;  // ETR: fixed affinities
-    *total = router + 3 * n * d * D;
-    *active = router + 3 * K * d * D;
-    *flops = 2 * (router + 3 * K * d * D);
+    sparse_count(c, "moe", total, active, flops);
 }
 
 static void aoe_count(const Config *c, double *total, double *active, double *flops) {
-    double d = c->d_model, n = c->ffn.n_experts, K = c->ffn.top_k, r = c->ffn.d_low, Dw = ffn_d_wide(c);
-    double expert = r * Dw + 2 * d * Dw;
-    *total = d * n * r + n * expert;
-    *active = d * n * r + K * expert;  // every expert's W_down runs for every token
-    *flops = 2 * (d * n * r + K * expert);
+    sparse_count(c, "aoe", total, active, flops);
+}
+
+// The sparse FFN's rules, each checked here only: the layer placement, then the score source's
+// (AoE d_low, GrAP divisibility, ...), then the selection method's (top_k, gate, losses, ...).
+static const char *sparse_check(const Config *c, char *buf, int len) {
+    const FfnConfig *f = &c->ffn;
+    if (f->first >= c->n_layer) {
+        snprintf(buf, len, "model.ffn.first (%d) must be < model.n_layer (%d): no layer would be sparse", f->first,
+                 c->n_layer);
+        return buf;
+    }
+    const char *why = score_check(c, buf, len);
+    if (why) return why;
+    return select_check(f, &score_for(c)->info, buf, len);
+}
+
+static const char *aoe_check(const Config *c, char *buf, int len) {
+    const char *why = sparse_check(c, buf, len);
+    if (why || c->ffn.d_wide || ffn_d_wide(c) >= 1) return why;
+    snprintf(buf, len, "model.ffn.d_wide: parameter matching (AoE Eq.5) gives no width for model.ffn.d_ff %d, "
+             "model.ffn.d_low %d, model.d_model %d; set it explicitly", c->ffn.d_ff, c->ffn.d_low, c->d_model);
+    return buf;
 }
 
 const FfnOps ffn_moe_ops = {
     .name = "moe", .create = moe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = moe_count, .destroy = moe_destroy,
-    .set_progress = moe_set_progress,
+    .set_progress = moe_set_progress, .check = sparse_check,
 };
 
 const FfnOps ffn_aoe_ops = {
     .name = "aoe", .create = aoe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = aoe_count, .destroy = moe_destroy,
-    .set_progress = moe_set_progress,
+    .set_progress = moe_set_progress, .check = aoe_check,
 };

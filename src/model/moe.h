@@ -1,8 +1,9 @@
 // moe.h — sparse FFN layers: router MoE (model.ffn.type = moe) and Autonomy-of-Experts
-// (model.ffn.type = aoe), both FfnOps. The layer owns the experts, the dispatch (tokens grouped
-// by expert, one matrix product per expert) and the score source; which experts a token uses,
-// the gate weights, the auxiliary losses and the load statistics come from a selection method
-// (src/select, model.ffn.select).
+// (model.ffn.type = aoe), both FfnOps. The layer owns the experts and the dispatch (tokens grouped
+// by expert, one matrix product per expert); the scores S [T,n] come from a score source
+// (src/model/score.h: router, AoE key norms, GrAP affinities), and which experts a token uses,
+// the gate weights, the auxiliary losses and the load statistics from a selection method
+// (src/select, model.ffn.select). The layer has no branch on either.
 //
 // Parameters (row-vector convention y = x·W, row-major, d = d_model, n experts, D = expert width):
 //   router MoE: layers.L.ffn.router [d,n] (logits = X·R), w_gate [n,d,D], w_proj [n,d,D],
@@ -13,41 +14,37 @@
 //               with the cached key c_te = x_t·W_down_e.
 //   ETR (model.ffn.type moe, select etr): as router MoE without the router; scores are the fixed
 //               GrAP affinities of src/model/grap.h (d_model divisible by n_experts).
+//   The score part (router, w_down, none) is registered by the score source, first.
 // All tensors (router included) are initialised N(0, model.init_std²) and weight-decayed, except
 // w_out: N(0, (init_std/sqrt(2·n_layer))²), like the dense FFN's output projection.
 #ifndef AOE_MOE_H
 #define AOE_MOE_H
 
 #include "model/ffn.h"
+#include "model/score.h"
 #include "select/select.h"
 
 extern const FfnOps ffn_moe_ops, ffn_aoe_ops;
 
 // Layer state (exposed for the reference implementation and tests; treat as private).
 typedef struct {
-    int aoe;                  // 0 = router MoE, 1 = AoE
-    int layer, d, n, K, kmax, D, r, max_T;  // D: expert width (d_ff or d_wide); r: AoE rank
-    size_t o_score;           // router [d,n] or w_down [d,n*r]
-    size_t o_gate;            // MoE w_gate [n,d,D] or AoE w_up [n,r,D]
+    const char *type;         // model.ffn.type (moe | aoe), for the statistics line
+    int layer, d, n, K, kmax, D, r, max_T;  // D: expert width (d_ff or d_wide); r: key width
+    int gin;                  // width of the experts' gate-branch input: r if the source has keys, else d
+    size_t o_gate;            // w_gate [n,d,D] (input x) or w_up [n,r,D] (input: the source's key)
     size_t o_proj, o_out;     // w_proj [n,d,D], w_out [n,D,d]
+    Score score;              // the score source: S [T,n], its parameters and backward
     Selection *sel;
     // cache of the last forward (T tokens, R = T·kmax dispatch rows at most)
     int T, rows;
-    float *S;                 // [T,n] scores
-    float *C;                 // [T,n*r] AoE keys X·W_down
-    float *Aff, *xnorm;       // SCORE_AFFINITY (ETR): [T,n] cosines δ, [T] ||x_t|| (grap.h)
-    int cosine;               // SCORE_AFFINITY: S = δ (model.ffn.etr_gate cosine), else S = z
     int *cnt, *start;         // [n], [n+1]: rows of expert e are start[e] .. start[e+1]-1
     int *row_slot;            // [R] flat slot index t*kmax+j of each row (tokens ascending per expert)
     int *slot_row;            // [T,kmax] row of each slot, -1 if the slot is empty or dropped
-    float *Xe, *Ce;           // [R,d] gathered inputs, [R,r] gathered keys (AoE)
+    float *Xe, *Ce;           // [R,d] gathered inputs, [R,r] gathered keys (r > 0)
     float *U, *V, *A;         // [R,D] gate pre-activation, projection, SiLU(U)⊙V
     float *Y;                 // [R,d] expert outputs before the gate
     // backward scratch
-    float *dY, *dU, *dV, *dXe, *dCe, *dgate, *dS, *dC;
-    // AoE statistics: Σ over training tokens of the key norm per expert
-    double *norm_sum;
-    long norm_tokens;
+    float *dY, *dU, *dV, *dXe, *dCe, *dgate;
 } MoeLayer;
 
 // The reference: per-token loops with double accumulation, the same selection rules (top-K

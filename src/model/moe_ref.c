@@ -2,27 +2,25 @@
 // accumulation, top-K token choice with the same tie, gate, capacity and auxiliary-loss rules as
 // src/select (methods.md §0, §1). Slow; used as the test oracle for moe.c. It does not use the
 // fast path's caches, only its sizes, offsets and selection settings.
-// ETR (methods.md §3): GrAP affinity scores, top-K by cosine, expert-side capacity by rank,
-// locality loss — written out here independently of grap.c and etr.c.
+// The scores come from the source's naive twin (ScoreOps.forward_naive/backward_naive: router,
+// AoE norms, GrAP); a method's rules beyond token-choice top-K (ETR's expert-side capacity and
+// locality loss, methods.md §3) from its naive twins SelectMethod.ref_keep / ref_aux.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/moe.h"
-#include "select/etr.h"
 
 typedef struct {
     int T, n, K, d, D, r;
     double *z, *prob, *lse;   // [T,n], [T,n], [T]
-    double *c;                // [T,n,r] AoE keys
+    double *rank;             // [T,n] what the choice ranks by (= z unless the source says otherwise)
+    double *c;                // [T,n,r] keys of a source with r > 0 (AoE)
     int *idx, *keep;          // [T,K] chosen experts (descending score), processed?
     double *g;                // [T,K] gates
     double *u, *v, *a, *y;    // [T,K,D] x3, [T,K,d]
     double *load;             // [n] chosen (pre-capacity) count
     double lb, zl, aux;
-    // ETR: cosines δ [T,n], ||x_t|| [T]; locality loss, per token group D_c and ln(D_c/D_l) [G,n]
-    double *aff, *xn, loc, *lda;
-    int G, *tg, ne;
 } Ref;
 
 static double dsilu(double u) { return u / (1 + exp(-u)); }
@@ -30,12 +28,12 @@ static double dsilu_grad(double u) { double s = 1 / (1 + exp(-u)); return s * (1
 
 static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float *x, int T) {
     const Selection *s = L->sel;
-    const Etr *etr = etr_state(s);
-    if (s->m != &select_topk && !etr) die("moe reference: only model.ffn.select=topk|etr is specified here");
+    const Score *sc = &L->score;
+    if (s->m != &select_topk && !s->m->ref_keep)
+        die("moe reference: only model.ffn.select=topk|etr is specified here");
     int n = L->n, K = L->K, d = L->d, D = L->D, r = L->r;
     *R = (Ref){.T = T, .n = n, .K = K, .d = d, .D = D, .r = r};
-    R->aff = calloc((size_t)T * n, sizeof(double));
-    R->xn = calloc(T, sizeof(double));
+    R->rank = calloc((size_t)T * n, sizeof(double));
     R->z = calloc((size_t)T * n, sizeof(double));
     R->prob = calloc((size_t)T * n, sizeof(double));
     R->lse = calloc(T, sizeof(double));
@@ -48,42 +46,17 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
     R->a = calloc((size_t)T * K * D, sizeof(double));
     R->y = calloc((size_t)T * K * d, sizeof(double));
     R->load = calloc(n, sizeof(double));
-    const float *W = P->w + L->o_score;
     for (int t = 0; t < T; t++) {
-        const float *xt = x + (size_t)t * d;
-        double *z = R->z + (size_t)t * n, *af = R->aff + (size_t)t * n;
-        if (etr) {  // GrAP: z = group mean, δ = cos(x, w_e) with w_e = n/d on group e
-            int m = d / n;
-            double ss = 0;
-            for (int k = 0; k < d; k++) ss += (double)xt[k] * xt[k];
-            R->xn[t] = sqrt(ss);
-            for (int e = 0; e < n; e++) {
-                double g = 0;
-                for (int k = e * m; k < (e + 1) * m; k++) g += xt[k];
-                af[e] = g / (sqrt((double)m) * R->xn[t]);
-                z[e] = L->cosine ? af[e] : g / m;
-            }
-        }
-        for (int e = 0; e < n && !etr; e++) {
-            if (!L->aoe) {
-                for (int k = 0; k < d; k++) z[e] += (double)xt[k] * W[(size_t)k * n + e];
-                continue;
-            }
-            double *c = R->c + ((size_t)t * n + e) * r, ss = 0;
-            for (int j = 0; j < r; j++) {
-                for (int k = 0; k < d; k++) c[j] += (double)xt[k] * W[(size_t)k * n * r + (size_t)e * r + j];
-                ss += c[j] * c[j];
-            }
-            z[e] = sqrt(ss);
-        }
+        double *z = R->z + (size_t)t * n;
+        sc->ops->forward_naive(sc, P, x + (size_t)t * d, z, R->rank + (size_t)t * n, R->c + (size_t)t * n * r);
         double mx = z[0], sum = 0;
         for (int e = 1; e < n; e++) mx = fmax(mx, z[e]);
         for (int e = 0; e < n; e++) sum += exp(z[e] - mx);
         for (int e = 0; e < n; e++) R->prob[(size_t)t * n + e] = exp(z[e] - mx) / sum;
         R->lse[t] = mx + log(sum);
-        // top-K by repeated argmax (ETR: of δ); '>' keeps the lower index on ties
+        // top-K by repeated argmax of the rank (GrAP: δ); '>' keeps the lower index on ties
         int *idx = R->idx + (size_t)t * K;
-        const double *rank = etr ? af : z;
+        const double *rank = R->rank + (size_t)t * n;
         for (int j = 0; j < K; j++) {
             int best = -1;
             for (int e = 0; e < n; e++) {
@@ -112,19 +85,7 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
             if (used[e] < cap) used[e]++;
         }
     free(used);
-    if (etr) {  // expert side: a slot is kept iff fewer than cap slots of its expert rank above it
-        long ecap = etr_capacity(etr_cap_factor(etr, s->progress), K, T, n);
-        for (int q = 0; q < T * K; q++) {
-            int e = R->idx[q], above = 0;
-            double dq = R->aff[(size_t)(q / K) * n + e];
-            for (int o = 0; o < T * K; o++) {
-                if (R->idx[o] != e || o == q) continue;
-                double dv = R->aff[(size_t)(o / K) * n + e];
-                above += dv > dq || (dv == dq && o < q);
-            }
-            R->keep[q] = above < ecap;
-        }
-    }
+    if (s->m->ref_keep) s->m->ref_keep(s, T, R->idx, R->rank, R->keep);  // method's own drop rule
     // experts
     for (int t = 0; t < T; t++)
         for (int j = 0; j < K; j++) {
@@ -132,11 +93,11 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
             if (!R->keep[q]) continue;
             int e = R->idx[q];
             double *u = R->u + q * D, *v = R->v + q * D, *a = R->a + q * D, *y = R->y + q * d;
-            const float *Wg = P->w + L->o_gate + (size_t)e * (L->aoe ? r : d) * D;
+            const float *Wg = P->w + L->o_gate + (size_t)e * L->gin * D;
             const float *Wp = P->w + L->o_proj + (size_t)e * d * D, *Wo = P->w + L->o_out + (size_t)e * D * d;
             const float *xt = x + (size_t)t * d;
             for (int i = 0; i < D; i++) {
-                if (L->aoe) {
+                if (r) {  // the gate branch reads the source's key
                     const double *c = R->c + ((size_t)t * n + e) * r;
                     for (int k = 0; k < r; k++) u[i] += c[k] * Wg[(size_t)k * D + i];
                 } else {
@@ -161,36 +122,12 @@ static void ref_forward(Ref *R, const MoeLayer *L, const Params *P, const float 
     R->lb = lb;
     R->zl = zl;
     R->aux = s->lb_coef * lb + s->z_coef * zl;
-    if (!etr) return;
-    // locality: token t in group ⌊tG/T⌋, expert e in group e/(n/G); mean over groups of KL(D_c‖D_l)
-    int G = etr->groups, per = n / G;
-    R->G = G;
-    R->tg = calloc(G, sizeof(int));
-    R->lda = calloc((size_t)G * n, sizeof(double));
-    double *Dc = calloc((size_t)G * n, sizeof(double));
-    for (int t = 0; t < T; t++) {
-        int g = (int)((long)t * G / T);
-        R->tg[g]++;
-        for (int e = 0; e < n; e++) Dc[g * n + e] += R->prob[(size_t)t * n + e];
-    }
-    for (int g = 0; g < G; g++) {
-        if (!R->tg[g]) continue;
-        R->ne++;
-        for (int e = 0; e < n; e++) {
-            double Dce = Dc[g * n + e] / R->tg[g], Dl = ETR_LOC_ETA / n + (e / per == g ? (1 - ETR_LOC_ETA) / per : 0);
-            R->lda[g * n + e] = log(Dce / Dl);
-            R->loc += Dce * R->lda[g * n + e];
-        }
-    }
-    R->loc /= R->ne;
-    R->aux += etr->loc_coef * R->loc;
-    free(Dc);
+    if (s->m->ref_aux) R->aux += s->m->ref_aux(s, T, R->prob, NULL, 0);
 }
 
 static void ref_free(Ref *R) {
     free(R->z); free(R->prob); free(R->lse); free(R->c); free(R->idx); free(R->keep); free(R->g);
-    free(R->u); free(R->v); free(R->a); free(R->y); free(R->load);
-    free(R->aff); free(R->xn); free(R->lda); free(R->tg);
+    free(R->u); free(R->v); free(R->a); free(R->y); free(R->load); free(R->rank);
 }
 
 // h[t] = Σ_j keep·g·y in double, into out (float, may be NULL) and/or the objective Σ G·h.
@@ -240,14 +177,18 @@ void moe_backward_naive(const MoeLayer *L, const Params *P, float *dx, float *dW
     Ref R;
     ref_forward(&R, L, P, x, T);
     const Selection *s = L->sel;
-    const Etr *etr = etr_state(s);
+    const Score *sc = &L->score;
     int n = L->n, K = L->K, d = L->d, D = L->D, r = L->r;
     double *G = calloc(P->total, sizeof(double));
+    double *dzm = NULL;  // [T,n] gradient of the method's extra auxiliary loss
+    if (s->m->ref_aux) {
+        dzm = calloc((size_t)T * n, sizeof(double));
+        s->m->ref_aux(s, T, R.prob, dzm, aux_scale);
+    }
     double *dz = calloc(n, sizeof(double)), *dc = calloc((size_t)n * (r ? r : 1), sizeof(double));
     double *dg = calloc(K, sizeof(double)), *dxt = calloc(d, sizeof(double)), *da = calloc(D, sizeof(double));
     double *f = calloc(n, sizeof(double));
     for (int e = 0; e < n; e++) f[e] = R.load[e] / T;
-    const float *W = P->w + L->o_score;
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * d, *gt = dout + (size_t)t * d;
         memset(dz, 0, sizeof(double) * n);
@@ -260,7 +201,7 @@ void moe_backward_naive(const MoeLayer *L, const Params *P, float *dx, float *dW
             int e = R.idx[q];
             const double *u = R.u + q * D, *v = R.v + q * D, *a = R.a + q * D, *y = R.y + q * d;
             for (int o = 0; o < d; o++) dg[j] += gt[o] * y[o];
-            size_t og = L->o_gate + (size_t)e * (L->aoe ? r : d) * D, op = L->o_proj + (size_t)e * d * D,
+            size_t og = L->o_gate + (size_t)e * L->gin * D, op = L->o_proj + (size_t)e * d * D,
                    oo = L->o_out + (size_t)e * D * d;
             for (int i = 0; i < D; i++) {
                 da[i] = 0;
@@ -274,7 +215,7 @@ void moe_backward_naive(const MoeLayer *L, const Params *P, float *dx, float *dW
                     G[op + (size_t)k * D + i] += xt[k] * dv;
                     dxt[k] += dv * P->w[op + (size_t)k * D + i];
                 }
-                if (L->aoe) {
+                if (r) {
                     const double *c = R.c + ((size_t)t * n + e) * r;
                     for (int k = 0; k < r; k++) {
                         G[og + (size_t)k * D + i] += c[k] * du;
@@ -304,43 +245,14 @@ void moe_backward_naive(const MoeLayer *L, const Params *P, float *dx, float *dW
         for (int e = 0; e < n; e++) pf += p[e] * f[e];
         for (int e = 0; e < n; e++)
             dz[e] += cl * p[e] * (f[e] - pf) + aux_scale * s->z_coef * 2.0 / T * R.lse[t] * p[e];
-        if (etr) {  // locality: d/dz of KL(D_c‖D_l) of this token's group, through softmax
-            int g = (int)((long)t * R.G / T);
-            const double *la = R.lda + g * n;
-            double pa = 0, cloc = aux_scale * etr->loc_coef / ((double)R.ne * R.tg[g]);
-            for (int e = 0; e < n; e++) pa += p[e] * la[e];
-            for (int e = 0; e < n; e++) dz[e] += cloc * p[e] * (la[e] - pa);
-        }
+        if (dzm)
+            for (int e = 0; e < n; e++) dz[e] += dzm[(size_t)t * n + e];
         // score source
-        if (etr) {  // GrAP: no parameters; z = mean over the group, δ = cosine
-            int m = d / n;
-            double nx = R.xn[t], proj = 0;
-            for (int e = 0; e < n; e++) proj += dz[e] * R.aff[(size_t)t * n + e];
-            for (int k = 0; k < d; k++)
-                dxt[k] += L->cosine ? dz[k / m] / (sqrt((double)m) * nx) - xt[k] * proj / (nx * nx) : dz[k / m] / m;
-        } else if (!L->aoe) {
-            for (int k = 0; k < d; k++)
-                for (int e = 0; e < n; e++) {
-                    G[L->o_score + (size_t)k * n + e] += xt[k] * dz[e];
-                    dxt[k] += dz[e] * W[(size_t)k * n + e];
-                }
-        } else {
-            for (int e = 0; e < n; e++) {
-                const double *c = R.c + ((size_t)t * n + e) * r;
-                double zz = R.z[(size_t)t * n + e];
-                for (int j = 0; j < r; j++) {
-                    double dcj = dc[(size_t)e * r + j] + dz[e] * c[j] / fmax(zz, 1e-12);
-                    for (int k = 0; k < d; k++) {
-                        size_t o = (size_t)k * n * r + (size_t)e * r + j;
-                        G[L->o_score + o] += xt[k] * dcj;
-                        dxt[k] += dcj * W[o];
-                    }
-                }
-            }
-        }
+        sc->ops->backward_naive(sc, P, xt, R.z + (size_t)t * n, R.rank + (size_t)t * n, R.c + (size_t)t * n * r, dz,
+                                dc, G, dxt);
         for (int k = 0; k < d; k++) dx[(size_t)t * d + k] = (float)dxt[k];
     }
     for (size_t i = 0; i < P->total; i++) dW[i] += (float)G[i];
-    free(G); free(dz); free(dc); free(dg); free(dxt); free(da); free(f);
+    free(G); free(dz); free(dc); free(dg); free(dxt); free(da); free(f); free(dzm);
     ref_free(&R);
 }

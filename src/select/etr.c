@@ -1,5 +1,5 @@
 // etr.c — Expert-Token Resonance (methods.md §3; LocMoE+), on the fixed GrAP affinities of the
-// layer (score source SCORE_AFFINITY, src/model/grap.h: S = GrAP logits z or cosines δ, s->aff = δ).
+// layer (score source "grap", src/model/grap.h: S = GrAP logits z or cosines δ, s->aff = δ).
 //   TCR: each token takes its top-K experts by δ (the paper uses K = 1; model.ffn.top_k).
 //   ECR (training forwards): each expert keeps at most C = max(1, ceil(c_f·K·T/n)) of the tokens
 //        that chose it, highest δ first, ties to the lower token index; the others are dropped
@@ -53,14 +53,13 @@ long etr_capacity(double cap_factor, int K, int T, int n) {
 static int etr_slots(const FfnConfig *c) { return c->top_k; }
 static int ecr_slots(const FfnConfig *c) { return c->n_experts; }
 
-static const char *etr_check(const FfnConfig *c, ScoreSource src) {
-    if (src != SCORE_AFFINITY)
-        return "model.ffn.select etr brings its own scores (fixed GrAP affinities instead of a router); "
-               "use it with model.ffn.type moe";
+// The source is always "grap" (.source below; the source checks model.ffn.type and d_model); the
+// z-loss and ERC are refused by select_check (no router).
+static const char *etr_check(const FfnConfig *c, const ScoreInfo *src) {
+    (void)src;
     if (c->capacity != 0)
         return "model.ffn.capacity must be 0 with model.ffn.select etr (its capacity schedule is "
                "model.ffn.etr_cap_start -> model.ffn.etr_cap_end)";
-    if (c->z_loss > 0) return "model.ffn.z_loss acts on router logits; model.ffn.select etr has no router (set it to 0)";
     if (!(c->etr_cap_start > 0) || !(c->etr_cap_end > 0))
         return "model.ffn.etr_cap_start and model.ffn.etr_cap_end must be > 0";
     if (!(c->etr_loc_coef >= 0)) return "model.ffn.etr_loc_coef must be >= 0";
@@ -245,6 +244,58 @@ static void etr_aux_backward(const Selection *s, float *dS, float scale) {
     if (e->loc_coef > 0) loc_backward(s, e, dS, (double)scale * e->loc_coef);
 }
 
+// ---- naive twins for the layer reference (moe_ref.c): per slot / per group loops in double ----
+// Expert side: a slot is kept iff fewer than cap slots of its expert rank above it (δ descending,
+// then slot ascending).
+static void etr_ref_keep(const Selection *s, int T, const int *idx, const double *rank, int *keep) {
+    const Etr *e = s->priv;
+    int K = s->K, n = s->n;
+    long ecap = etr_capacity(etr_cap_factor(e, s->progress), K, T, n);
+    for (int q = 0; q < T * K; q++) {
+        int x = idx[q], above = 0;
+        double dq = rank[(size_t)(q / K) * n + x];
+        for (int o = 0; o < T * K; o++) {
+            if (idx[o] != x || o == q) continue;
+            double dv = rank[(size_t)(o / K) * n + x];
+            above += dv > dq || (dv == dq && o < q);
+        }
+        keep[q] = above < ecap;
+    }
+}
+
+// loc_coef·L_loc: token t in group ⌊tG/T⌋, expert i in group i/(n/G); mean over non-empty groups of
+// KL(D_c‖D_l); dz_tj += scale·loc_coef/(ne·T_g)·p_tj (a_gj − Σ_i p_ti a_gi), a = ln(D_c/D_l).
+static double etr_ref_aux(const Selection *s, int T, const double *prob, double *dz, double scale) {
+    const Etr *e = s->priv;
+    int n = s->n, G = e->groups, per = n / G, ne = 0;
+    int *tg = xcalloc(G, sizeof(int));
+    double *Dc = xcalloc((size_t)G * n, sizeof(double)), *la = xcalloc((size_t)G * n, sizeof(double)), loc = 0;
+    for (int t = 0; t < T; t++) {
+        int g = (int)((long)t * G / T);
+        tg[g]++;
+        for (int i = 0; i < n; i++) Dc[g * n + i] += prob[(size_t)t * n + i];
+    }
+    for (int g = 0; g < G; g++) {
+        if (!tg[g]) continue;
+        ne++;
+        for (int i = 0; i < n; i++) {
+            double D = Dc[g * n + i] / tg[g], Dl = ETR_LOC_ETA / n + (i / per == g ? (1 - ETR_LOC_ETA) / per : 0);
+            la[g * n + i] = log(D / Dl);
+            loc += D * la[g * n + i];
+        }
+    }
+    loc /= ne;
+    for (int t = 0; t < T && dz; t++) {
+        int g = (int)((long)t * G / T);
+        const double *p = prob + (size_t)t * n, *a = la + g * n;
+        double pa = 0, c = scale * e->loc_coef / ((double)ne * tg[g]);
+        for (int i = 0; i < n; i++) pa += p[i] * a[i];
+        for (int i = 0; i < n; i++) dz[(size_t)t * n + i] += c * p[i] * (a[i] - pa);
+    }
+    free(tg); free(Dc); free(la);
+    return e->loc_coef * loc;
+}
+
 static void etr_write_stats(const Selection *s, FILE *f) {
     const Etr *e = s->priv;
     fprintf(f, ",\"cap_factor\":%.6g,\"cap_tokens\":%ld,\"loc_loss\":%.6g", e->cap_factor, e->cap,
@@ -254,7 +305,7 @@ static void etr_write_stats(const Selection *s, FILE *f) {
 const SelectMethod select_etr = {
     .name = "etr",
     .summary = "Expert-Token Resonance: GrAP affinities, token top-K then expert-side capacity, locality loss",
-    .source = SCORE_AFFINITY,
+    .source = "grap",
     .slots = etr_slots,
     .check = etr_check,
     .init = etr_init,
@@ -264,12 +315,14 @@ const SelectMethod select_etr = {
     .aux_forward = etr_aux_forward,
     .aux_backward = etr_aux_backward,
     .write_stats = etr_write_stats,
+    .ref_keep = etr_ref_keep,
+    .ref_aux = etr_ref_aux,
 };
 
 const SelectMethod select_etr_ecr = {
     .name = "etr_ecr",
     .summary = "ETR's expert-side stage alone: each expert takes its top tokens of the batch by GrAP affinity (capacity schedule, tau)",
-    .source = SCORE_AFFINITY,
+    .source = "grap",
     .slots = ecr_slots,
     .check = etr_check,
     .init = etr_init,

@@ -32,7 +32,7 @@ typedef struct {
 
 static int ec_slots(const FfnConfig *c) { return c->n_experts; }
 
-static const char *ec_check(const FfnConfig *c, ScoreSource src) {
+static const char *ec_check(const FfnConfig *c, const ScoreInfo *src) {
     (void)src;
     if (c->capacity < 0) return "model.ffn.capacity must be > 0 with model.ffn.select expert_choice (0 = default 2)";
     return NULL;

@@ -35,19 +35,13 @@ const char *select_names(void) {
     return buf;
 }
 
-ScoreSource select_source(const FfnConfig *c) {
-    if (!strcmp(c->type, "aoe")) return SCORE_AOE_NORM;
-    const SelectMethod *m = select_find(c->select);
-    return m ? m->source : SCORE_ROUTER;
-}
-
 int select_gate_kind(const char *name) {
     if (!strcmp(name, "topk_softmax")) return GATE_TOPK_SOFTMAX;
     if (!strcmp(name, "softmax")) return GATE_SOFTMAX;
     return -1;
 }
 
-const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buflen) {
+const char *select_check(const FfnConfig *c, const ScoreInfo *src, char *buf, int buflen) {
     const SelectMethod *m = select_find(c->select);
     if (!m) {
         snprintf(buf, buflen, "model.ffn.select: unknown method '%s' (expected %s)", c->select, select_names());
@@ -64,16 +58,24 @@ const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buf
     }
     if (c->capacity < 0) return "model.ffn.capacity must be >= 0 (0 = dropless)";
     if (c->lb_coef < 0 || c->z_loss < 0) return "model.ffn.lb_coef and model.ffn.z_loss must be >= 0";
-    if (src == SCORE_AOE_NORM && c->z_loss > 0)
-        return "model.ffn.z_loss acts on router logits; AoE has no router (set it to 0 with model.ffn.type aoe)";
+    if (c->z_loss > 0 && !src->router) {
+        snprintf(buf, buflen, "model.ffn.z_loss acts on router logits; the score source '%s' (model.ffn.type %s, "
+                 "model.ffn.select %s) has no router (set it to 0)", src->name, c->type, c->select);
+        return buf;
+    }
     // ERC composes with every method but needs router rows
     if (c->erc_coef < 0) return "model.ffn.erc_coef must be >= 0 (0 = off)";
-    if (c->erc_log && src != SCORE_ROUTER)
-        return "model.ffn.erc_log measures router rows; only model.ffn.type moe with a router has them "
-               "(set model.ffn.erc_log to false)";
-    if (c->erc_coef > 0 && src != SCORE_ROUTER)
-        return "model.ffn.erc_coef couples router rows with experts; only model.ffn.type moe has a router "
-               "(set model.ffn.erc_coef to 0)";
+    if (c->erc_log && !src->router) {
+        snprintf(buf, buflen, "model.ffn.erc_log measures router rows; the score source '%s' (model.ffn.type %s, "
+                 "model.ffn.select %s) has none (set model.ffn.erc_log to false)", src->name, c->type, c->select);
+        return buf;
+    }
+    if (c->erc_coef > 0 && !src->router) {
+        snprintf(buf, buflen, "model.ffn.erc_coef couples router rows with experts; the score source '%s' "
+                 "(model.ffn.type %s, model.ffn.select %s) has no router (set model.ffn.erc_coef to 0)",
+                 src->name, c->type, c->select);
+        return buf;
+    }
     if (c->erc_coef > 0 && c->n_experts < 2) return "model.ffn.erc_coef needs model.ffn.n_experts >= 2";
     if (c->erc_alpha < 0 || (c->erc_alpha > 1 && !c->erc_allow_alpha_gt1)) {
         snprintf(buf, buflen, "model.ffn.erc_alpha (%g) must be in [0, 1] unless model.ffn.erc_allow_alpha_gt1 "
@@ -84,12 +86,12 @@ const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buf
 }
 
 // ---- driver ----
-Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T) {
-    char buf[256];
-    const char *err = select_check(c, src, buf, sizeof buf);
-    if (err) die_input("%s", err);
+Selection *select_create(const FfnConfig *c, const ScoreInfo *src, int max_T) {
+    const SelectMethod *m = select_find(c->select);
+    if (!m || select_gate_kind(c->gate) < 0 || c->top_k < 1 || c->top_k > c->n_experts)
+        die("internal: select_create on an unchecked config (model.ffn.select %s); validate it first", c->select);
     Selection *s = xcalloc(1, sizeof *s);
-    s->m = select_find(c->select);
+    s->m = m;
     s->src = src;
     s->gate_kind = (GateKind)select_gate_kind(c->gate);
     s->n = c->n_experts;

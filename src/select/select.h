@@ -1,12 +1,13 @@
 // select.h — expert selection behind one small interface. A sparse FFN layer (src/model/moe.c)
-// produces a score matrix S [T,n] from its score source (router logits X·R, or AoE key norms
-// ||X·W_down^e||); a selection method turns S into per-token slots (expert index + gate weight),
+// produces a score matrix S [T,n] from its score source (src/model/score.h: router logits X·R,
+// AoE key norms ||X·W_down^e||, GrAP affinities, ...); a selection method turns S into per-token
+// slots (expert index + gate weight),
 // maps d(gates) back to d(scores), owns the auxiliary losses on S (balancing, z-loss, ...) and
 // the load statistics. Adding a method = one file src/select/<name>.c defining a SelectMethod
 // plus one line in the table in select.c. The layer never looks inside a method.
 //
 // What this does not do: experts, dispatch and the score sources (their parameters and
-// backward) live in the layer; methods only ever see S [T,n].
+// backward) live in src/model; methods only ever see S [T,n] and the ScoreInfo below.
 #ifndef AOE_SELECT_H
 #define AOE_SELECT_H
 
@@ -15,12 +16,12 @@
 #include "config/config.h"
 #include "util/common.h"
 
-// Where S comes from. The layer computes it; a method may refuse a source in its check().
-typedef enum {
-    SCORE_ROUTER,    // S = X·R, R [d,n] (router MoE)
-    SCORE_AOE_NORM,  // S[t,e] = ||X[t]·W_down[:, e*r:(e+1)*r]||_2 (AoE)
-    SCORE_AFFINITY,  // fixed GrAP group averages (ETR, no router): S = z or cosine δ, see Selection.aff
-} ScoreSource;
+// What a method may know about the layer's score source (the rest is src/model/score.h). A
+// method may refuse a source in its check().
+typedef struct {
+    const char *name;  // "router", "aoe_norm", "grap", ... (model/score.c table)
+    int router;        // S = X·R with a learned router R [d,n]: the z-loss and ERC apply
+} ScoreInfo;
 
 // Gate weight of a selected expert (model.ffn.gate).
 typedef enum {
@@ -59,7 +60,7 @@ typedef struct {
 typedef struct Selection {
     const struct SelectMethod *m;
     void *priv;               // method state (m->init / m->free)
-    ScoreSource src;
+    const ScoreInfo *src;
     GateKind gate_kind;
     int n, K, kmax, max_T;    // experts, config top_k, slots per token (m->slots)
     float lb_coef, z_coef, capacity;
@@ -67,8 +68,8 @@ typedef struct Selection {
     // Training progress in [0,1] (step / (train.steps - 1)), set before each step through
     // FfnOps.set_progress; 0 outside training. Methods with schedules read it (ETR capacity).
     float progress;
-    // SCORE_AFFINITY: [T,n] cosine affinities δ the method ranks by (the layer owns it; S holds
-    // the gate logits: GrAP z or δ itself). NULL for the other sources.
+    // [T,n] what the source says to rank by when it differs from S (GrAP: cosine affinities δ,
+    // S holding the gate logits); methods that honour it (ETR) read it, NULL = rank by S.
     const float *aff;
     // last forward
     int T, train;
@@ -95,14 +96,14 @@ typedef struct Selection {
 typedef struct SelectMethod {
     const char *name;      // value of model.ffn.select
     const char *summary;   // one line for docs and error messages
-    // Score source this method brings to a router-type layer (SCORE_AFFINITY for ETR); the zero
-    // default SCORE_ROUTER means "the layer's own" (router logits, AoE norms).
-    ScoreSource source;
+    // Name of the score source this method brings (ETR: "grap"); NULL = the layer's own
+    // (router logits, AoE norms, ... as model/score.c picks for the config).
+    const char *source;
     // Slots per token (kmax) for this config, e.g. top_k for token choice, n for expert choice.
     int (*slots)(const FfnConfig *c);
     // Method-specific config check for score source src: NULL if fine, else a static message
-    // naming the keys ("model.ffn.top_k ..."). Called by select_check.
-    const char *(*check)(const FfnConfig *c, ScoreSource src);
+    // naming the keys ("model.ffn.top_k ..."). Called by select_check, nowhere else.
+    const char *(*check)(const FfnConfig *c, const ScoreInfo *src);
     void (*init)(Selection *s, const FfnConfig *c);  // optional: allocate s->priv
     void (*free)(Selection *s);                      // optional
     // Fills s->choice, s->expert, s->gate (all [T,kmax]), s->load and s->dropped from s->S and
@@ -121,21 +122,28 @@ typedef struct SelectMethod {
     void (*param_aux_backward)(Selection *s, const SelectParams *v, float scale);
     // Optional: extra JSON fields (",\"key\":value...") for the statistics line.
     void (*write_stats)(const Selection *s, FILE *f);
+    // Naive twins for the per-token layer reference (src/model/moe_ref.c), double precision, for
+    // methods whose rules go beyond token-choice top-K with capacity and the standard losses:
+    // ref_keep: keep [T,K] (1 = processed) after the token choice idx [T,K] ranked by rank [T,n];
+    // ref_aux: extra weighted auxiliary loss from prob [T,n] = softmax(S); if dz [T,n] is not NULL,
+    // adds scale times its gradient with respect to S.
+    void (*ref_keep)(const Selection *s, int T, const int *idx, const double *rank, int *keep);
+    double (*ref_aux)(const Selection *s, int T, const double *prob, double *dz, double scale);
 } SelectMethod;
 
 // ---- the table (select.c) ----
 const SelectMethod *select_find(const char *name);  // NULL if unknown
 const char *select_names(void);                     // "topk|..." for messages
-// Checks model.ffn.select / gate / top_k / n_experts / capacity for this source. Returns NULL if
-// the combination is valid, else a message naming the keys (static or in buf).
-const char *select_check(const FfnConfig *c, ScoreSource src, char *buf, int buflen);
+// Checks model.ffn.select / gate / top_k / n_experts / capacity / losses for this source, then
+// the method's own check. Returns NULL if the combination is valid, else a message naming the
+// keys (static or in buf). The one place these rules live: config validation calls it (through
+// model_validate_config), layers do not re-check.
+const char *select_check(const FfnConfig *c, const ScoreInfo *src, char *buf, int buflen);
 int select_gate_kind(const char *name);             // GATE_* or -1
-// The score source a sparse layer of this config uses: AoE norms for model.ffn.type aoe, else the
-// method's own (m->source), else router logits.
-ScoreSource select_source(const FfnConfig *c);
 
 // ---- the driver used by layers ----
-Selection *select_create(const FfnConfig *c, ScoreSource src, int max_T);
+// c must have passed select_check (the layer asserts, it does not re-validate).
+Selection *select_create(const FfnConfig *c, const ScoreInfo *src, int max_T);
 void select_destroy(Selection *s);
 // Runs the method on S [T,n]: prob, lse, slots; if train: aux losses and statistics.
 void select_forward(Selection *s, const float *S, int T, int train, Rng *rng);

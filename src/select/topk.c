@@ -6,11 +6,6 @@
 
 static int topk_slots(const FfnConfig *c) { return c->top_k; }
 
-static const char *topk_check(const FfnConfig *c, ScoreSource src) {
-    (void)c; (void)src;
-    return NULL;
-}
-
 static void topk_select(Selection *s, Rng *rng) {
     (void)rng;
     int n = s->n, K = s->kmax;
@@ -26,7 +21,6 @@ const SelectMethod select_topk = {
     .name = "topk",
     .summary = "token choice: each token takes its K highest-scoring experts",
     .slots = topk_slots,
-    .check = topk_check,
     .select = topk_select,
     .gate_backward = select_gates_backward,
 };

@@ -24,7 +24,7 @@ typedef struct {
 
 static int topp_slots(const FfnConfig *c) { return c->n_experts; }
 
-static const char *topp_check(const FfnConfig *c, ScoreSource src) {
+static const char *topp_check(const FfnConfig *c, const ScoreInfo *src) {
     (void)src;
     if (!(c->top_p > 0 && c->top_p <= 1)) return "model.ffn.top_p must be in (0, 1] with model.ffn.select topp";
     if (c->topp_ent_coef < 0) return "model.ffn.topp_ent_coef must be >= 0";

@@ -43,7 +43,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
     Config c;
     config_defaults(&c);
     config_load_file(&c, path);
-    config_validate(&c, path);
+    model_validate_config(&c, path);
     const char *arch = kernels_init(threads);
     memset(r, 0, sizeof *r);
     snprintf(r->arch, sizeof r->arch, "%s", arch);
@@ -139,7 +139,7 @@ int cmd_bench(int argc, char **argv) {
         Config c;
         config_defaults(&c);
         config_load_file(&c, cfgs[i]);
-        config_validate(&c, cfgs[i]);
+        model_validate_config(&c, cfgs[i]);
     }
     if (!json) {
         printf("%-26s %4s %3s %9s %8s %7s %6s %8s  phases (attn/expert/dispatch/elem/head/opt %%)\n", "config", "prec", "thr",

@@ -174,7 +174,7 @@ void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
     }
     if (strlen(run_dir) >= CFG_STR) die_input("%s: run directory path too long", run_dir);
     snprintf(c->out, CFG_STR, "%s", run_dir);
-    config_validate(c, path);
+    model_validate_config(c, path);
     free(path);
 }
 

@@ -71,7 +71,7 @@ void train_parse_args(int argc, char **argv, Config *c, int *dry_run, const char
     for (int i = 0; i < argc; i++)
         if (argv[i][0] != '-' && strchr(argv[i], '=') && !(i > 0 && !strcmp(argv[i - 1], "--resume")))
             config_set(c, argv[i], "command line");
-    config_validate(c, file ? file : "command line");
+    model_validate_config(c, file ? file : "command line");
     optim_for_config(c, file ? file : "command line");
 }
 
