@@ -387,14 +387,6 @@ static const char *sparse_check(const Config *c, char *buf, int len) {
     return select_check(f, &score_for(c)->info, buf, len);
 }
 
-static const char *aoe_check(const Config *c, char *buf, int len) {
-    const char *why = sparse_check(c, buf, len);
-    if (why || c->ffn.d_wide || ffn_d_wide(c) >= 1) return why;
-    snprintf(buf, len, "model.ffn.d_wide: parameter matching (AoE Eq.5) gives no width for model.ffn.d_ff %d, "
-             "model.ffn.d_low %d, model.d_model %d; set it explicitly", c->ffn.d_ff, c->ffn.d_low, c->d_model);
-    return buf;
-}
-
 const FfnOps ffn_moe_ops = {
     .name = "moe", .create = moe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = moe_count, .destroy = moe_destroy,
@@ -404,5 +396,5 @@ const FfnOps ffn_moe_ops = {
 const FfnOps ffn_aoe_ops = {
     .name = "aoe", .create = aoe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = aoe_count, .destroy = moe_destroy,
-    .set_progress = moe_set_progress, .check = aoe_check,
+    .set_progress = moe_set_progress, .check = sparse_check,
 };
