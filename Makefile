@@ -53,10 +53,9 @@ install: aoe
 	cp -R data/tasks $(DESTDIR)$(PREFIX)/share/aoe/tasks
 
 # The test runner drives ./aoe for CLI tests, so both are built with the same flags.
-# check-includes.sh: src/ folders follow the layer order, no shared file names. --warn (report
-# only) until the ckpt -> train and config -> select includes are gone (issue 12), then strict.
+# check-includes.sh: src/ folders follow the layer order, no shared file names (fails the test).
 test: aoe $(OBJDIR)/aoe_tests
-	tools/check-includes.sh --warn
+	tools/check-includes.sh
 	AOE_BIN=./aoe OMP_NUM_THREADS=2 $(OBJDIR)/aoe_tests $(T)
 
 asan:
