@@ -266,3 +266,38 @@ TEST(report_erc_eps_figure) {
         free(out); free(err);
     }
 }
+
+// aoe analyze load: every token counted K times per layer (top-2, dropless), Ent_load from the
+// counts; the table and the JSON agree.
+TEST(analyze_load_counts_and_entropy) {
+    const char *run = tiny_run("an-moe5", "{\"type\": \"moe\", \"n_experts\": 4, \"top_k\": 2, \"d_ff\": 24}");
+    char js[800], txt[800], *out = NULL, *err = NULL;
+    snprintf(js, sizeof js, "%s/load.json", test_tmpdir());
+    snprintf(txt, sizeof txt, "%s/ck-text.txt", test_tmpdir());
+    int rc = aoe_run(&out, &err, "analyze load %s --text %s --max-tokens 700 --batch 2 --out %s", run, txt, js);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == 0);
+    size_t n;
+    char *text = read_file(js, &n);
+    cJSON *j = cJSON_Parse(text);
+    REQUIRE(j);
+    const cJSON *st = cJSON_GetObjectItem(j, "stats");
+    CHECK_EQ_INT(cJSON_GetObjectItem(st, "tokens")->valueint, 700);
+    const cJSON *l;
+    int nl = 0;
+    cJSON_ArrayForEach(l, cJSON_GetObjectItem(st, "layers")) {
+        long c[4], sum = 0;
+        for (int e = 0; e < 4; e++) sum += c[e] = (long)num(cJSON_GetObjectItem(l, "counts"), e);
+        CHECK_EQ_INT(sum, 1400);
+        double h = 0;
+        for (int e = 0; e < 4; e++)
+            if (c[e]) h -= (double)c[e] / sum * log((double)c[e] / sum);
+        CHECK_NEAR(cJSON_GetObjectItem(l, "ent_load")->valuedouble, h, 1e-5);
+        char row[64];
+        snprintf(row, sizeof row, "| %d | %.4f |", nl++, h);
+        CHECK_STR_CONTAINS(out, row);
+    }
+    CHECK_EQ_INT(nl, 2);
+    cJSON_Delete(j);
+    free(text); free(out); free(err);
+}

@@ -10,6 +10,7 @@
 #include "select/etr.h"
 #include "test.h"
 #include "test_etr.h"
+#include "test_sparse.h"
 
 typedef struct { float key; int t; } KeyTok;
 static int by_key_desc(const void *pa, const void *pb) {
@@ -223,4 +224,25 @@ TEST(erc_log_measures_without_training) {
     CHECK_STR_CONTAINS(err, "model.ffn.erc_log measures router rows");
     free(err);
     free(x); free(G);
+}
+
+// Finite differences through the reference (its expert-side rule includes τ) with τ dropping tokens.
+TEST(etr_tau_gradcheck) {
+    kernels_init(2);
+    Spec s = {"grap", 8, 4, 1, 6, 12, 2, 0.5f, 0.3f, 0.2f, 5, 5, 0, NULL, 0.7f, 0};
+    Fix f;
+    fix_make(&f, &s, 21);
+    int T = s.T, d = s.d;
+    float *x = test_randn(T * d, 1, 22), *G = test_randn(T * d, 1, 23), *out = falloc(T * d), *dx = falloc(T * d);
+    train_forward(&f, out, x, T);
+    CHECK(f.L->sel->dropped > 0);  // τ drops (capacity 5 never binds)
+    params_zero_grad(&f.P);
+    ffn_moe_ops.backward(f.L, &f.P, dx, G, x, T, 0.7f);
+    int skipped = 0, total = 0;
+    double e = test_sparse_fd(f.L, &f.P, x, dx, G, T, d, 1, 0.7f, 0, 1e-9, "etr/tau", &skipped, &total);
+    fprintf(stderr, "[%.2e, %d/%d skipped] ", e, skipped, total);
+    CHECK(skipped * 10 < total);
+    CHECK(e < 2e-3);
+    free(x); free(G); free(out); free(dx);
+    fix_free(&f);
 }

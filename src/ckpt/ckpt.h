@@ -67,6 +67,9 @@ int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptM
 Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out);
 // The stored config and vocabulary size, the file checked up to (not including) the payload.
 void ckpt_read_config(const char *path, Config *cfg, int *V);
+// The same with config overrides ("key=value", e.g. model.ffn.score_override=norm for an
+// evaluation probe) applied to the stored config and validated before the model is built.
+Model *ckpt_load_model_with(const char *path, int max_B, CkptMeta *meta_out, const char *const *sets, int nsets);
 // Loads parameters and the state arrays named in st into an existing model built from the same
 // config. Exits 2 if the file is bad, if its config differs from m->cfg in a key under one of
 // `same_keys` (prefixes such as "model."; names the key), or if its state arrays are not exactly

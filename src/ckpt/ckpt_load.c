@@ -79,8 +79,14 @@ void ckpt_read_config(const char *path, Config *cfg, int *V) {
 }
 
 Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out) {
+    return ckpt_load_model_with(path, max_B, meta_out, NULL, 0);
+}
+
+Model *ckpt_load_model_with(const char *path, int max_B, CkptMeta *meta_out, const char *const *sets, int nsets) {
     CkptFile cf;
     ckpt_file_open(&cf, path);
+    for (int i = 0; i < nsets; i++) config_set(&cf.cfg, sets[i], "override");
+    if (nsets) model_validate_config(&cf.cfg, path);
     Model *m = model_create(&cf.cfg, cf.V, max_B, cf.cfg.seed);
     float *dst[CKPT_MAX_ARRAYS] = {m->P.w};
     read_into_model(&cf, m, dst);

@@ -65,6 +65,10 @@ static const Key keys[] = {
     {"model.ffn.etr_tau", T_FLOAT, O(ffn.etr_tau), "1", 1e-6, 1, 0, "ETR expert-side adaptive threshold tau (select etr, etr_ecr): each expert keeps, of its candidates sorted by cosine affinity, the shortest prefix whose summed positive affinity reaches tau times the sum over all candidates, and at most its capacity; 1 = off (capacity only)"},
     {"model.ffn.etr_renorm", T_BOOL, O(ffn.etr_renorm), "false", 0, 1, 0, "ETR gates renormalised over the experts a token keeps (top-1: gate 1) instead of the paper's full softmax over n (nearly uniform, about 1/n)"},
     {"model.ffn.erc_log", T_BOOL, O(ffn.erc_log), "false", 0, 1, 0, "router MoE: log the ERC noise bound eps and the clean-router ERC loss (at erc_alpha) in load.jsonl at every training forward, without training on it (erc_coef > 0 logs them anyway)"},
+    {"model.ffn.aoe_norm", T_ENUM, O(ffn.aoe_norm), "l2", 0, 0, "l2|l1|linf", "AoE: the norm of each expert's key x*W_down^e that ranks and gates the experts (paper: l2; App. A compares l1, linf)"},
+    {"model.ffn.gate_rank", T_INT, O(ffn.gate_rank), "0", 0, 1 << 20, 0, "router MoE: factorise every expert's W_g as W_down*W_up of this rank (AoE Table 2 'factorized W_g'); the expert width is then parameter-matched by Eq.5 (d_wide = 0) like AoE's; 0 = full W_g"},
+    {"model.ffn.router_hidden", T_INT, O(ffn.router_hidden), "0", 0, 1 << 20, 0, "router MoE: a two-layer linear router x*R1*R2 with this hidden width (AoE Table 2 'large router'; n*r*d/(d+n) matches AoE's W_down count); 0 = one matrix"},
+    {"model.ffn.score_override", T_ENUM, O(ffn.score_override), "none", 0, 0, "none|norm", "router MoE, evaluation only (aoe eval --select-override norm): choose and gate experts by ||x*W_g^e|| instead of the router (AoE's router-free probe); training refuses it"},
     {"train.steps", T_INT, O(steps), "200", 1, 1e9, 0, "optimizer steps"},
     {"train.batch_size", T_INT, O(batch_size), "8", 1, 1 << 20, 0, "sequences per micro-batch"},
     {"train.grad_accum", T_INT, O(grad_accum), "1", 1, 1 << 16, 0, "micro-batches per optimizer step"},
@@ -241,7 +245,7 @@ int config_from_json_text(Config *c, const char *text, const char *src, char *er
 int ffn_d_wide(const Config *c) {
     if (c->ffn.d_wide > 0) return c->ffn.d_wide;
     // AoE Eq.5: d*r + r*dw + 2*d*dw = 3*d*D  =>  dw = (3 d D - r d) / (r + 2 d), rounded to nearest
-    double d = c->d_model, r = c->ffn.d_low, D = c->ffn.d_ff;
+    double d = c->d_model, r = strcmp(c->ffn.type, "aoe") ? c->ffn.gate_rank : c->ffn.d_low, D = c->ffn.d_ff;
     long dw = lround((3 * d * D - r * d) / (r + 2 * d));
     return dw > 0 ? (int)dw : 1;  // tiny test configs (d_ff <= d_low·d/(3d)) get width 1
 }

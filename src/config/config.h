@@ -36,6 +36,10 @@ typedef struct {
     float etr_tau;        // ETR expert-side threshold on the summed affinity (1 = off)
     int etr_renorm;       // ETR gates renormalised over the kept experts (default: the paper's full softmax)
     int erc_log;          // log ε and the clean-router ERC loss in training stats without training on it
+    char aoe_norm[8];     // AoE: the norm that ranks experts, l2 | l1 | linf
+    int gate_rank;        // router MoE: experts' W_g factorised as W_down·W_up of this rank (0 = full)
+    int router_hidden;    // router MoE: two-layer linear router of this hidden width (0 = one layer)
+    char score_override[16];  // router MoE, evaluation: none | norm (router-free probe), see docs/select.md
 } FfnConfig;
 
 typedef struct {
@@ -78,7 +82,8 @@ char *config_to_json(const Config *c);
 int config_from_json_text(Config *c, const char *text, const char *src, char *err, int errlen);
 // Markdown table of every key (type, default, range, meaning): docs/config.md is generated from it.
 void config_print_doc(void);
-// Derived: the AoE expert width (d_wide, or Eq.5 rounded when 0).
+// Derived: the expert width of a layer with a factorised gate branch (AoE, or a router MoE with
+// gate_rank > 0): d_wide, or Eq.5 rounded when 0, with r = d_low (AoE) or gate_rank (MoE).
 int ffn_d_wide(const Config *c);
 // Is layer l an MoE/AoE layer?
 int ffn_is_sparse_layer(const Config *c, int l);

@@ -3,14 +3,37 @@
 // table of analyze.c; each prints a table and can write JSON (--out FILE, written atomically).
 //   erc       ε, the n×n matrix M and the ERC loss over a list of α (ERC paper Table 2)
 //   clusters  Calinski–Harabasz index of FFN inputs grouped by chosen expert (ETR paper Fig. 9)
+//   load      expert load per layer on text: counts, Ent_load, Ent_conf (AoE paper Fig. 3)
 #ifndef AOE_ANALYZE_H
 #define AOE_ANALYZE_H
 
+#include "ckpt/ckpt.h"
+#include "data/tokenizer.h"
 #include "model/model.h"
 #include "select/select.h"
 
 int analyze_erc(int argc, char **argv);
 int analyze_clusters(int argc, char **argv);
+int analyze_load(int argc, char **argv);
+
+// ---- a checkpoint run over a text file (clusters, load) ----
+typedef struct {
+    char *path;             // the checkpoint
+    const char *text_path;
+    Model *m;
+    Tokenizer *tk;
+    CkptMeta meta;
+    int32_t *ids;
+    int nt, B;              // tokens used (first --max-tokens), sequences per forward
+} TextRun;
+// Parses CKPT --text FILE [--max-tokens N] [--batch N] [--tokenizer P] [--threads N] [--out F]
+// (*out gets F or NULL), then opens the checkpoint, its tokenizer and the text. Returns 0, or 2
+// after a one-line message for a usage error (the caller prints its usage). Bad files exit 2.
+int analyze_text_open(TextRun *r, int argc, char **argv, const char *name, const char **out);
+// Runs the model (eval forwards, no LM head) over the tokens in windows of seq_len, B at a time;
+// after each forward of B rows × S positions (all real tokens) calls fn(ctx, m, B, S).
+void analyze_text_run(TextRun *r, void (*fn)(void *ctx, const Model *m, int B, int S), void *ctx, const char *what);
+void analyze_text_close(TextRun *r);
 
 // ---- Calinski–Harabasz index, streamed (analyze_clusters.c) ----
 // Points are added one at a time with their cluster label; sums are kept in double

@@ -92,42 +92,29 @@ static int top_expert(const Selection *sel, int t) {
     return best;
 }
 
+typedef struct {
+    int nacc, *layer;
+    ClusterAcc **acc;
+} Clusters;
+
+static void clusters_add(void *ctx, const Model *m, int B, int S) {
+    Clusters *c = ctx;
+    for (int k = 0; k < c->nacc; k++) {
+        const Selection *sel = analyze_layer_selection(m, c->layer[k]);
+        const float *x = m->blocks[c->layer[k]].ln2;
+        for (int t = 0; t < B * S; t++) cluster_acc_add(c->acc[k], x + (size_t)t * m->d, top_expert(sel, t));
+    }
+}
+
 int analyze_clusters(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
-    const char *ck = NULL, *text_path = NULL, *tok_path = NULL, *out = NULL;
-    long max_tokens = 65536;
-    int B = 8, threads = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] == '-' && a[1]) {
-            if (!v) { fprintf(stderr, "aoe analyze clusters: %s needs a value\n", a); return 2; }
-            if (!strcmp(a, "--text")) text_path = v;
-            else if (!strcmp(a, "--max-tokens")) max_tokens = analyze_parse_long(a, v, 2, 1L << 40);
-            else if (!strcmp(a, "--batch")) B = (int)analyze_parse_long(a, v, 1, 4096);
-            else if (!strcmp(a, "--tokenizer")) tok_path = v;
-            else if (!strcmp(a, "--threads")) threads = (int)analyze_parse_long(a, v, 0, 4096);
-            else if (!strcmp(a, "--out")) out = v;
-            else { fprintf(stderr, "aoe analyze clusters: unknown option '%s'\n", a); usage(stderr); return 2; }
-            i++;
-            continue;
-        }
-        if (ck) { fprintf(stderr, "aoe analyze clusters: one checkpoint, got '%s' and '%s'\n", ck, a); return 2; }
-        ck = a;
-    }
-    if (!ck) { fprintf(stderr, "aoe analyze clusters: no checkpoint given\n"); usage(stderr); return 2; }
-    if (!text_path) { fprintf(stderr, "aoe analyze clusters: --text FILE is required\n"); usage(stderr); return 2; }
-    char *path = eval_resolve_ckpt(ck);
-    size_t len;
-    char *text = read_file(text_path, &len);  // before the model: fail fast on a missing file
-    kernels_init(threads);
-    CkptMeta meta;
-    Model *m = ckpt_load_model(path, B, &meta);
-    Tokenizer *tk = eval_open_tokenizer(m, &meta, path, tok_path, NULL);
-    int nt;
-    int32_t *ids = tok_encode(tk, text, len, &nt);
-    if (nt < 2) die_input("%s: %d token(s) after tokenizing; expected at least 2", text_path, nt);
-    if (nt > max_tokens) nt = (int)max_tokens;
-    int S = m->S, nacc = 0;
+    TextRun tr;
+    const char *out = NULL;
+    int rc = analyze_text_open(&tr, argc, argv, "clusters", &out);
+    if (rc) { usage(stderr); return rc; }
+    Model *m = tr.m;
+    const char *path = tr.path, *text_path = tr.text_path;
+    int nt = tr.nt, nacc = 0;
     ClusterAcc **acc = xcalloc(m->L, sizeof(ClusterAcc *));
     int *layer = xcalloc(m->L, sizeof(int));
     for (int l = 0; l < m->L; l++)
@@ -135,24 +122,9 @@ int analyze_clusters(int argc, char **argv) {
             layer[nacc] = l;
             acc[nacc++] = cluster_acc_new(m->cfg.ffn.n_experts, m->d);
         }
-    if (!nacc) die_input("%s: no sparse layer (model.ffn.type %s)", path, m->cfg.ffn.type);
-    int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)B * S);
-    for (long i = 0; i < (long)B * S; i++) tg[i] = -1;
-    m->score_only = 1;  // no LM head: no position has a target
-    Progress pr;
-    progress_start(&pr, "analyze clusters", "tok", nt);
-    for (int pos = 0; pos < nt;) {
-        int rem = nt - pos, b = rem >= S ? (rem / S < B ? rem / S : B) : 1, s = rem >= S ? S : rem;
-        model_forward(m, ids + pos, tg, b, s, NULL, 0, NULL);
-        for (int k = 0; k < nacc; k++) {
-            const Selection *sel = analyze_layer_selection(m, layer[k]);
-            const float *x = m->blocks[layer[k]].ln2;
-            for (int t = 0; t < b * s; t++) cluster_acc_add(acc[k], x + (size_t)t * m->d, top_expert(sel, t));
-        }
-        pos += b * s;
-        progress_update(&pr, pos);
-    }
-    progress_end(&pr, nt);
+    Clusters cl = {nacc, layer, acc};
+    analyze_text_run(&tr, clusters_add, &cl, "analyze clusters");
+    CkptMeta meta = tr.meta;
     Buf js = {0};
     bprintf(&js, "{\"v\":1,\"checkpoint\":");
     analyze_json_string(&js, path);
@@ -181,8 +153,7 @@ int analyze_clusters(int argc, char **argv) {
     bprintf(&js, "]}\n");
     analyze_write(out, js.s);
     if (out) fprintf(stderr, "aoe analyze clusters: wrote %s\n", out);
-    free(js.s); free(acc); free(layer); free(tg); free(ids); free(text); free(path);
-    tok_free(tk);
-    model_free(m);
+    free(js.s); free(acc); free(layer);
+    analyze_text_close(&tr);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "eval/results.h"
 #include "eval/open.h"
 #include "model/kernels.h"
+#include "model/score.h"
 #include "util/common.h"
 
 static void usage(FILE *f) {
@@ -23,7 +24,7 @@ static void usage(FILE *f) {
             "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
             "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
             "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--load-stats] [--log-samples]\n"
-            "                [--list-tasks]\n"
+            "                [--select-override norm] [--list-tasks]\n"
             "\n"
             "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
@@ -44,6 +45,8 @@ static void usage(FILE *f) {
             "                     must be the one the checkpoint was trained with\n"
             "  --precision P      matrix products in fp32 or bf16 (auto: bf16 where the CPU has native bf16\n"
             "                     dot products); default: the precision the checkpoint was trained in\n"
+            "  --select-override norm  router MoE: choose and gate experts by ||x W_g^e|| instead of the\n"
+            "                     router (AoE's router-free probe; docs/select.md)\n"
             "  --load-stats       MoE/AoE: per task and sparse layer, expert counts, Ent_load, Ent_conf and\n"
             "                     max-min load on the task's real tokens, into load_stats.json next to\n"
             "                     results.json (docs/eval.md)\n"
@@ -107,6 +110,11 @@ int cmd_eval(int argc, char **argv) {
     int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0, log_samples = 0;
     uint64_t seed = 1234;
     int load_stats = 0;
+    // --select-override norm: config overrides applied at load (the training-only losses that need
+    // a router are switched off; they do not change the forward)
+    static const char *const probe[] = {"model.ffn.score_override=norm", "model.ffn.erc_log=false",
+                                        "model.ffn.erc_coef=0", "model.ffn.z_loss=0"};
+    int n_over = 0;
     const char **ckpts = xcalloc(argc + 1, sizeof(char *));
     int nck = 0;
     for (int i = 0; i < argc; i++) {
@@ -126,6 +134,10 @@ int cmd_eval(int argc, char **argv) {
             else if (!strcmp(a, "--batch-tokens")) budget = parse_int(a, v, 1, 1 << 20);
             else if (!strcmp(a, "--threads")) threads = parse_int(a, v, 0, 4096);
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
+            else if (!strcmp(a, "--select-override")) {
+                if (strcmp(v, "norm")) die_input("--select-override: expected norm, got '%s'", v);
+                n_over = sizeof probe / sizeof *probe;
+            }
             else if (!strcmp(a, "--precision")) {
                 if (precision_parse(v) < 0) die_input("--precision: expected fp32, bf16 or auto, got '%s'", v);
                 prec = v;
@@ -217,7 +229,10 @@ int cmd_eval(int argc, char **argv) {
         c->path = paths[k];
         c->file_hash = file_hash(paths[k]);
         // one sequence of activations here; the scorer adds a batched model sharing the weights
-        Model *m = ckpt_load_model(paths[k], 1, &meta);
+        Model *m = ckpt_load_model_with(paths[k], 1, &meta, probe, n_over);
+        if (n_over && score_for(&m->cfg) != &score_expert_norm)
+            die_input("%s: --select-override norm probes a router MoE (model.ffn.type moe with a router), not "
+                      "model.ffn.type %s, select %s", paths[k], m->cfg.ffn.type, m->cfg.ffn.select);
         kernels_set_precision(model_precision(m, prec));
         fprintf(stderr, "aoe eval: %s: precision %s\n", paths[k], precision_name(kernels_precision()));
         Tokenizer *tk = eval_open_tokenizer(m, &meta, paths[k], tok_path, NULL);

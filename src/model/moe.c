@@ -42,7 +42,7 @@ static void *create_common(Params *P, const Config *cfg, int layer, int max_T, i
     L->d = c->d_model;
     L->n = f->n_experts;
     L->K = f->top_k;
-    L->D = aoe ? ffn_d_wide(c) : f->d_ff;
+    L->D = aoe || f->gate_rank > 0 ? ffn_d_wide(c) : f->d_ff;  // factorised gate: Eq.5 width
     L->max_T = max_T;
     if (!so || L->d <= 0 || L->n <= 0 || L->D <= 0)
         die("internal: layer %d: sparse FFN on an unchecked config (model.d_model %d, model.ffn.n_experts %d, "
@@ -356,7 +356,7 @@ static void sparse_count(const Config *cfg, const char *type, double *total, dou
     Config k = as_type(cfg, type);
     const Config *c = &k;
     const ScoreOps *so = score_for(c);
-    double D = strcmp(type, "aoe") ? c->ffn.d_ff : ffn_d_wide(c);
+    double D = strcmp(type, "aoe") && c->ffn.gate_rank <= 0 ? c->ffn.d_ff : ffn_d_wide(c);
     double d = c->d_model, n = c->ffn.n_experts, K = c->ffn.top_k;
     double score = so && so->count ? so->count(c) : 0, r = so && so->key_dim ? so->key_dim(c) : 0;
     double expert = (r ? r : d) * D + 2 * d * D;

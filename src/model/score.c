@@ -9,6 +9,9 @@
 // ---- the table: one line per source, specific before general (score_for takes the first match) ----
 static const ScoreOps *const sources[] = {
     &score_aoe_norm,
+    &score_expert_norm,
+    &score_router_lowrank,
+    &score_router_mlp,
     &score_router,
     &score_grap,
 };

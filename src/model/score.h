@@ -10,6 +10,8 @@
 //             block e = expert e), S[t,e] = ||C[t,e·r:(e+1)·r]||_2; the experts take their key as
 //             the input of their gate branch (w_up [n,r,D])                        (score_aoe.c)
 //   grap      asked for by model.ffn.select etr: fixed GrAP affinities, no parameters (grap.c)
+//   router_lowrank, router_mlp  model.ffn.gate_rank / router_hidden > 0 (score_router_ext.c)
+//   expert_norm  model.ffn.score_override norm: evaluation probe ||x·W_g^e|| (score_router_ext.c)
 //
 // Keys: a source with r > 0 caches a per-expert key [T,n,r] that the layer's experts use as the
 // input of their gate branch instead of x (AoE reuses x·W_down^e). Its backward then also takes
@@ -84,6 +86,7 @@ void score_backward(Score *s, Params *P, float *dx, const float *x, int T);
 // Writes ",\"<mean_stat>\":[...]" (if the source has one) and resets the mean.
 void score_write_stats(Score *s, FILE *f);
 
-extern const ScoreOps score_router, score_aoe_norm, score_grap;
+extern const ScoreOps score_router, score_aoe_norm, score_grap, score_router_lowrank, score_router_mlp,
+    score_expert_norm;
 
 #endif

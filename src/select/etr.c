@@ -246,20 +246,24 @@ static void etr_aux_backward(const Selection *s, float *dS, float scale) {
 
 // ---- naive twins for the layer reference (moe_ref.c): per slot / per group loops in double ----
 // Expert side: a slot is kept iff fewer than cap slots of its expert rank above it (δ descending,
-// then slot ascending).
+// then slot ascending) and, with τ < 1, the positive δ ranked above it is below τ·Σ max(δ,0).
 static void etr_ref_keep(const Selection *s, int T, const int *idx, const double *rank, int *keep) {
     const Etr *e = s->priv;
     int K = s->K, n = s->n;
     long ecap = etr_capacity(etr_cap_factor(e, s->progress), K, T, n);
     for (int q = 0; q < T * K; q++) {
         int x = idx[q], above = 0;
-        double dq = rank[(size_t)(q / K) * n + x];
+        double dq = rank[(size_t)(q / K) * n + x], mass_above = 0, mass = 0;  // τ: positive δ
         for (int o = 0; o < T * K; o++) {
-            if (idx[o] != x || o == q) continue;
+            if (idx[o] != x) continue;
             double dv = rank[(size_t)(o / K) * n + x];
-            above += dv > dq || (dv == dq && o < q);
+            mass += fmax(dv, 0);
+            if (o == q) continue;
+            int up = dv > dq || (dv == dq && o < q);
+            above += up;
+            if (up) mass_above += fmax(dv, 0);
         }
-        keep[q] = above < ecap;
+        keep[q] = above < ecap && (e->tau >= 1 || !(mass > 0) || mass_above < e->tau * mass);
     }
 }
 
