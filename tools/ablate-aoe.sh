@@ -50,12 +50,12 @@ ablate_table analyze-load "Expert load per layer on $TEXT ($TEXT_TOKENS tokens),
 # the router-free probe: the same validation shards, chosen by the router and by ||x W_g^e||
 probe() {
     local r=$1 val
-    val=$(sed -n 's/.*"val": *"\([^"]*\)".*/\1/p' "$r/config.json" | head -1)
-    "$AOE" eval "$r" --tasks "shards:$val" --out "$r/probe-router" >/dev/null 2>&1
-    "$AOE" eval "$r" --tasks "shards:$val" --select-override norm --out "$r/probe-norm" >/dev/null 2>&1
+    val=$(sed -n 's/.*"val":[[:space:]]*"\([^"]*\)".*/\1/p' "$r/config.json" | head -1)
+    "$AOE" eval "$r" --tasks "shards:$val" --out "$r/probe-router" >"$r/probe.log" 2>&1 || return 1
+    "$AOE" eval "$r" --tasks "shards:$val" --select-override norm --out "$r/probe-norm" >>"$r/probe.log" 2>&1 || return 1
     printf '| layer | router bpb | norm-probe bpb |\n|---:|---:|---:|\n| 0 | %s | %s |\n' \
-        "$(sed -n 's/.*"bits_per_byte,none": *\([0-9.]*\).*/\1/p' "$r/probe-router/results.json" | head -1)" \
-        "$(sed -n 's/.*"bits_per_byte,none": *\([0-9.]*\).*/\1/p' "$r/probe-norm/results.json" | head -1)"
+        "$(sed -n 's/.*"bits_per_byte,none":[[:space:]]*\([0-9.]*\).*/\1/p' "$r/probe-router/results.json" | head -1)" \
+        "$(sed -n 's/.*"bits_per_byte,none":[[:space:]]*\([0-9.]*\).*/\1/p' "$r/probe-norm/results.json" | head -1)"
 }
 if ((!DRY)); then
     for r in "${study_runs[@]}"; do
