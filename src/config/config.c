@@ -245,7 +245,8 @@ int config_from_json_text(Config *c, const char *text, const char *src, char *er
 int ffn_d_wide(const Config *c) {
     if (c->ffn.d_wide > 0) return c->ffn.d_wide;
     // AoE Eq.5: d*r + r*dw + 2*d*dw = 3*d*D  =>  dw = (3 d D - r d) / (r + 2 d), rounded to nearest
-    double d = c->d_model, r = strcmp(c->ffn.type, "aoe") ? c->ffn.gate_rank : c->ffn.d_low, D = c->ffn.d_ff;
+    int lowrank_moe = !strcmp(c->ffn.type, "moe") && c->ffn.gate_rank > 0;  // factorised-W_g MoE
+    double d = c->d_model, r = lowrank_moe ? c->ffn.gate_rank : c->ffn.d_low, D = c->ffn.d_ff;
     long dw = lround((3 * d * D - r * d) / (r + 2 * d));
     return dw > 0 ? (int)dw : 1;  // tiny test configs (d_ff <= d_low·d/(3d)) get width 1
 }
