@@ -117,3 +117,76 @@ TEST(sweep_studies_take_set) {
     CHECK_STR_CONTAINS(err, "--set 'lr=1': expected key=value with a config key");
     free(err);
 }
+
+// Last "loss" of a metrics.jsonl (the text of the number, so equal means bit-equal as printed).
+static char *final_loss(const char *run) {
+    char p[800];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
+    size_t n;
+    char *m = file_exists(p) ? read_file(p, &n) : NULL, *last = NULL;
+    for (char *q = m; q && (q = strstr(q, "\"loss\":")); q++) last = q;
+    char *r = NULL;
+    if (last) {
+        size_t k = strcspn(last, ",}");
+        r = xmalloc(k + 1);
+        memcpy(r, last, k);
+        r[k] = 0;
+    }
+    free(m);
+    return r;
+}
+
+// Ctrl-C in a terminal signals the whole process group: sweep.sh gets SIGINT and forwards SIGTERM,
+// aoe train gets SIGINT itself. The run must be checkpointed (both signals fall in the grace
+// period), the sweep must stop with 130, and rerunning it must end at the same loss as a sweep
+// that was never interrupted.
+TEST(sweep_ctrl_c_to_the_process_group_resumes) {
+    char base[2048], *out = NULL, *err = NULL;
+    snprintf(base, sizeof base, "AOE=%s OMP_NUM_THREADS=1 tools/sweep.sh --eval-tasks none %s %s train.steps=6 "
+             "train.ckpt_every=4 model.ffn.d_low=4,8", abs_aoe(), data_sets(), tiny_config());
+    int rc = test_shf(&out, &err, "%s --out %s/ref", base, test_tmpdir());
+    CHECK_EQ_INT(rc, 0);
+    free(out); free(err);
+    char run[800];
+    snprintf(run, sizeof run, "%s/sig/sw-tiny_d_low-4", test_tmpdir());
+    // Job control (set -m) gives the sweep its own process group with SIGINT not ignored, as in
+    // a terminal; the hook holds aoe train inside step 3 until a stop signal arrives.
+    char script[800];
+    snprintf(script, sizeof script, "%s/ctrl-c.sh", test_tmpdir());
+    FILE *f = fopen(script, "w");
+    if (f) {
+        fprintf(f, "set -m\nAOE_TEST_PAUSE_AT_STEP=3 %s --out %s/sig >%s/sig.out 2>%s/sig.err & pid=$!\n"
+                   "for i in $(seq 600); do grep -q 'paused at step 3' %s/train.log 2>/dev/null && break; sleep 0.05; done\n"
+                   "kill -INT -- -$pid; wait $pid; echo \"rc=$?\"; cat %s/sig.err >&2\n",
+                base, test_tmpdir(), test_tmpdir(), test_tmpdir(), run, test_tmpdir());
+        fclose(f);
+    }
+    rc = test_shf(&out, &err, "bash %s", script);
+    CHECK_STR_CONTAINS(out, "rc=130");
+    CHECK_STR_CONTAINS(err, "[1/2] sw-tiny_d_low-4: stopped at ckpt-3.aoec; rerun to resume");
+    CHECK_STR_CONTAINS(err, "sweep.sh: interrupted (SIGINT)");
+    free(out); free(err);
+    char p[900];
+    snprintf(p, sizeof p, "%s/ckpt-3.aoec", run);
+    CHECK(file_exists(p));
+    snprintf(p, sizeof p, "%s/train.log", run);
+    size_t n;
+    char *log = file_exists(p) ? read_file(p, &n) : NULL;
+    CHECK_STR_CONTAINS(log, "stopped by SIGINT");
+    free(log);
+    rc = test_shf(&out, &err, "%s --out %s/sig", base, test_tmpdir());
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "[1/2] sw-tiny_d_low-4: resuming from ckpt-3.aoec");
+    CHECK_STR_CONTAINS(out, "[2/2] sw-tiny_d_low-8: training (6 steps)");
+    free(out); free(err);
+    for (int k = 0; k < 2; k++) {
+        char a[800], b[800];
+        snprintf(a, sizeof a, "%s/ref/sw-tiny_d_low-%d", test_tmpdir(), k ? 8 : 4);
+        snprintf(b, sizeof b, "%s/sig/sw-tiny_d_low-%d", test_tmpdir(), k ? 8 : 4);
+        char *la = final_loss(a), *lb = final_loss(b);
+        REQUIRE(la && lb);
+        if (strcmp(la, lb)) fprintf(stderr, "  %s: %s vs %s\n", b, la, lb);
+        CHECK(!strcmp(la, lb));
+        free(la); free(lb);
+    }
+}

@@ -14,7 +14,8 @@ Trains `aoe train CONFIG` once per point of the cartesian product of the key=v1,
 its own run directory OUT/NAME_<key>-<value>... (axes only), then runs `aoe eval` on each finished run
 (results in RUN/eval/). Rerun the same command to continue: finished runs (RUN/train.done) are
 skipped, interrupted ones resume from their newest checkpoint (`aoe train --resume`), evaluations
-that exist are kept. Ctrl-C (or SIGTERM) lets the current step finish and saves a checkpoint.
+that exist are kept. Ctrl-C (or SIGTERM to the script or to aoe train) lets the current step
+finish, saves a checkpoint and stops the sweep; rerun to resume.
 
   CONFIG               JSON config (configs/*.json)
   key=v1,v2,...        an axis: config key (docs/config.md) and two or more values, part of the
@@ -211,7 +212,15 @@ for p in "${points[@]}"; do
             cmd=("$AOE" train --resume "$dir")
         fi
         echo "== $(date -u '+%F %T') ${cmd[*]}" >>"$dir/train.log"
-        if ! run_logged "$dir/train.log" "${cmd[@]}"; then
+        rc=0
+        run_logged "$dir/train.log" "${cmd[@]}" || rc=$?
+        if ((rc == 75)); then  # aoe train's "stopped by a signal, checkpoint saved"
+            echo "$tag: stopped at $(cat "$dir/latest" 2>/dev/null || echo 'its newest checkpoint'); rerun to resume" >&2
+            stop=${stop:-TERM (to aoe train)}
+            exec {lockfd}>&-
+            break
+        fi
+        if ((rc)); then
             echo "$tag: training failed (see $dir/train.log):" >&2
             tail_log "$dir/train.log"
             failed+=("$rn"); exec {lockfd}>&-

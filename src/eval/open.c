@@ -17,16 +17,20 @@ char *eval_resolve_ckpt(const char *arg) {
 }
 
 char *eval_find_tokenizer(const char *cfg_tok, const char *ckpt) {
-    if (file_exists(cfg_tok)) return xstrdup(cfg_tok);
-    char dir[1024], p[1600];
+    // The run directory's own copy first (written by aoe train, so a moved run keeps working),
+    // then the config's path (absolute for runs trained since that copy exists), then that path
+    // relative to the checkpoint's directory.
+    char dir[1024], copy[1100], rel[1600];
     snprintf(dir, sizeof dir, "%s", ckpt);
     char *s = strrchr(dir, '/');
-    if (s && cfg_tok[0] != '/') {
-        *s = 0;
-        snprintf(p, sizeof p, "%s/%s", dir, cfg_tok);
-        if (file_exists(p)) return xstrdup(p);
-    }
-    die_input("%s: tokenizer '%s' from the checkpoint's config not found; pass --tokenizer PATH", ckpt,
+    if (s) *s = 0;
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(copy, sizeof copy, "%s/" RUN_TOKENIZER, dir);
+    if (file_exists(copy)) return xstrdup(copy);
+    if (cfg_tok[0] && file_exists(cfg_tok)) return xstrdup(cfg_tok);
+    snprintf(rel, sizeof rel, "%s/%s", dir, cfg_tok);
+    if (cfg_tok[0] && cfg_tok[0] != '/' && file_exists(rel)) return xstrdup(rel);
+    die_input("%s: no tokenizer: not %s, nor the config's '%s'; pass --tokenizer PATH", ckpt, copy,
               cfg_tok[0] ? cfg_tok : "(none)");
 }
 

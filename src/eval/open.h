@@ -11,8 +11,12 @@
 // CKPT file or RUN_DIR -> checkpoint path (malloc'd). Exits 2 with a one-line message if none.
 char *eval_resolve_ckpt(const char *arg);
 
-// Tokenizer path from the checkpoint's config (data.tokenizer): as given, else relative to the
-// checkpoint's directory (malloc'd). Exits 2 naming both if neither exists.
+// The copy of the tokenizer that aoe train keeps in every run directory.
+#define RUN_TOKENIZER "tokenizer.bpe"
+
+// Tokenizer path for a checkpoint (malloc'd): RUN_TOKENIZER in the checkpoint's directory, else the
+// config's data.tokenizer as given, else relative to the checkpoint's directory. Exits 2 naming
+// them if none exists.
 char *eval_find_tokenizer(const char *cfg_tok, const char *ckpt);
 
 // Loads the tokenizer (tok_path, else the config's) for model m of checkpoint `ckpt` and checks

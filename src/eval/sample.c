@@ -7,6 +7,7 @@
 
 #include "ckpt/ckpt.h"
 #include "cli.h"
+#include "eval/open.h"
 #include "eval/scorer.h"
 #include "model/kernels.h"
 #include "util/common.h"
@@ -98,13 +99,7 @@ int cmd_sample(int argc, char **argv) {
     CkptMeta meta;
     Model *m = ckpt_load_model(path, 1, &meta);
     kernels_set_precision(model_precision(m, prec));
-    uint64_t meta_tok = ckpt_meta_tok_hash(&meta);
-    const char *tp = tok_path ? tok_path : m->cfg.tokenizer;
-    if (!file_exists(tp)) die_input("%s: tokenizer '%s' not found; pass --tokenizer PATH", path, tp);
-    Tokenizer *tk = tok_load(tp);
-    if (meta_tok && tok_hash(tk) != meta_tok)
-        die_input("%s: tokenizer %s (identity %016llx) is not the one this checkpoint was trained with (%016llx)",
-                  path, tp, (unsigned long long)tok_hash(tk), (unsigned long long)meta_tok);
+    Tokenizer *tk = eval_open_tokenizer(m, &meta, path, tok_path, NULL);
     Scorer *sc = scorer_new(m, m->S);
     int np = 0;
     int32_t *p = tok_encode(tk, prompt, strlen(prompt), &np);

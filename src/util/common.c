@@ -84,6 +84,25 @@ char *path_join(const char *dir, const char *name) {
     return p;
 }
 
+int abs_path_list(const char *in, char *out, size_t cap) {
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return -1;
+    Buf b = {0};
+    for (const char *p = in; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *item = p;
+        while (n >= 2 && item[0] == '.' && item[1] == '/') { item += 2; n -= 2; }
+        if (p != in) bprintf(&b, ",");
+        if (n && item[0] != '/') bprintf(&b, "%s/", cwd);
+        bprintf(&b, "%.*s", (int)n, item);
+        p = item + n + (item[n] == ',');
+    }
+    int ok = b.n < cap;
+    if (ok) snprintf(out, cap, "%s", b.s ? b.s : "");
+    free(b.s);
+    return ok ? 0 : -1;
+}
+
 char *read_file(const char *path, size_t *len) {
     if (is_directory(path)) die_input("%s: is a directory, expected a file", path);
     FILE *f = fopen(path, "rb");

@@ -35,6 +35,9 @@ int is_directory(const char *path);
 int file_exists(const char *path);
 char *path_join(const char *dir, const char *name);  // "dir/name", malloc'd
 int mkdir_p(const char *path); // 0 on success
+// Makes every comma-separated item of `in` absolute against the current directory ("./" dropped;
+// absolute items kept; "" stays ""), into out[cap]. Returns 0, or -1 if it does not fit.
+int abs_path_list(const char *in, char *out, size_t cap);
 
 // Atomic replacement: write to "<path>.tmp.<pid>", fsync, rename over <path>, fsync directory.
 // A failed write leaves the previous <path> untouched and the temp file removed.
