@@ -42,6 +42,8 @@ const char *aoe_bin(void);
 // Runs `$AOE_BIN <args>` (printf-style); stdout/stderr into *out/*err (caller frees; NULL = drop).
 int aoe_run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *test_tmpdir(void);
+// aoe_bin() as an absolute path (for commands that change directory).
+const char *test_aoe_abs(void);
 // Runs a printf-formatted shell command like run_capture (test_fixtures.c).
 int test_shf(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 // Token shards and tokenizer (vocab 300, train + val) made once per test process by `aoe prepare`

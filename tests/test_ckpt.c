@@ -393,7 +393,7 @@ TEST(ckpt_write_failure_keeps_previous) {
     CHECK(file_exists(rt_rel("fault", "ckpt-15.aoec")));
 }
 
-TEST(ckpt_sigterm_saves_and_exits_0) {
+TEST(ckpt_sigterm_saves_and_exits_75) {
     char cmd[PATH_MAX + 4096], *out, *err;
     snprintf(cmd, sizeof cmd,
              "cd %s && (OMP_NUM_THREADS=1 %s train %s run.out=term train.steps=1000000 train.ckpt_every=0 train.eval_every=0 "
@@ -402,7 +402,7 @@ TEST(ckpt_sigterm_saves_and_exits_0) {
              "kill -TERM $pid; wait $pid; echo rc=$?; cat term.out)",
              test_tmpdir(), rt_abs_bin(), rt_config_file());
     CHECK_EQ_INT(rt_sh(cmd, &out, &err), 0);
-    CHECK_STR_CONTAINS(out, "rc=0");
+    CHECK_STR_CONTAINS(out, "rc=75");
     CHECK_STR_CONTAINS(out, "stopped by SIGTERM after step");
     free(out); free(err);
     char *l = ckpt_latest(rt_tmp_path("term"));

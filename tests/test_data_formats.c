@@ -11,7 +11,7 @@
 #include "util/common.h"
 
 static void put(const char *dir, const char *name, const char *s) {
-    char p[700];
+    char p[1400];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     FILE *f = fopen(p, "wb");
     if (!f) return;

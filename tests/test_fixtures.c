@@ -1,5 +1,6 @@
 // test_fixtures.c — helpers shared by several test files (no TESTs here): tiny training data for
 // tests that drive `aoe train`, random arrays, and the finite-difference loop of sparse layers.
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 
@@ -29,6 +30,12 @@ const char *test_tiny_data(void) {
     if (run_capture(cmd, NULL, &err)) fprintf(stderr, "  prepare failed: %s\n", err);
     free(err);
     return dir;
+}
+
+const char *test_aoe_abs(void) {
+    static char bin[PATH_MAX];
+    if (!bin[0] && !realpath(aoe_bin(), bin)) snprintf(bin, sizeof bin, "%s", aoe_bin());
+    return bin;
 }
 
 int test_shf(char **out, char **err, const char *fmt, ...) {

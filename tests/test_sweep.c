@@ -1,18 +1,13 @@
 // test_sweep.c — tools/sweep.sh naming (a one-value override is not an axis and not in run names;
 // --axis makes it one) and the studies' --set (every run gets it, no run name shows it, a key
 // the study sets itself is refused). The studies run for real on a tiny model made by --set.
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test.h"
 #include "util/common.h"
 
-static const char *abs_aoe(void) {
-    static char bin[PATH_MAX];
-    if (!bin[0] && !realpath(aoe_bin(), bin)) snprintf(bin, sizeof bin, "%s", aoe_bin());
-    return bin;
-}
+#define abs_aoe test_aoe_abs
 
 // A tiny AoE config without a data section: the data comes from --set, as for another corpus.
 static const char *tiny_config(void) {
@@ -141,7 +136,7 @@ static char *final_loss(const char *run) {
 // period), the sweep must stop with 130, and rerunning it must end at the same loss as a sweep
 // that was never interrupted.
 TEST(sweep_ctrl_c_to_the_process_group_resumes) {
-    char base[2048], *out = NULL, *err = NULL;
+    char base[8192], *out = NULL, *err = NULL;
     snprintf(base, sizeof base, "AOE=%s OMP_NUM_THREADS=1 tools/sweep.sh --eval-tasks none %s %s train.steps=6 "
              "train.ckpt_every=4 model.ffn.d_low=4,8", abs_aoe(), data_sets(), tiny_config());
     int rc = test_shf(&out, &err, "%s --out %s/ref", base, test_tmpdir());

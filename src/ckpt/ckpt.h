@@ -73,7 +73,7 @@ Model *ckpt_load_model_with(const char *path, int max_B, CkptMeta *meta_out, con
 // Loads parameters and the state arrays named in st into an existing model built from the same
 // config. Exits 2 if the file is bad, if its config differs from m->cfg in a key under one of
 // `same_keys` (prefixes such as "model."; names the key), or if its state arrays are not exactly
-// those of st (names them).
+// those of st (names them). st NULL: the parameters only, whatever state arrays the file holds.
 void ckpt_load_into(const char *path, Model *m, const CkptState *st, CkptMeta *meta, const char *const *same_keys,
                     int n_same);
 // Path of the newest complete checkpoint of a run directory (via its `latest` pointer, else the

@@ -103,8 +103,8 @@ void ckpt_load_into(const char *path, Model *m, const CkptState *st, CkptMeta *m
     for (int i = 0; i < n_same; i++)
         if (ckpt_config_diff(&cf.cfg, "the checkpoint", &m->cfg, "the run config", same_keys[i], buf, sizeof buf))
             ckpt_fail(path, cf.h.off[SEC_CONFIG], "config mismatch: %s", buf);
-    int n = st ? st->n : 0, same = cf.n_arrays == 1 + n;
-    for (int a = 1; same && a < cf.n_arrays; a++) same = !strcmp(cf.array_name[a], st->name[a - 1]);
+    int n = st ? st->n : 0, same = !st || cf.n_arrays == 1 + n;  // NULL: parameters only
+    for (int a = 1; st && same && a < cf.n_arrays; a++) same = !strcmp(cf.array_name[a], st->name[a - 1]);
     if (!same) {
         char have[400] = "", want[400] = "";
         for (int a = 1; a < cf.n_arrays; a++) snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", a > 1 ? ", " : "", cf.array_name[a]);

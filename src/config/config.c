@@ -88,6 +88,8 @@ static const Key keys[] = {
     {"train.eval_batches", T_INT, O(eval_batches), "8", 1, 1e9, 0, "validation batches per evaluation"},
     {"train.ckpt_every", T_INT, O(ckpt_every), "0", 0, 1e9, 0, "steps between checkpoints (0 = only at the end)"},
     {"train.keep_ckpts", T_INT, O(keep_ckpts), "2", 1, 1000, 0, "checkpoints kept in the run directory"},
+    {"train.init_from", T_STR, O(init_from), "", 0, 0, 0, "start from the weights of this checkpoint (a ckpt-*.aoec file, or a run directory: its newest checkpoint): fine-tuning or continued pre-training on other data. Model shapes and tokenizer must match; step, schedule, data order and (unless init_keep_optim) the optimizer start fresh. config.json records the checkpoint file used"},
+    {"train.init_keep_optim", T_BOOL, O(init_keep_optim), "false", 0, 1, 0, "with train.init_from: keep the checkpoint's optimizer state (moments and their step count; same train.optimizer) instead of a fresh one"},
     {"train.threads", T_INT, O(threads), "0", 0, 1024, 0, "threads for OpenMP and BLIS; 0 = OMP_NUM_THREADS or all cores"},
     {"train.precision", T_ENUM, O(precision), "auto", 0, 0, "auto|fp32|bf16", "matrix products: fp32 (BLIS), or bf16 operands with fp32 accumulation (oneDNN; fp32 master weights, optimizer state and gradients); auto = bf16 where the CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16), else fp32. config.json records the choice made"},
     {"data.train", T_STR, O(train_path), "data/prepared/train-*.shard", 0, 0, 0, "training shards: a glob or comma-separated list"},

@@ -57,6 +57,8 @@ typedef struct {
     char precision[8];    // auto | fp32 | bf16 (train writes the resolved choice to config.json)
     int skip_nonfinite;       // skip (and count) steps with a non-finite loss or gradient norm
     char optimizer[CFG_STR];  // adamw | sgd (src/train/optim.c table)
+    char init_from[CFG_STR];  // start from this checkpoint's weights ("" = fresh init)
+    int init_keep_optim;      // ... and its optimizer state
     // data
     char train_path[CFG_STR], val_path[CFG_STR], tokenizer[CFG_STR];
     // run

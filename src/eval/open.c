@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/run.h"
 #include "util/common.h"
 
 char *eval_resolve_ckpt(const char *arg) {

@@ -11,10 +11,7 @@
 // CKPT file or RUN_DIR -> checkpoint path (malloc'd). Exits 2 with a one-line message if none.
 char *eval_resolve_ckpt(const char *arg);
 
-// The copy of the tokenizer that aoe train keeps in every run directory.
-#define RUN_TOKENIZER "tokenizer.bpe"
-
-// Tokenizer path for a checkpoint (malloc'd): RUN_TOKENIZER in the checkpoint's directory, else the
+// Tokenizer path for a checkpoint (malloc'd): the run directory's copy (RUN_TOKENIZER, train/run.h), else the
 // config's data.tokenizer as given, else relative to the checkpoint's directory. Exits 2 naming
 // them if none exists.
 char *eval_find_tokenizer(const char *cfg_tok, const char *ckpt);

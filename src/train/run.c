@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "train/run.h"
@@ -53,7 +54,8 @@ void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *mt) {
     const int64_t max_steps = 1000000000;  // train.steps' upper bound
     memset(mt, 0, sizeof *mt);
     mt->step = (long)ckpt_meta_i64(&cm, "step", 0, max_steps);
-    opt->t = (long)ckpt_meta_i64(&cm, "opt.t", 0, mt->step);
+    // The optimizer's step count is the run's step, plus the initial checkpoint's with init_keep_optim.
+    opt->t = (long)ckpt_meta_i64(&cm, "opt.t", 0, m->cfg.init_keep_optim ? (int64_t)1 << 50 : mt->step);
     static const char *rn[4] = {"rng.0", "rng.1", "rng.2", "rng.3"};
     for (int i = 0; i < 4; i++) mt->rng.s[i] = ckpt_meta_u64(&cm, rn[i], 0, UINT64_MAX);
     mt->tok_hash = ckpt_meta_u64(&cm, "tok_hash", 0, UINT64_MAX);
@@ -67,6 +69,29 @@ void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *mt) {
     mt->tok_log = (long)ckpt_meta_i64(&cm, "log.tokens", 0, INT64_MAX / 2);
     mt->elapsed = ckpt_meta_f64(&cm, "elapsed");
     mt->skipped = ckpt_meta_has(&cm, "skipped") ? (long)ckpt_meta_i64(&cm, "skipped", 0, mt->step) : 0;  // new in v2
+}
+
+// Weights (and with train.init_keep_optim the optimizer state) of c->init_from, into a model and
+// optimizer built from the run's config; the step, RNG and data order stay fresh.
+void run_init_from(const Config *c, Model *m, Optim *opt, uint64_t tok_hash) {
+    // Keys that shape the parameters, named before the tensor table catches anything else.
+    static const char *const same[] = {"model.d_model", "model.n_layer", "model.n_head", "model.tie_embeddings",
+                                       "model.ffn.type", "train.optimizer"};
+    int n_same = (int)(sizeof same / sizeof *same) - !c->init_keep_optim;
+    CkptState st;
+    state_of(opt, &st);
+    CkptMeta cm;
+    printf("train.init_from: loading %s (%s)\n", c->init_from,
+           c->init_keep_optim ? "weights and optimizer state" : "weights; optimizer state fresh");
+    fflush(stdout);
+    ckpt_load_into(c->init_from, m, c->init_keep_optim ? &st : NULL, &cm, same, n_same);
+    uint64_t h = ckpt_meta_tok_hash(&cm);
+    if (h && h != tok_hash)
+        die_input("train.init_from %s: trained with tokenizer %016llx, but data.tokenizer %s is %016llx; encode the "
+                  "data with the checkpoint's tokenizer (aoe prepare --tokenizer)", c->init_from,
+                  (unsigned long long)h, c->tokenizer, (unsigned long long)tok_hash);
+    if (c->init_keep_optim) opt->t = (long)ckpt_meta_i64(&cm, "opt.t", 0, 1000000000);
+    printf("train.init_from: step %ld of its run\n", ckpt_meta_step(&cm));
 }
 
 // ---------------------------------------------------------------- run directory
@@ -205,12 +230,23 @@ void run_trim_logs(const char *run_dir, long step) {
 
 // ---------------------------------------------------------------- signals and test hooks
 static volatile sig_atomic_t stop_signal;
+static struct timespec stop_time;  // of the first signal; written only by the handler
 
 static void on_stop(int sig) {
-    if (stop_signal) {  // second signal: stop now (a checkpoint being written stays a temp file)
-        signal(sig, SIG_DFL);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (stop_signal) {
+        long ms = (long)(now.tv_sec - stop_time.tv_sec) * 1000 + (now.tv_nsec - stop_time.tv_nsec) / 1000000;
+        if (ms < RUN_STOP_GRACE_MS) {  // the same request: let the save finish
+            static const char msg[] = "aoe: already stopping: finishing the step and saving a checkpoint\n";
+            ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+            (void)w;
+            return;
+        }
+        signal(sig, SIG_DFL);  // a later signal: stop now
         raise(sig);
     }
+    stop_time = now;
     stop_signal = sig;
 }
 
@@ -220,18 +256,56 @@ void run_install_stop_handlers(void) {
     sa.sa_handler = on_stop;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);  // one handler at a time: the first signal's time is set whole
+    sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }
 
 int run_stop_requested(void) { return stop_signal; }
 
+static long env_step(const char *name) {
+    const char *s = getenv(name);
+    return s && *s ? strtol(s, NULL, 10) : -1;
+}
+
+void run_test_pause_hook(long step) {
+    static long at = -2;
+    if (at == -2) at = env_step("AOE_TEST_PAUSE_AT_STEP");
+    if (at < 0 || step != at) return;
+    fprintf(stderr, "paused at step %ld\n", step);
+    fflush(NULL);
+    for (int i = 0; i < 6000 && !stop_signal; i++) {
+        struct timespec t = {0, 10000000};
+        nanosleep(&t, NULL);
+    }
+}
+
+// ---------------------------------------------------------------- paths
+void run_absolute_paths(Config *c) {
+    struct { const char *key; char *v; } p[] = {
+        {"data.train", c->train_path}, {"data.val", c->val_path}, {"data.tokenizer", c->tokenizer},
+        {"run.out", c->out}, {"train.init_from", c->init_from},
+    };
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) {
+        char abs[CFG_STR];
+        if (abs_path_list(p[i].v, abs, sizeof abs))
+            die_input("%s: '%s' made absolute is longer than %d bytes", p[i].key, p[i].v, CFG_STR - 1);
+        memcpy(p[i].v, abs, CFG_STR);
+    }
+}
+
+void run_copy_tokenizer(const char *run_dir, const char *tokenizer) {
+    size_t len;
+    char *bytes = read_file(tokenizer, &len), *dst = path_join(run_dir, RUN_TOKENIZER);
+    write_file_atomic(dst, bytes, len);
+    free(bytes);
+    free(dst);
+}
+
 void run_test_kill_hook(long step) {
     static long at = -2;
-    if (at == -2) {
-        const char *s = getenv("AOE_TEST_KILL_AT_STEP");
-        at = s && *s ? strtol(s, NULL, 10) : -1;
-    }
+    if (at == -2) at = env_step("AOE_TEST_KILL_AT_STEP");
     if (at >= 0 && step == at) {
         fflush(NULL);
         raise(SIGKILL);

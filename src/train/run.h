@@ -34,6 +34,10 @@ int run_ckpt_save(const char *path, const Model *m, const Optim *opt, const Trai
 // config. Exits 2 if the file is bad, its config differs from m->cfg in a model.* key or in
 // train.seed / batch_size / grad_accum / optimizer (names the key), or a meta value is out of range.
 void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *meta);
+// train.init_from: loads c->init_from's parameters (and, with train.init_keep_optim, the optimizer's
+// state arrays and step count) into m and opt. Exits 2 naming the key if the model shapes (or the
+// optimizer, when kept) differ, naming both identities if the tokenizer differs.
+void run_init_from(const Config *c, Model *m, Optim *opt, uint64_t tok_hash);
 // Saves <run_dir>/ckpt-<step>.aoec, then points <run_dir>/latest at it (atomically), then deletes
 // all but the newest `keep` checkpoints. Returns 0, or -1 with err filled; on failure the previous
 // checkpoint and `latest` are untouched.
@@ -50,10 +54,17 @@ void run_resume_config(int argc, char **argv, const char *run_dir, Config *c);
 // Drops lines of metrics.jsonl / load.jsonl logged after `step` (and a torn last line), so a resumed
 // run's logs continue as if it had never stopped.
 void run_trim_logs(const char *run_dir, long step);
-// SIGINT/SIGTERM set a flag (a second one terminates at once); training polls it after each step.
+// SIGINT/SIGTERM set a flag; training polls it after each step, saves a checkpoint and exits with
+// EXIT_STOPPED. Further signals within RUN_STOP_GRACE_MS of the first are the same request (a
+// terminal's Ctrl-C reaches every process of the group, and a wrapper such as tools/sweep.sh
+// forwards its own): they are ignored, so the save completes. A signal after the grace period
+// terminates at once (the checkpoint being written stays a temp file; the previous one is intact).
+#define RUN_STOP_GRACE_MS 3000
 void run_install_stop_handlers(void);
 int run_stop_requested(void);  // the signal number, or 0
-// Test hook: if AOE_TEST_KILL_AT_STEP equals `step`, the process sends itself SIGKILL.
+// Test hooks: if AOE_TEST_KILL_AT_STEP equals `step`, the process sends itself SIGKILL; if
+// AOE_TEST_PAUSE_AT_STEP does, it prints "paused at step N" on stderr and waits (at most 60 s)
+// for a stop signal.
 void run_test_kill_hook(long step);
 // Test hook: if `step` is in AOE_TEST_NAN_AT_STEP (comma-separated), one gradient element becomes NaN.
 void run_test_nan_hook(long step, Params *P);
@@ -64,5 +75,16 @@ const char *run_nonfinite_param(const Params *P);
 // life of the process. If another live process holds it, exits 2 naming its pid. The kernel drops
 // the lock when its holder dies, so a lock file left by a killed run does not block --resume.
 void run_lock(const char *run_dir);
+void run_test_pause_hook(long step);
+
+// The run directory keeps its own copy of the tokenizer under this name (eval, sample and analyze
+// look there first), so a run directory can be moved and used from anywhere.
+#define RUN_TOKENIZER "tokenizer.bpe"
+// Makes the config's paths (data.train, data.val, data.tokenizer, run.out, train.init_from)
+// absolute against the current directory, so config.json and the checkpoints name files that
+// exist from any directory. Exits 2 if a path gets too long.
+void run_absolute_paths(Config *c);
+// Copies the tokenizer file into <run_dir>/RUN_TOKENIZER (atomically; dies on failure).
+void run_copy_tokenizer(const char *run_dir, const char *tokenizer);
 
 #endif

@@ -34,7 +34,9 @@ static void usage(FILE *f) {
             "Writes <run.out>/config.json, metrics.jsonl (one JSON object per log interval),\n"
             "load.jsonl (expert load statistics of sparse layers), ckpt-<step>.aoec every\n"
             "train.ckpt_every steps and at the end (the newest train.keep_ckpts are kept; `latest`\n"
-            "names the newest). SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0.\n"
+            "names the newest) and a copy of the tokenizer; paths in config.json are absolute.\n"
+            "SIGINT/SIGTERM: finish the step, save a checkpoint, exit 75; more signals within 3 s are\n"
+            "the same request (Ctrl-C plus a wrapper's SIGTERM), a later one stops at once.\n"
             "One aoe train per run directory (lock file <run.out>/lock). A NaN/inf loss or gradient\n"
             "norm stops training unsaved (exit 1) unless train.skip_nonfinite=true. A run whose\n"
             "memory estimate exceeds MemAvailable / the cgroup limit stops before allocating (exit 2).\n"
@@ -118,6 +120,13 @@ int cmd_train(int argc, char **argv) {
     const char *resume = NULL;
     train_parse_args(argc, argv, &c, &dry, &resume);
     if (resume) run_resume_config(argc, argv, resume, &c);
+    run_absolute_paths(&c);  // config.json names files that exist from any directory
+    if (!resume && c.init_from[0]) {  // record the checkpoint file itself, not a run directory
+        char *p = is_directory(c.init_from) ? ckpt_latest(c.init_from) : file_exists(c.init_from) ? xstrdup(c.init_from) : NULL;
+        if (!p) die_input("train.init_from: %s: %s", c.init_from, is_directory(c.init_from) ? "no complete checkpoint in this run directory" : "no such checkpoint");
+        snprintf(c.init_from, CFG_STR, "%s", p);
+        free(p);
+    }
     // config.json (and --dry-run) record the precision chosen, not "auto"
     int prec = precision_parse(c.precision);  // the config check allows auto|fp32|bf16 only
     snprintf(c.precision, sizeof c.precision, "%s", precision_name(prec));
@@ -143,7 +152,9 @@ int cmd_train(int argc, char **argv) {
     kernels_set_precision(prec);
 
     // Inputs first: nothing is written until the tokenizer and shards check out.
-    Tokenizer *tok = tok_load(c.tokenizer);
+    // A resumed run that was moved to another machine may find its tokenizer only in its own copy.
+    char *tok_copy = path_join(c.out, RUN_TOKENIZER);
+    Tokenizer *tok = tok_load(resume && !file_exists(c.tokenizer) && file_exists(tok_copy) ? tok_copy : c.tokenizer);
     int V = tok_vocab_size(tok);
     if (c.vocab_size && c.vocab_size != V)
         die_input("model.vocab_size (%d) does not match tokenizer %s (vocab %d)", c.vocab_size, c.tokenizer, V);
@@ -170,6 +181,8 @@ int cmd_train(int argc, char **argv) {
     if (!resume && (ckpt_from = ckpt_latest(c.out)))
         die_input("%s: this run directory already holds checkpoints (%s); continue it with --resume %s or choose "
                   "another run.out", c.out, ckpt_from, c.out);
+    if (!resume || !file_exists(tok_copy)) run_copy_tokenizer(c.out, c.tokenizer);
+    free(tok_copy);
     char path[CFG_STR + 64];
     char *js = config_to_json(&c);
     snprintf(path, sizeof path, "%s/config.json", c.out);
@@ -218,12 +231,14 @@ int cmd_train(int argc, char **argv) {
     }
     free(ckpt_from);
     free(js);
+    if (!resume && c.init_from[0]) run_init_from(&c, m, &opt, tok_hash(tok));
     run_install_stop_handlers();
     int T = c.batch_size * c.seq_len;
     int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
     FILE *metrics = open_append(c.out, "metrics.jsonl"), *load = open_append(c.out, "load.jsonl");
     double t0 = now_sec() - meta.elapsed, t_log = now_sec(), loss_acc = meta.loss_acc, aux_acc = meta.aux_acc;
     long tok_log = meta.tok_log, n_acc = meta.n_acc, skipped = meta.skipped;
+    int stopped = 0;
     for (long step = meta.step; step < c.steps; step++) {
         params_zero_grad(&m->P);
         model_set_progress(m, c.steps > 1 ? (float)step / (c.steps - 1) : 0.0f);  // schedules (ETR capacity)
@@ -250,6 +265,7 @@ int cmd_train(int argc, char **argv) {
                 l ? l : "");
         }
         run_test_kill_hook(step + 1);
+        run_test_pause_hook(step + 1);
         tok_log += (long)T * c.grad_accum;
         int last = step + 1 == c.steps;
         double vloss = NAN;
@@ -292,12 +308,14 @@ int cmd_train(int argc, char **argv) {
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
         }
         if (stop && !last) {
-            printf("stopped by %s after step %ld: saved %s/ckpt-%ld.aoec (continue with: aoe train --resume %s)\n",
-                   stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, c.out, step + 1, c.out);
+            printf("stopped by %s after step %ld: saved %s/ckpt-%ld.aoec (continue with: aoe train --resume %s); "
+                   "exit status %d\n", stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, c.out, step + 1, c.out,
+                   EXIT_STOPPED);
+            stopped = 1;
             break;
         }
     }
-    if (!run_stop_requested())
+    if (!stopped)
         printf("done: %d steps in %.1fs, peak RSS %.0f MB\n", c.steps, now_sec() - t0, peak_rss_kb() / 1024.0);
     fclose(metrics); fclose(load);
     free(x); free(y);
@@ -306,5 +324,5 @@ int cmd_train(int argc, char **argv) {
     loader_close(tr);
     if (val) loader_close(val);
     tok_free(tok);
-    return 0;
+    return stopped ? EXIT_STOPPED : 0;
 }

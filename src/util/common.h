@@ -9,7 +9,8 @@
 #include <stdio.h>
 
 // Exit codes: 2 = bad input or usage (the user can fix it), 1 = runtime failure (I/O, memory).
-enum { EXIT_BAD_INPUT = 2, EXIT_RUNTIME = 1 };
+// 75 (EX_TEMPFAIL) = `aoe train` stopped by SIGINT/SIGTERM after saving a checkpoint: resumable.
+enum { EXIT_BAD_INPUT = 2, EXIT_RUNTIME = 1, EXIT_STOPPED = 75 };
 
 // Prints "aoe: <formatted message>" on stderr and exits with `code`.
 _Noreturn void die_code(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
