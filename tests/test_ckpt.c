@@ -341,7 +341,7 @@ TEST(ckpt_resume_refusals) {
     char *before = rt_slurp(rt_rel("refuse", "ckpt-10.aoec"), &n0);
     // model / data-order keys cannot be overridden on resume
     CHECK_EQ_INT(rt_train(NULL, "--resume refuse model.d_model=64", NULL, &err), 2);
-    CHECK_STR_CONTAINS(err, "model.d_model cannot be changed when resuming");
+    CHECK_STR_CONTAINS(err, "model.d_model may not change on resume");
     free(err);
     // a fresh run into a directory with checkpoints is refused
     snprintf(args, sizeof args, "%s run.out=refuse", rt_config_file());

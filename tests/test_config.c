@@ -41,6 +41,8 @@ TEST(config_json_roundtrip) {
     config_set(&a, "run.out=/tmp/x y", "t");
     char *js = config_to_json(&a), err[128];
     REQUIRE(config_from_json_text(&b, js, "roundtrip", err, sizeof err) == 0);
+    memset(a.origin, 0, sizeof a.origin);  // values, not where they came from
+    memset(b.origin, 0, sizeof b.origin);
     CHECK(!memcmp(&a, &b, sizeof a));
     free(js);
 }
@@ -146,4 +148,48 @@ TEST(cli_help_and_usage) {
     CHECK_EQ_INT(run_capture(cmd, &out, &err), 2);
     CHECK_STR_CONTAINS(err, "unknown option '--bogus'");
     free(out); free(err);
+}
+
+// Issues 16/17: trailing content and duplicate keys refused with the place; the closest key for a
+// typo; origins of the keys a broken rule names; train.eps = 0 refused.
+TEST(cli_config_strict_json_and_messages) {
+    expect_bad("{\"model\": {\"d_model\": 64}} x", "", "line 1, column 29 (byte offset 28): unexpected content");
+    expect_bad("{\"model\": {\"d_model\": 64}}\n{}", "", "line 2, column 1 (byte offset 27)");
+    expect_bad("{\"model\": {\"d_model\": 64,\n \"d_model\": 32}}", "", "line 2: duplicate key 'model.d_model'");
+    expect_bad("{\"train\": {\"lr\": 1e-3}, \"train\": {}}", "", "duplicate section 'train'");
+    expect_bad("{}", "model.ffn.dlow=3", "command line: unknown key 'model.ffn.dlow': did you mean model.ffn.d_low?");
+    expect_bad("{\"model\": {\"ffn\": {\"n_expert\": 4}}}", "", "did you mean model.ffn.n_experts?");
+    expect_bad("{}", "train.eps=0", "train.eps: expected a number in [1e-30, 1], got 0");
+    expect_bad("{}", "model.init_std=1e-50", "representable as float32");
+    expect_bad("{\"model\": {\"ffn\": {\"type\": \"moe\", \"n_experts\": 4}}}", "model.ffn.top_k=5",
+               "(model.ffn.n_experts from ");
+    expect_bad("{\"model\": {\"ffn\": {\"type\": \"moe\", \"n_experts\": 4}}}", "model.ffn.top_k=5",
+               "model.ffn.top_k from the command line)");
+    expect_bad("{\"train\": {\"lr\": 0.001}}", "train.min_lr=0.01", "(train.lr from ");
+    expect_bad("{\"train\": {\"lr\": 0.001}}", "train.min_lr=0.01", "train.min_lr from the command line)");
+}
+
+// Values are checked as the float32 they are stored as and printed in their shortest round-trip
+// form: what training accepts, a re-read of its config.json accepts, with the same value.
+TEST(config_float_values_round_trip) {
+    const char *sets[] = {"model.norm_eps=1e-12", "model.init_std=1e-6", "train.lr=0.002", "train.eps=1e-30",
+                          "model.rope_theta=500000", "train.beta2=0.999999"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        Config c, d;
+        config_defaults(&c);
+        config_set(&c, sets[i], "test");
+        char *js = config_to_json(&c), err[128];
+        CHECK(config_from_json_text(&d, js, "test", err, sizeof err) == 0);
+        CHECK(!memcmp(&c.norm_eps, &d.norm_eps, sizeof(float)) && c.init_std == d.init_std && c.lr == d.lr &&
+              c.eps == d.eps && c.rope_theta == d.rope_theta && c.beta2 == d.beta2);
+        free(js);
+    }
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "train.lr=0.002", "test");
+    char *js = config_to_json(&c);
+    CHECK_STR_CONTAINS(js, "\"lr\":\t0.002,");
+    CHECK(!strstr(js, "0.00200000009"));
+    CHECK_STR_CONTAINS(js, "\"norm_eps\":\t1e-05,");
+    free(js);
 }

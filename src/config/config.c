@@ -78,7 +78,7 @@ static const Key keys[] = {
     {"train.optimizer", T_STR, O(optimizer), "adamw", 0, 0, 0, "optimizer: adamw, or sgd (momentum train.beta1, decoupled weight decay); one file per optimizer in src/train"},
     {"train.beta1", T_FLOAT, O(beta1), "0.9", 0, 0.999999, 0, "AdamW beta1 (sgd: the momentum coefficient)"},
     {"train.beta2", T_FLOAT, O(beta2), "0.95", 0, 0.999999, 0, "AdamW beta2"},
-    {"train.eps", T_FLOAT, O(eps), "1e-8", 0, 1, 0, "AdamW epsilon"},
+    {"train.eps", T_FLOAT, O(eps), "1e-8", 1e-30, 1, 0, "AdamW epsilon (> 0: it keeps the update finite where the second moment is 0)"},
     {"train.weight_decay", T_FLOAT, O(weight_decay), "0.1", 0, 10, 0, "AdamW decoupled weight decay (not applied to norms)"},
     {"train.grad_clip", T_FLOAT, O(grad_clip), "1.0", 0, 1e9, 0, "clip the global gradient norm to this (0 = off)"},
     {"train.skip_nonfinite", T_BOOL, O(skip_nonfinite), "false", 0, 1, 0, "skip optimizer steps whose loss or gradient norm is NaN/inf (counted in metrics.jsonl as skipped_nonfinite) instead of stopping"},
@@ -99,6 +99,7 @@ static const Key keys[] = {
     {"run.ckpt_compress", T_BOOL, O(ckpt_compress), "false", 0, 1, 0, "zlib-compress checkpoint payloads"},
 };
 static const int n_keys = sizeof keys / sizeof keys[0];
+_Static_assert(sizeof keys / sizeof keys[0] <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS (Config.origin)");
 
 static const Key *find_key(const char *path) {
     for (int i = 0; i < n_keys; i++)
@@ -131,10 +132,20 @@ static const char *set_text(Config *c, const Key *k, const char *v, char *why, s
         return NULL;
     }
     case T_FLOAT: {
+        // checked as the float32 it is stored as, so that the text config.json prints for it reads
+        // back to the same float and passes the same check (resume, inspect, eval)
         double d = strtod(v, &end);
-        if (end == v || *end || errno || !isfinite(d)) return "a number";
-        if (d < k->min || d > k->max) { snprintf(why, wl, "a number in [%g, %g], got %s", k->min, k->max, v); return why; }
-        *(float *)dst = (float)d;
+        if (end == v || *end || (errno && errno != ERANGE) || !isfinite(d)) return "a number";
+        float f = (float)d;
+        if (!isfinite(f) || (d != 0 && f == 0)) {
+            snprintf(why, wl, "a number representable as float32 (magnitude 1.2e-38 to 3.4e38 or 0), got %s", v);
+            return why;
+        }
+        if (f < (float)k->min || f > (float)k->max) {
+            snprintf(why, wl, "a number in [%g, %g], got %s", k->min, k->max, v);
+            return why;
+        }
+        *(float *)dst = f;
         return NULL;
     }
     case T_BOOL:
@@ -161,6 +172,38 @@ static const char *set_text(Config *c, const Key *k, const char *v, char *why, s
     return "a value";
 }
 
+// Levenshtein distance (ASCII key paths, short).
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b), row[257];
+    if (la > 256 || lb > 256) return 1 << 20;
+    for (int j = 0; j <= lb; j++) row[j] = j;
+    for (int i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+// "unknown key 'P'" plus the closest valid key when one is close (a third of the name at most).
+static _Noreturn void die_unknown_key(const char *where, const char *path) {
+    const char *best = NULL;
+    int bd = 1 << 20;
+    for (int i = 0; i < n_keys; i++) {
+        int e = edit_distance(path, keys[i].path);
+        if (e < bd) { bd = e; best = keys[i].path; }
+    }
+    if (best && bd <= (int)strlen(path) / 3)
+        die_input("%s: unknown key '%s': did you mean %s? (see docs/config.md)", where, path, best);
+    die_input("%s: unknown key '%s' (see docs/config.md)", where, path);
+}
+
 void config_defaults(Config *c) {
     char why[128];
     memset(c, 0, sizeof *c);
@@ -174,14 +217,26 @@ void config_set(Config *c, const char *assignment, const char *src) {
     char path[256];
     snprintf(path, sizeof path, "%.*s", (int)(eq - assignment), assignment);
     const Key *k = find_key(path);
-    if (!k) die_input("%s: unknown key '%s' (see docs/config.md)", src, path);
+    if (!k) die_unknown_key(src, path);
     char why[160];
     const char *err = set_text(c, k, eq + 1, why, sizeof why);
     if (err) die_input("%s: %s: expected %s", src, path, err);
+    c->origin[k - keys] = CFG_FROM_OVERRIDE;
 }
 
 // Walks a JSON object; every leaf must be a known key of the right JSON type.
-static void load_object(Config *c, const cJSON *obj, const char *prefix, const char *file) {
+// Line of the second occurrence of "name" in text (where a duplicate key most likely sits), 0 if unknown.
+static int dup_line(const char *text, const char *name) {
+    char q[300];
+    snprintf(q, sizeof q, "\"%s\"", name);
+    const char *p = text ? strstr(text, q) : NULL;
+    p = p ? strstr(p + 1, q) : NULL;
+    int line = 1;
+    for (const char *s = text; p && s < p; s++) line += *s == '\n';
+    return p ? line : 0;
+}
+
+static void load_object(Config *c, const cJSON *obj, const char *prefix, const char *file, const char *text) {
     for (const cJSON *it = obj->child; it; it = it->next) {
         char path[256];
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
@@ -191,11 +246,19 @@ static void load_object(Config *c, const cJSON *obj, const char *prefix, const c
             for (int i = 0; i < n_keys && !is_prefix; i++)
                 is_prefix = !strncmp(keys[i].path, path, n) && keys[i].path[n] == '.';
             if (!is_prefix) die_input("%s: unknown section '%s' (see docs/config.md)", file, path);
-            load_object(c, it, path, file);
+            for (const cJSON *o = obj->child; o != it; o = o->next)
+                if (!strcmp(o->string, it->string))
+                    die_input("%s: line %d: duplicate section '%s' (each key may appear once)", file,
+                              dup_line(text, it->string), path);
+            load_object(c, it, path, file, text);
             continue;
         }
+        for (const cJSON *o = obj->child; o != it; o = o->next)
+            if (!strcmp(o->string, it->string))
+                die_input("%s: line %d: duplicate key '%s' (each key may appear once)", file, dup_line(text, it->string),
+                          path);
         const Key *k = find_key(path);
-        if (!k) die_input("%s: unknown key '%s' (see docs/config.md)", file, path);
+        if (!k) die_unknown_key(file, path);
         char text[CFG_STR + 32], why[160];
         int ok;
         switch (k->type) {
@@ -215,6 +278,7 @@ static void load_object(Config *c, const cJSON *obj, const char *prefix, const c
         if (!ok) die_input("%s: %s: expected %s", file, path, k->type == T_ENUM ? k->choices : type_name(k));
         const char *err = set_text(c, k, text, why, sizeof why);
         if (err) die_input("%s: %s: expected %s", file, path, err);
+        c->origin[k - keys] = CFG_FROM_FILE;
     }
 }
 
@@ -230,7 +294,7 @@ void config_load_file(Config *c, const char *path) {
     cJSON *root;
     char err[128];
     if (parse_json(text, &root, err, sizeof err)) die_input("%s: %s", path, err);
-    load_object(c, root, "", path);
+    load_object(c, root, "", path, text);
     cJSON_Delete(root);
     free(text);
 }
@@ -239,7 +303,7 @@ int config_from_json_text(Config *c, const char *text, const char *src, char *er
     cJSON *root;
     if (parse_json(text, &root, err, errlen)) return -1;
     config_defaults(c);
-    load_object(c, root, "", src);  // a checkpoint's config was written by us: errors are fatal
+    load_object(c, root, "", src, text);  // a checkpoint's config was written by us: errors are fatal
     cJSON_Delete(root);
     return 0;
 }
@@ -259,7 +323,41 @@ int ffn_is_sparse_layer(const Config *c, int l) {
 }
 
 void config_validate(const Config *c, const char *src) {
-    if (c->min_lr > c->lr) die_input("%s: train.min_lr (%g) must not exceed train.lr (%g)", src, c->min_lr, c->lr);
+    if (c->min_lr > c->lr) {
+        char note[512];
+        config_origins(c, "train.min_lr train.lr", src, note, sizeof note);
+        die_input("%s: train.min_lr (%g) must not exceed train.lr (%g)%s", src, c->min_lr, c->lr, note);
+    }
+}
+
+void config_origins(const Config *c, const char *msg, const char *file, char *out, size_t n) {
+    size_t used = 0;
+    out[0] = 0;
+    for (int i = 0; i < n_keys && used + 1 < n; i++) {
+        const char *p = msg;
+        size_t l = strlen(keys[i].path);
+        int named = 0;
+        while (!named && (p = strstr(p, keys[i].path))) {  // whole key paths only
+            char after = p[l];
+            named = !(after == '_' || after == '.' || (after >= 'a' && after <= 'z') || (after >= '0' && after <= '9'));
+            p += l;
+        }
+        if (!named) continue;
+        const char *from = c->origin[i] == CFG_FROM_OVERRIDE ? "the command line"
+                           : c->origin[i] == CFG_FROM_FILE  ? file : "the default";
+        int w = snprintf(out + used, n - used, "%s%s from %s", used ? ", " : " (", keys[i].path, from);
+        if (w < 0) break;
+        used += (size_t)w < n - used ? (size_t)w : n - used - 1;
+    }
+    if (used && used + 2 < n) { out[used++] = ')'; out[used] = 0; }
+}
+
+// Shortest "%.Ng" text that reads back as exactly f (as written: 0.002, not 0.00200000009).
+static void float_text(char *buf, size_t n, float f) {
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, n, "%.*g", p, f);
+        if (strtof(buf, NULL) == f) return;
+    }
 }
 
 char *config_to_json(const Config *c) {
@@ -283,7 +381,7 @@ char *config_to_json(const Config *c) {
         case T_U64: cJSON_AddNumberToObject(obj, seg, (double)*(const uint64_t *)src); break;
         case T_FLOAT: {
             char buf[32];  // shortest text that reads back as the same float
-            snprintf(buf, sizeof buf, "%.9g", *(const float *)src);
+            float_text(buf, sizeof buf, *(const float *)src);
             cJSON_AddItemToObject(obj, seg, cJSON_CreateRaw(buf));
             break;
         }

@@ -4,9 +4,14 @@
 #ifndef AOE_CONFIG_H
 #define AOE_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CFG_STR 512
+#define CFG_MAX_KEYS 128  // schema size bound (config.c checks it)
+
+// Where a key's value came from (Config.origin, indexed like the schema table).
+enum { CFG_FROM_DEFAULT = 0, CFG_FROM_FILE = 1, CFG_FROM_OVERRIDE = 2 };
 
 typedef struct {
     char type[16];        // dense | moe | aoe
@@ -64,6 +69,7 @@ typedef struct {
     // run
     char out[CFG_STR];
     int ckpt_compress;
+    unsigned char origin[CFG_MAX_KEYS];  // CFG_FROM_* per schema key, for messages
 } Config;
 
 // Fills defaults. Then config_load_file, then config_set for each override, then
@@ -78,6 +84,9 @@ void config_set(Config *c, const char *assignment, const char *src);
 // rules (heads, FFN kind, score source, selection method) live with their code: callers use
 // model_validate_config (model.h), which runs this first.
 void config_validate(const Config *c, const char *src);
+// For a message naming keys: " (key from FILE, key from the command line, ...)" for every key path
+// it names, so a rule broken by an override is not blamed on the file. "" if it names none.
+void config_origins(const Config *c, const char *msg, const char *file, char *out, size_t n);
 // Resolved config as pretty JSON (caller frees).
 char *config_to_json(const Config *c);
 // Parses JSON text (e.g. from a checkpoint) strictly into c; returns 0 or -1 with err filled.

@@ -84,9 +84,11 @@ const char *model_check_config(const Config *c, char *buf, int len) {
 
 void model_validate_config(const Config *c, const char *src) {
     config_validate(c, src);
-    char buf[512];
+    char buf[512], note[512];
     const char *why = model_check_config(c, buf, sizeof buf);
-    if (why) die_input("%s: %s", src, why);
+    if (!why) return;
+    config_origins(c, why, src, note, sizeof note);
+    die_input("%s: %s%s", src, why, note);
 }
 
 Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed) {

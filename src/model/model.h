@@ -45,8 +45,8 @@ const char *model_check_config(const Config *cfg, char *buf, int len);
 // config_validate + model_check_config; exits 2 with "<src>: <message>".
 void model_validate_config(const Config *cfg, const char *src);
 
-// Builds the parameter table for cfg (vocab V); cfg must have passed model_validate_config. and allocates activations for up to max_B
-// sequences of cfg->seq_len. Parameters are initialised from `seed`.
+// Builds the parameter table for cfg (vocab V; cfg must have passed model_validate_config) and
+// allocates activations for up to max_B sequences of cfg->seq_len. Parameters are initialised from `seed`.
 Model *model_create(const Config *cfg, int V, int max_B, uint64_t seed);
 // A model of src's weights (not copied: src must outlive it) with another seq_len / max_B in cfg
 // (the rest of cfg must equal src->cfg): no parameter initialisation, no gradient block (P.g is

@@ -183,8 +183,9 @@ void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
         for (size_t k = 0; k < sizeof resume_keys / sizeof *resume_keys && !ok; k++)
             ok = strlen(resume_keys[k]) == (size_t)(eq - argv[i]) && !strncmp(argv[i], resume_keys[k], eq - argv[i]);
         if (!ok)
-            die_input("train --resume: %.*s cannot be changed when resuming (it would change the model, the data or "
-                      "their order); allowed: train.steps, train.log_every, train.eval_every, train.eval_batches, "
+            die_input("train --resume: %.*s may not change on resume: a resume continues the saved run exactly "
+                      "(same model, data, order and optimizer settings), and this key is fixed by config.json; start a "
+                      "new run to change it; allowed: train.steps, train.log_every, train.eval_every, train.eval_batches, "
                       "train.ckpt_every, train.keep_ckpts, train.threads, run.ckpt_compress, data.val, train.skip_nonfinite",
                       (int)(eq - argv[i]), argv[i]);
     }

@@ -141,8 +141,16 @@ int cmd_train(int argc, char **argv) {
             V = tok_vocab_size(t);
             tok_free(t);
         }
-        if (V) train_mem_check(&c, V, 1);
-        else fprintf(stderr, "memory estimate: needs the vocabulary size (model.vocab_size, or the tokenizer %s)\n", c.tokenizer);
+        if (V) {
+            double tot, act, fl;
+            model_count(&c, V, &tot, &act, &fl);
+            fprintf(stderr, "parameters: %.0f total (%.2fM), %.0f active per token (%.2fM), vocab %d\n", tot, tot / 1e6,
+                    act, act / 1e6, V);
+            train_mem_check(&c, V, 1);
+        } else {
+            fprintf(stderr, "parameters and memory estimate: need the vocabulary size (model.vocab_size, or the "
+                    "tokenizer %s)\n", c.tokenizer);
+        }
         return 0;
     }
     const char *arch = kernels_init(c.threads);
@@ -164,9 +172,15 @@ int cmd_train(int argc, char **argv) {
     const char *specs[2] = {c.train_path, c.val_path};
     for (int i = 0; i < 2; i++) {
         if (!lds[i]) continue;
-        if (loader_vocab(lds[i]) != V || loader_tok_hash(lds[i]) != tok_hash(tok))
-            die_input("%s: shards were encoded with a different tokenizer than %s (vocab %d vs %d)", specs[i],
-                      c.tokenizer, loader_vocab(lds[i]), V);
+        if (loader_vocab(lds[i]) != V)
+            die_input("%s: shards have vocabulary size %d, the tokenizer %s has %d; re-run `aoe prepare` with it "
+                      "or set data.tokenizer to the one the shards were made with", specs[i], loader_vocab(lds[i]),
+                      c.tokenizer, V);
+        if (loader_tok_hash(lds[i]) != tok_hash(tok))
+            die_input("%s: shards were encoded with tokenizer hash %016llx, %s hashes to %016llx (same vocabulary "
+                      "size %d, different merges); re-run `aoe prepare` with it or set data.tokenizer to the one the "
+                      "shards were made with", specs[i], (unsigned long long)loader_tok_hash(lds[i]), c.tokenizer,
+                      (unsigned long long)tok_hash(tok), V);
         if (loader_n_windows(lds[i]) < (uint64_t)c.batch_size)
             die_input("%s: too few tokens for one batch of %d x %d", specs[i], c.batch_size, c.seq_len + 1);
     }

@@ -7,8 +7,28 @@
 
 #include "util/common.h"
 
+// Line and column (1-based) of byte `at` of text.
+static void line_col(const char *text, const char *at, int *line, int *col) {
+    *line = 1; *col = 1;
+    for (const char *p = text; at && p < at && *p; p++) {
+        if (*p == '\n') { (*line)++; *col = 1; } else (*col)++;
+    }
+}
+
 cJSON *json_parse_object(const char *text, char *err, int errlen) {
-    cJSON *j = cJSON_Parse(text);
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(text, &end, 0);
+    if (j && end) {  // only whitespace may follow the value
+        while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') end++;
+        if (*end) {
+            int line, col;
+            line_col(text, end, &line, &col);
+            cJSON_Delete(j);
+            snprintf(err, errlen, "line %d, column %d (byte offset %ld): unexpected content after the JSON value",
+                     line, col, (long)(end - text));
+            return NULL;
+        }
+    }
     if (j && cJSON_IsObject(j)) return j;
     if (j) {
         cJSON_Delete(j);
@@ -16,11 +36,9 @@ cJSON *json_parse_object(const char *text, char *err, int errlen) {
         return NULL;
     }
     const char *at = cJSON_GetErrorPtr();
-    int line = 1, col = 1;
-    for (const char *p = text; at && p < at && *p; p++) {
-        if (*p == '\n') { line++; col = 1; } else col++;
-    }
-    snprintf(err, errlen, "line %d, column %d: malformed JSON", line, col);
+    int line, col;
+    line_col(text, at, &line, &col);
+    snprintf(err, errlen, "line %d, column %d (byte offset %ld): malformed JSON", line, col, at ? (long)(at - text) : 0L);
     return NULL;
 }
 
