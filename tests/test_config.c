@@ -153,7 +153,7 @@ TEST(cli_help_and_usage) {
 // Issues 16/17: trailing content and duplicate keys refused with the place; the closest key for a
 // typo; origins of the keys a broken rule names; train.eps = 0 refused.
 TEST(cli_config_strict_json_and_messages) {
-    expect_bad("{\"model\": {\"d_model\": 64}} x", "", "line 1, column 29 (byte offset 28): unexpected content");
+    expect_bad("{\"model\": {\"d_model\": 64}} x", "", "line 1, column 28 (byte offset 27): unexpected content");
     expect_bad("{\"model\": {\"d_model\": 64}}\n{}", "", "line 2, column 1 (byte offset 27)");
     expect_bad("{\"model\": {\"d_model\": 64,\n \"d_model\": 32}}", "", "line 2: duplicate key 'model.d_model'");
     expect_bad("{\"train\": {\"lr\": 1e-3}, \"train\": {}}", "", "duplicate section 'train'");
