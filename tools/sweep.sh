@@ -168,7 +168,7 @@ for p in "${points[@]}"; do
     mapfile -t ovr < <(printf '%s' "$p")
     args=("$config" "${fixed[@]}" "${ovr[@]}" "run.out=$dir")
     resolved=$("$AOE" train "${args[@]}" --dry-run 2>&1) || die "point $rn: $(echo "$resolved" | tail -n 1)"
-    resolved=$(grep -v '^memory estimate: ' <<<"$resolved")  # stderr line after the config JSON
+    resolved=$(grep -v -E '^(memory estimate|parameters|parameters and memory estimate): ' <<<"$resolved")  # stderr lines after the config JSON
     steps=$(json_field steps <<<"$resolved")
     [[ $steps =~ ^[0-9]+$ ]] || die "point $rn: cannot read train.steps from 'aoe train --dry-run'"
     tag="[$k/$n] $rn"
