@@ -163,6 +163,21 @@ TEST(moe_score_override_norm_probe) {
     free(x); free(out); free(ref);
     ffn_moe_ops.destroy(L);
     params_free(&P);
+    // the other nodes of the paper's Table 1: fast scores and layer output against the naive twin
+    const char *nodes[] = {"model.ffn.score_override=norm_proj", "model.ffn.score_override=norm_silu",
+                           "model.ffn.score_override=norm_act", "model.ffn.score_override=norm_output"};
+    for (int k = 0; k < 4; k++) {
+        MoeLayer *M = layer(&c, &P, "moe", &nodes[k], 1, T);
+        float *xx = test_randn(T * 8, 1, 6 + k), *o = falloc(T * 8), *r = falloc(T * 8);
+        ffn_moe_ops.forward(M, &P, o, xx, T, 0, NULL);
+        moe_forward_naive(M, &P, r, xx, T, NULL);
+        double e = max_rel_err(o, r, (long)T * 8, 1e-3);
+        if (e >= 1e-4) fprintf(stderr, "  %s: %.2e\n", nodes[k], e);
+        CHECK(e < 1e-4);
+        free(xx); free(o); free(r);
+        ffn_moe_ops.destroy(M);
+        params_free(&P);
+    }
     char *err = NULL;
     CHECK_EQ_INT(aoe_run(NULL, &err, "train configs/moe.json model.ffn.score_override=norm train.steps=1 "
                                      "run.out=%s/probe-train", test_tmpdir()), 2);

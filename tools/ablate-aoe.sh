@@ -30,7 +30,7 @@ OUT/runs, then OUT/aoe/report.md (aoe report), OUT/aoe/analyze-load.md and OUT/a
   aoe-lb-l1, aoe-lb-linf  AoE (d_low R1) ranking experts by the l1 / linf norm (App. A)
 Each finished run gets RUN/analyze-load.md (aoe analyze load RUN --text TEXT --max-tokens
 TEXT_TOKENS [$TEXT, $TEXT_TOKENS]); the router MoE runs also RUN/probe.md: validation bpb
-with the router and with --select-override norm.
+(first PROBE_WINDOWS windows) with the router and with --select-override at each node.
 EOF
     study_usage_common
 }
@@ -47,15 +47,22 @@ study_run aoe-lb-l1 configs/aoe.json "model.ffn.lb_coef=0.01 model.ffn.d_wide=0 
 study_run aoe-lb-linf configs/aoe.json "model.ffn.lb_coef=0.01 model.ffn.d_wide=0 model.ffn.d_low=$R1 model.ffn.aoe_norm=linf"
 ablate_each analyze-load "$AOE" analyze load {} --text "$TEXT" --max-tokens "$TEXT_TOKENS"
 ablate_table analyze-load "Expert load per layer on $TEXT ($TEXT_TOKENS tokens), mean ± std over seeds"
-# the router-free probe: the same validation shards, chosen by the router and by ||x W_g^e||
+# the router-free probe (the paper's Table 1 nodes): the validation shards' first PROBE_WINDOWS
+# windows, experts chosen by the router and by the norm of each node of every expert
+PROBE_WINDOWS=${PROBE_WINDOWS:-100}
+bpb() { sed -n 's/.*"bits_per_byte,none":[[:space:]]*\([0-9.]*\).*/\1/p' "$1/results.json" | head -1; }
 probe() {
-    local r=$1 val
+    local r=$1 val node row
     val=$(sed -n 's/.*"val":[[:space:]]*"\([^"]*\)".*/\1/p' "$r/config.json" | head -1)
-    "$AOE" eval "$r" --tasks "shards:$val" --out "$r/probe-router" >"$r/probe.log" 2>&1 || return 1
-    "$AOE" eval "$r" --tasks "shards:$val" --select-override norm --out "$r/probe-norm" >>"$r/probe.log" 2>&1 || return 1
-    printf '| layer | router bpb | norm-probe bpb |\n|---:|---:|---:|\n| 0 | %s | %s |\n' \
-        "$(sed -n 's/.*"bits_per_byte,none":[[:space:]]*\([0-9.]*\).*/\1/p' "$r/probe-router/results.json" | head -1)" \
-        "$(sed -n 's/.*"bits_per_byte,none":[[:space:]]*\([0-9.]*\).*/\1/p' "$r/probe-norm/results.json" | head -1)"
+    "$AOE" eval "$r" --tasks "shards:$val" --limit "$PROBE_WINDOWS" --out "$r/probe-router" >"$r/probe.log" 2>&1 || return 1
+    row="| 0 | $(bpb "$r/probe-router") |"
+    for node in norm norm_proj norm_silu norm_act norm_output; do
+        "$AOE" eval "$r" --tasks "shards:$val" --limit "$PROBE_WINDOWS" --select-override $node --out "$r/probe-$node" \
+            >>"$r/probe.log" 2>&1 || return 1
+        row+=" $(bpb "$r/probe-$node") |"
+    done
+    printf '| layer | router | x W_g | x W_p | SiLU(x W_g) | SiLU(x W_g) * x W_p | expert output |\n'
+    printf '|---:|---:|---:|---:|---:|---:|---:|\n%s\n' "$row"
 }
 if ((!DRY)); then
     for r in "${study_runs[@]}"; do
@@ -64,5 +71,5 @@ if ((!DRY)); then
         probe "$r" >"$r/probe.md.tmp" && mv "$r/probe.md.tmp" "$r/probe.md" || echo "$study_name: probe failed for $r" >&2
     done
 fi
-ablate_table probe "Router-free probe: validation bits per byte with the router and with --select-override norm"
+ablate_table probe "Router-free probe: validation bits per byte ($PROBE_WINDOWS windows) with the router and by the norm of each node (--select-override)"
 study_report

@@ -68,7 +68,7 @@ static const Key keys[] = {
     {"model.ffn.aoe_norm", T_ENUM, O(ffn.aoe_norm), "l2", 0, 0, "l2|l1|linf", "AoE: the norm of each expert's key x*W_down^e that ranks and gates the experts (paper: l2; App. A compares l1, linf)"},
     {"model.ffn.gate_rank", T_INT, O(ffn.gate_rank), "0", 0, 1 << 20, 0, "router MoE: factorise every expert's W_g as W_down*W_up of this rank (AoE Table 2 'factorized W_g'); the expert width is then parameter-matched by Eq.5 (d_wide = 0) like AoE's; 0 = full W_g"},
     {"model.ffn.router_hidden", T_INT, O(ffn.router_hidden), "0", 0, 1 << 20, 0, "router MoE: a two-layer linear router x*R1*R2 with this hidden width (AoE Table 2 'large router'; n*r*d/(d+n) matches AoE's W_down count); 0 = one matrix"},
-    {"model.ffn.score_override", T_ENUM, O(ffn.score_override), "none", 0, 0, "none|norm", "router MoE, evaluation only (aoe eval --select-override norm): choose and gate experts by ||x*W_g^e|| instead of the router (AoE's router-free probe); training refuses it"},
+    {"model.ffn.score_override", T_ENUM, O(ffn.score_override), "none", 0, 0, "none|norm|norm_proj|norm_silu|norm_act|norm_output", "router MoE, evaluation only (aoe eval --select-override NODE): choose and gate experts by the L2 norm of a node of every expert instead of the router (AoE's router-free probe, Table 1): norm = x*W_g, norm_proj = x*W_p, norm_silu = SiLU(x*W_g), norm_act = SiLU(x*W_g)*(x*W_p), norm_output = the expert's output; training refuses it"},
     {"train.steps", T_INT, O(steps), "200", 1, 1e9, 0, "optimizer steps"},
     {"train.batch_size", T_INT, O(batch_size), "8", 1, 1 << 20, 0, "sequences per micro-batch"},
     {"train.grad_accum", T_INT, O(grad_accum), "1", 1, 1 << 16, 0, "micro-batches per optimizer step"},

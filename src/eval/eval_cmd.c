@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
             "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
             "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--load-stats] [--log-samples]\n"
-            "                [--select-override norm] [--list-tasks]\n"
+            "                [--select-override NODE] [--list-tasks]\n"
             "\n"
             "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
@@ -45,8 +45,9 @@ static void usage(FILE *f) {
             "                     must be the one the checkpoint was trained with\n"
             "  --precision P      matrix products in fp32 or bf16 (auto: bf16 where the CPU has native bf16\n"
             "                     dot products); default: the precision the checkpoint was trained in\n"
-            "  --select-override norm  router MoE: choose and gate experts by ||x W_g^e|| instead of the\n"
-            "                     router (AoE's router-free probe; docs/select.md)\n"
+            "  --select-override NODE  router MoE: choose and gate experts by the norm of a node of every\n"
+            "                     expert instead of the router (AoE's router-free probe, docs/select.md):\n"
+            "                     norm (x W_g), norm_proj, norm_silu, norm_act, norm_output\n"
             "  --load-stats       MoE/AoE: per task and sparse layer, expert counts, Ent_load, Ent_conf and\n"
             "                     max-min load on the task's real tokens, into load_stats.json next to\n"
             "                     results.json (docs/eval.md)\n"
@@ -112,8 +113,8 @@ int cmd_eval(int argc, char **argv) {
     int load_stats = 0;
     // --select-override norm: config overrides applied at load (the training-only losses that need
     // a router are switched off; they do not change the forward)
-    static const char *const probe[] = {"model.ffn.score_override=norm", "model.ffn.erc_log=false",
-                                        "model.ffn.erc_coef=0", "model.ffn.z_loss=0"};
+    static char probe_set[64];
+    static const char *const probe[] = {probe_set, "model.ffn.erc_log=false", "model.ffn.erc_coef=0", "model.ffn.z_loss=0"};
     int n_over = 0;
     const char **ckpts = xcalloc(argc + 1, sizeof(char *));
     int nck = 0;
@@ -135,7 +136,11 @@ int cmd_eval(int argc, char **argv) {
             else if (!strcmp(a, "--threads")) threads = parse_int(a, v, 0, 4096);
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
             else if (!strcmp(a, "--select-override")) {
-                if (strcmp(v, "norm")) die_input("--select-override: expected norm, got '%s'", v);
+                static const char *const nodes[] = {"norm", "norm_proj", "norm_silu", "norm_act", "norm_output"};
+                int ok = 0;
+                for (int q = 0; q < 5; q++) ok |= !strcmp(v, nodes[q]);
+                if (!ok) die_input("--select-override: expected norm, norm_proj, norm_silu, norm_act or norm_output, got '%s'", v);
+                snprintf(probe_set, sizeof probe_set, "model.ffn.score_override=%s", v);
                 n_over = sizeof probe / sizeof *probe;
             }
             else if (!strcmp(a, "--precision")) {
@@ -231,7 +236,7 @@ int cmd_eval(int argc, char **argv) {
         // one sequence of activations here; the scorer adds a batched model sharing the weights
         Model *m = ckpt_load_model_with(paths[k], 1, &meta, probe, n_over);
         if (n_over && score_for(&m->cfg) != &score_expert_norm)
-            die_input("%s: --select-override norm probes a router MoE (model.ffn.type moe with a router), not "
+            die_input("%s: --select-override probes a router MoE (model.ffn.type moe with a router), not "
                       "model.ffn.type %s, select %s", paths[k], m->cfg.ffn.type, m->cfg.ffn.select);
         kernels_set_precision(model_precision(m, prec));
         fprintf(stderr, "aoe eval: %s: precision %s\n", paths[k], precision_name(kernels_precision()));

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ffn.h"
 #include "model/kernels.h"
 #include "model/score.h"
 
@@ -223,23 +224,34 @@ const ScoreOps score_router_mlp = {
     .count = mlp_count,
 };
 
-// ---- expert_norm: the router-free probe (model.ffn.score_override norm; evaluation only) ----
-// A trained router MoE chooses and gates its experts by S[t,e] = ||x_t·W_g^e||_2 (the pre-SiLU
-// gate projection, the node AoE standardises on) instead of its router (AoE paper §3.1, Table 1).
+// ---- expert_norm: the router-free probe (model.ffn.score_override; evaluation only) ----
+// A trained router MoE chooses and gates its experts by the L2 norm of one node of every expert's
+// own computation instead of its router (AoE paper §3.1, Table 1). score_override names the node:
+//   norm         u = x·W_g^e (the pre-SiLU gate projection, the node AoE standardises on)
+//   norm_proj    v = x·W_p^e          norm_silu    SiLU(u)
+//   norm_act     SiLU(u) ⊙ v          norm_output  the expert's output (SiLU(u) ⊙ v)·W_o^e
 // It registers the router tensor like the router source, unused, so the model's parameter table
-// still matches its checkpoint. Costs a full n·d·D product per token; no backward.
+// still matches its checkpoint. Cost: the node for all n experts per token (norm_output: n full
+// expert FFNs, n/K times the experts' FLOPs of the top-K layer). No backward.
+enum { NODE_GATE, NODE_PROJ, NODE_SILU, NODE_ACT, NODE_OUT };
+
 typedef struct {
-    long o_gate;  // w_gate [n,d,D], found by name at the first forward
-    int D;
-    float *U;     // [max_T,D] scratch
+    int node, D;
+    long o_gate, o_proj, o_out;  // w_gate, w_proj [n,d,D], w_out [n,D,d], found by name at first use
+    float *U, *V, *Y;            // [max_T,D] x2, [max_T,d] scratch
 } Probe;
 
-static int probe_match(const Config *c) { return !strcmp(c->ffn.type, "moe") && !strcmp(c->ffn.score_override, "norm"); }
+static int probe_node(const char *v) {
+    return !strcmp(v, "norm_proj") ? NODE_PROJ : !strcmp(v, "norm_silu") ? NODE_SILU : !strcmp(v, "norm_act") ? NODE_ACT
+           : !strcmp(v, "norm_output") ? NODE_OUT : NODE_GATE;
+}
+
+static int probe_match(const Config *c) { return !strcmp(c->ffn.type, "moe") && strcmp(c->ffn.score_override, "none"); }
 
 static const char *probe_check(const Config *c, char *buf, int len) {
     (void)buf; (void)len;
     if (c->ffn.gate_rank > 0 || c->ffn.router_hidden > 0)
-        return "model.ffn.score_override norm probes a plain router MoE (model.ffn.gate_rank and router_hidden 0)";
+        return "model.ffn.score_override probes a plain router MoE (model.ffn.gate_rank and router_hidden 0)";
     return NULL;
 }
 
@@ -248,37 +260,57 @@ static void probe_init(Score *s, Params *P, const Config *c) {
     snprintf(name, sizeof name, "layers.%d.ffn.router", s->layer);
     s->o_param = (long)params_add(P, name, 1, INIT_NORMAL, c->init_std, 2, s->d, s->n);
     Probe *p = xcalloc(1, sizeof *p);
+    p->node = probe_node(c->ffn.score_override);
     p->o_gate = -1;
     p->D = c->ffn.d_ff;
     p->U = falloc((size_t)s->max_T * p->D);
+    p->V = falloc((size_t)s->max_T * p->D);
+    p->Y = falloc((size_t)s->max_T * s->d);
     s->priv = p;
 }
 
 static void probe_free(Score *s) {
     Probe *p = s->priv;
     if (!p) return;
-    free(p->U); free(p);
+    free(p->U); free(p->V); free(p->Y); free(p);
 }
 
-static long probe_gate(const Score *s, const Params *P, int D) {
+static long probe_tensor(const Score *s, const Params *P, const char *what, int a, int b) {
     char name[64];
-    snprintf(name, sizeof name, "layers.%d.ffn.w_gate", s->layer);
+    snprintf(name, sizeof name, "layers.%d.ffn.%s", s->layer, what);
     const TensorInfo *t = params_find(P, name);
-    if (!t || t->ndim != 3 || t->shape[0] != s->n || t->shape[1] != s->d || t->shape[2] != D)
-        die("internal: score_override norm: layer %d has no w_gate [%d,%d,%d]", s->layer, s->n, s->d, D);
+    if (!t || t->ndim != 3 || t->shape[0] != s->n || t->shape[1] != a || t->shape[2] != b)
+        die("internal: score_override: layer %d has no %s [%d,%d,%d]", s->layer, what, s->n, a, b);
     return (long)t->off;
 }
 
+static void probe_offsets(Score *s, const Params *P) {
+    Probe *p = s->priv;
+    if (p->o_gate >= 0) return;
+    p->o_gate = probe_tensor(s, P, "w_gate", s->d, p->D);
+    p->o_proj = probe_tensor(s, P, "w_proj", s->d, p->D);
+    p->o_out = probe_tensor(s, P, "w_out", p->D, s->d);
+}
+
+static double sq(double a) { return a * a; }
+
 static void probe_forward(Score *s, const Params *P, const float *x, int T) {
     Probe *p = s->priv;
-    int d = s->d, n = s->n, D = p->D;
-    if (p->o_gate < 0) p->o_gate = probe_gate(s, P, D);
+    probe_offsets(s, P);
+    int d = s->d, n = s->n, D = p->D, node = p->node;
     for (int e = 0; e < n; e++) {
-        matmul(p->U, D, x, d, P->w + p->o_gate + (size_t)e * d * D, D, T, D, d, 0, 0, 1, 0);
+        if (node != NODE_PROJ) matmul(p->U, D, x, d, P->w + p->o_gate + (size_t)e * d * D, D, T, D, d, 0, 0, 1, 0);
+        if (node == NODE_PROJ || node >= NODE_ACT)
+            matmul(p->V, D, x, d, P->w + p->o_proj + (size_t)e * d * D, D, T, D, d, 0, 0, 1, 0);
+        if (node == NODE_SILU || node >= NODE_ACT)
+            for (size_t i = 0; i < (size_t)T * D; i++) p->U[i] = silu(p->U[i]) * (node >= NODE_ACT ? p->V[i] : 1.0f);
+        if (node == NODE_OUT) matmul(p->Y, d, p->U, D, P->w + p->o_out + (size_t)e * D * d, d, T, d, D, 0, 0, 1, 0);
+        const float *src = node == NODE_OUT ? p->Y : node == NODE_PROJ ? p->V : p->U;
+        int w = node == NODE_OUT ? d : D;
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < T; t++) {
             double q = 0;
-            for (int i = 0; i < D; i++) q += (double)p->U[(size_t)t * D + i] * p->U[(size_t)t * D + i];
+            for (int i = 0; i < w; i++) q += sq(src[(size_t)t * w + i]);
             s->S[(size_t)t * n + e] = (float)sqrt(q);
         }
     }
@@ -286,23 +318,31 @@ static void probe_forward(Score *s, const Params *P, const float *x, int T) {
 
 static void probe_backward(Score *s, Params *P, float *dx, const float *x, int T) {
     (void)s; (void)P; (void)dx; (void)x; (void)T;
-    die_input("model.ffn.score_override norm is an evaluation probe (aoe eval --select-override norm); it cannot be trained");
+    die_input("model.ffn.score_override is an evaluation probe (aoe eval --select-override); it cannot be trained");
 }
 
 static void probe_forward_naive(const Score *s, const Params *P, const float *xt, double *z, double *rank, double *key) {
     (void)key;
     const Probe *p = s->priv;
-    int d = s->d, n = s->n, D = p->D;
-    long og = probe_gate(s, P, D);
-    double *xd = xmalloc(sizeof(double) * d), *u = xmalloc(sizeof(double) * D);
+    int d = s->d, n = s->n, D = p->D, node = p->node;
+    long og = probe_tensor(s, P, "w_gate", d, D), op = probe_tensor(s, P, "w_proj", d, D),
+         oo = probe_tensor(s, P, "w_out", D, d);
+    double *xd = xmalloc(sizeof(double) * d), *u = xmalloc(sizeof(double) * D), *v = xmalloc(sizeof(double) * D),
+           *y = xmalloc(sizeof(double) * d);
     for (int k = 0; k < d; k++) xd[k] = xt[k];
     for (int e = 0; e < n; e++) {
         vecmat(u, xd, P->w + og + (size_t)e * d * D, d, D, D);
+        vecmat(v, xd, P->w + op + (size_t)e * d * D, d, D, D);
+        for (int i = 0; i < D; i++) {
+            double a = u[i] / (1 + exp(-u[i]));  // SiLU
+            u[i] = node == NODE_PROJ ? v[i] : node == NODE_SILU ? a : node >= NODE_ACT ? a * v[i] : u[i];
+        }
+        if (node == NODE_OUT) vecmat(y, u, P->w + oo + (size_t)e * D * d, D, d, d);
         double q = 0;
-        for (int i = 0; i < D; i++) q += u[i] * u[i];
+        for (int i = 0; i < (node == NODE_OUT ? d : D); i++) q += sq(node == NODE_OUT ? y[i] : u[i]);
         z[e] = rank[e] = sqrt(q);
     }
-    free(xd); free(u);
+    free(xd); free(u); free(v); free(y);
 }
 
 static double probe_count(const Config *c) {
@@ -311,7 +351,7 @@ static double probe_count(const Config *c) {
 
 const ScoreOps score_expert_norm = {
     .info = {.name = "expert_norm", .router = 0},
-    .summary = "evaluation probe: ||x·W_g^e|| of every expert instead of the router (model.ffn.score_override norm)",
+    .summary = "evaluation probe: the norm of a node of every expert instead of the router (model.ffn.score_override)",
     .match = probe_match,
     .check = probe_check,
     .init = probe_init,
