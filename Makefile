@@ -7,14 +7,18 @@ BLIS_LIB = /usr/lib/x86_64-linux-gnu/blis-openmp
 MARCH   := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 OPT     ?= -O3 $(MARCH)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -fno-math-errno $(OPT) -g -Isrc -isystem $(BLIS_INC)
-LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -ldnnl -lcjson -lz -lm -fopenmp
+# Open MPI (dist/): flags from pkg-config, so plain cc builds it
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || echo -lmpi)
+CFLAGS  += $(MPI_CFLAGS)
+LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -ldnnl -lcjson -lz -lm -fopenmp $(MPI_LIBS)
 
 SRC      := $(shell find src -name '*.c' ! -name main.c | sort)
 TEST_SRC := $(shell find tests -name '*.c' | sort)
 OBJDIR  ?= build
 OBJ      := $(SRC:%.c=$(OBJDIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
-DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2
+DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2 libopenmpi-dev openmpi-bin
 
 PREFIX  ?= /usr/local
 

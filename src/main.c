@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist/dist.h"
 
 typedef struct {
     const char *name, *summary;
@@ -32,10 +33,7 @@ static void usage(FILE *f) {
     for (int i = 0; i < n_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
-int main(int argc, char **argv) {
-    // Over a file-size limit (ulimit -f) writes fail with EFBIG, which every writer reports like a
-    // full disk (temp file removed, message, exit 1), instead of SIGXFSZ killing the process.
-    signal(SIGXFSZ, SIG_IGN);
+static int run(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
@@ -46,4 +44,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "aoe: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+// MPI starts only under mpirun (dist.h); the command runs the same either way.
+int main(int argc, char **argv) {
+    // Over a file-size limit (ulimit -f) writes fail with EFBIG, which every writer reports like a
+    // full disk (temp file removed, message, exit 1), instead of SIGXFSZ killing the process.
+    signal(SIGXFSZ, SIG_IGN);
+    dist_init(&argc, &argv);
+    int rc = run(argc, argv);
+    dist_finalize();
+    return rc;
 }

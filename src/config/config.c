@@ -90,6 +90,7 @@ static const Key keys[] = {
     {"train.keep_ckpts", T_INT, O(keep_ckpts), "2", 1, 1000, 0, "checkpoints kept in the run directory"},
     {"train.init_from", T_STR, O(init_from), "", 0, 0, 0, "start from the weights of this checkpoint (a ckpt-*.aoec file, or a run directory: its newest checkpoint): fine-tuning or continued pre-training on other data. Model shapes and tokenizer must match; step, schedule, data order and (unless init_keep_optim) the optimizer start fresh. config.json records the checkpoint file used"},
     {"train.init_keep_optim", T_BOOL, O(init_keep_optim), "false", 0, 1, 0, "with train.init_from: keep the checkpoint's optimizer state (moments and their step count; same train.optimizer) instead of a fresh one"},
+    {"train.expert_parallel", T_INT, O(expert_parallel), "1", 1, 1024, 0, "expert parallelism E under mpirun: each group of E ranks splits the experts of every sparse layer (E divides the rank count and model.ffn.n_experts); 1 = off"},
     {"train.threads", T_INT, O(threads), "0", 0, 1024, 0, "threads for OpenMP and BLIS; 0 = OMP_NUM_THREADS or all cores"},
     {"train.precision", T_ENUM, O(precision), "auto", 0, 0, "auto|fp32|bf16", "matrix products: fp32 (BLIS), or bf16 operands with fp32 accumulation (oneDNN; fp32 master weights, optimizer state and gradients); auto = bf16 where the CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16), else fp32. config.json records the choice made"},
     {"data.train", T_STR, O(train_path), "data/prepared/train-*.shard", 0, 0, 0, "training shards: a glob or comma-separated list"},
@@ -328,6 +329,9 @@ void config_validate(const Config *c, const char *src) {
         config_origins(c, "train.min_lr train.lr", src, note, sizeof note);
         die_input("%s: train.min_lr (%g) must not exceed train.lr (%g)%s", src, c->min_lr, c->lr, note);
     }
+    if (c->expert_parallel > 1 && (!strcmp(c->ffn.type, "dense") || c->ffn.n_experts % c->expert_parallel))
+        die_input("%s: train.expert_parallel (%d) needs a sparse model.ffn.type and must divide model.ffn.n_experts (%d)",
+                  src, c->expert_parallel, c->ffn.n_experts);
 }
 
 void config_origins(const Config *c, const char *msg, const char *file, char *out, size_t n) {

@@ -212,8 +212,10 @@ void loader_next(Loader *L, int32_t *x, int32_t *y) {
     }
 }
 
+// The saved cursor counts positions of the epoch's order consumed by all ranks together
+// (cursor·world), so a run can resume on another number of ranks.
 void loader_get_pos(const Loader *L, LoaderPos *p) {
-    *p = (LoaderPos){L->epoch, L->cursor, L->seed, L->total};
+    *p = (LoaderPos){L->epoch, L->cursor * (uint64_t)L->world, L->seed, L->total};
 }
 
 void loader_set_pos(Loader *L, const LoaderPos *p) {
@@ -221,8 +223,14 @@ void loader_set_pos(Loader *L, const LoaderPos *p) {
         die_input("%s: the saved data position is for %llu windows but the data now has %llu; the training data "
                   "or seq_len changed since the checkpoint", L->sh[0].s->path, (unsigned long long)p->n_windows,
                   (unsigned long long)L->total);
-    if (p->cursor > L->n_rank)
+    if (p->cursor > L->total)
         die_input("%s: saved data cursor %llu is past the %llu windows of an epoch", L->sh[0].s->path,
-                  (unsigned long long)p->cursor, (unsigned long long)L->n_rank);
-    L->epoch = p->epoch; L->cursor = p->cursor; L->seed = p->seed;
+                  (unsigned long long)p->cursor, (unsigned long long)L->total);
+    if (p->cursor % (uint64_t)L->world)
+        die_input("%s: the saved data position (%llu windows into epoch %llu) is not a multiple of %d ranks; resume "
+                  "with a number of ranks that divides it", L->sh[0].s->path, (unsigned long long)p->cursor,
+                  (unsigned long long)p->epoch, L->world);
+    L->epoch = p->epoch; L->cursor = p->cursor / (uint64_t)L->world; L->seed = p->seed;
+    // fewer ranks-per-epoch positions than were consumed: that epoch is over for this rank count
+    if (L->cursor > L->n_rank) L->cursor = L->n_rank;
 }

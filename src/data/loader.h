@@ -17,7 +17,9 @@
 #include "data/tokenizer.h"
 
 typedef struct Loader Loader;
-// Plain data saved in checkpoints. n_windows is the data's total window count when the position
+// Plain data saved in checkpoints. cursor counts the positions of the epoch's order consumed by
+// all ranks together (rank count independent: a run resumes on another number of ranks when
+// cursor is a multiple of it). n_windows is the data's total window count when the position
 // was taken; loader_set_pos refuses a position taken on different data (0 = not checked).
 typedef struct { uint64_t epoch, cursor; uint64_t seed; uint64_t n_windows; } LoaderPos;
 

@@ -77,7 +77,8 @@ void model_set_progress(Model *m, float progress);
 // checkpoints written before train.precision existed, which trained in fp32). Dies (exit 2) on
 // an override that names none; warns when bf16 has no native support on this CPU.
 int model_precision(const Model *m, const char *override);
-// Writes one load-statistics line per sparse layer and resets the accumulators.
+// Writes one load-statistics line per sparse layer and resets the accumulators. Under data
+// parallelism every rank calls it (the counts are summed across ranks); f = NULL on all but rank 0.
 void model_write_stats(Model *m, FILE *f, long step);
 
 #endif

@@ -338,12 +338,17 @@ static double moe_aux_loss(void *self) {
 static void moe_write_stats(void *self, FILE *f, long step, int layer) {
     MoeLayer *L = self;
     if (!L->sel->st.forwards) return;
-    fprintf(f, "{\"v\":1,\"step\":%ld,\"layer\":%d,\"type\":\"%s\",\"select\":\"%s\",\"gate\":\"%s\",\"n\":%d,\"k\":%d",
-            step, layer, L->type, L->sel->m->name,
-            L->sel->gate_kind == GATE_SOFTMAX ? "softmax" : "topk_softmax", L->n, L->K);
-    select_write_stats(L->sel, f);
+    // data parallelism: counts over all ranks (collective); only rank 0 passes a file, others NULL
+    select_stats_reduce(L->sel);
+    score_stats_reduce(&L->score);
+    if (f) {
+        fprintf(f, "{\"v\":1,\"step\":%ld,\"layer\":%d,\"type\":\"%s\",\"select\":\"%s\",\"gate\":\"%s\",\"n\":%d,\"k\":%d",
+                step, layer, L->type, L->sel->m->name,
+                L->sel->gate_kind == GATE_SOFTMAX ? "softmax" : "topk_softmax", L->n, L->K);
+        select_write_stats(L->sel, f);
+    }
     score_write_stats(&L->score, f);
-    fprintf(f, "}\n");
+    if (f) fprintf(f, "}\n");
     select_stats_reset(L->sel);
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "util/json.h"
 
 // ---- the table: one line per source, specific before general (score_for takes the first match) ----
@@ -74,14 +75,24 @@ void score_backward(Score *s, Params *P, float *dx, const float *x, int T) {
     s->ops->backward(s, P, dx, x, T);
 }
 
+void score_stats_reduce(Score *s) {
+    if (!s->ops->mean_stat || dist_size() == 1) return;
+    double t = (double)s->mean_tokens;
+    dist_sum_d(s->mean_sum, s->n);
+    dist_sum_d(&t, 1);
+    s->mean_tokens = (long)t;
+}
+
 void score_write_stats(Score *s, FILE *f) {
     if (!s->ops->mean_stat) return;
+    if (!f) goto reset;
     char nb[40];
     fprintf(f, ",\"%s\":[", s->ops->mean_stat);
     for (int e = 0; e < s->n; e++)
         fprintf(f, "%s%s", e ? "," : "",
                 json_fmt(nb, sizeof nb, "%.6g", s->mean_tokens ? s->mean_sum[e] / s->mean_tokens : 0.0));
     fprintf(f, "]");
+reset:
     memset(s->mean_sum, 0, sizeof(double) * s->n);
     s->mean_tokens = 0;
 }

@@ -83,8 +83,10 @@ void score_destroy(Score *s);
 void score_forward(Score *s, const Params *P, const float *x, int T, int train);
 // dx [T,d] += d/dx; s->dS (and s->dkey) must be filled.
 void score_backward(Score *s, Params *P, float *dx, const float *x, int T);
-// Writes ",\"<mean_stat>\":[...]" (if the source has one) and resets the mean.
+// Writes ",\"<mean_stat>\":[...]" (if the source has one; f NULL: nothing) and resets the mean.
 void score_write_stats(Score *s, FILE *f);
+// Sums the mean's accumulators over the data-parallel ranks (collective; no-op on one rank).
+void score_stats_reduce(Score *s);
 
 extern const ScoreOps score_router, score_aoe_norm, score_grap, score_router_lowrank, score_router_mlp,
     score_expert_norm;

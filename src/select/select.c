@@ -3,6 +3,8 @@
 // standard auxiliary losses, load statistics). See select.h for the interface.
 #include "select/select.h"
 
+#include "dist/dist.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +111,8 @@ Selection *select_create(const FfnConfig *c, const ScoreInfo *src, int max_T) {
     s->expert = xcalloc(tk, sizeof(int));
     s->gate = falloc(tk);
     s->load = xcalloc(s->n, sizeof(long));
+    s->f = xcalloc(s->n, sizeof(double));
+    s->red = xcalloc(2 * (size_t)s->n + 2, sizeof(double));
     s->st.counts = xcalloc(s->n, sizeof(long));
     s->layer_share = 1;
     if (c->erc_coef > 0 || c->erc_log) s->erc = erc_create(c);
@@ -121,7 +125,7 @@ void select_destroy(Selection *s) {
     if (s->m->free) s->m->free(s);
     erc_free(s->erc);
     free(s->prob); free(s->lse); free(s->choice); free(s->expert); free(s->gate);
-    free(s->load); free(s->st.counts); free(s);
+    free(s->load); free(s->f); free(s->red); free(s->st.counts); free(s);
 }
 
 // prob[t] = softmax(S[t]) over n, lse[t] = logsumexp(S[t]); S [T,n].
@@ -205,6 +209,22 @@ void select_stats_reset(Selection *s) {
     memset(c, 0, sizeof(long) * s->n);
     memset(&s->st, 0, sizeof s->st);
     s->st.counts = c;
+}
+
+void select_stats_reduce(Selection *s) {
+    if (dist_size() == 1) return;
+    SelectStats *st = &s->st;
+    int n = s->n;
+    double *b = xmalloc(sizeof(double) * (n + 6));
+    double v[6] = {st->tokens, st->dropped, st->chosen, st->unrouted, st->ent_conf, 0};
+    for (int i = 0; i < n; i++) b[i] = st->counts[i];
+    memcpy(b + n, v, sizeof v);
+    dist_sum_d(b, n + 6);
+    for (int i = 0; i < n; i++) st->counts[i] = (long)b[i];
+    st->tokens = (long)b[n]; st->dropped = (long)b[n + 1]; st->chosen = (long)b[n + 2];
+    st->unrouted = (long)b[n + 3]; st->ent_conf = b[n + 4];
+    // forwards, lb, z and the ERC sums are the same on every rank (global losses)
+    free(b);
 }
 
 void select_write_stats(const Selection *s, FILE *f) {
@@ -312,17 +332,28 @@ void select_apply_capacity(Selection *s) {
 
 double select_std_aux_forward(Selection *s) {
     int n = s->n, T = s->T;
-    double lb = 0, z = 0;
+    // sums over this rank's tokens, then over all ranks: [0,n) load, [n,2n) Σ_t p, Σ lse², T
+    double *g = s->red;
     for (int i = 0; i < n; i++) {
         double P = 0;
         for (int t = 0; t < T; t++) P += s->prob[(size_t)t * n + i];
-        lb += ((double)s->load[i] / T) * (P / T);
+        g[i] = (double)s->load[i];
+        g[n + i] = P;
+    }
+    double z = 0;
+    for (int t = 0; t < T; t++) z += (double)s->lse[t] * s->lse[t];
+    g[2 * n] = z;
+    g[2 * n + 1] = T;
+    dist_sum_d(g, 2 * (size_t)n + 2);
+    double Tg = g[2 * n + 1], lb = 0;
+    for (int i = 0; i < n; i++) {
+        s->f[i] = g[i] / Tg;
+        lb += s->f[i] * (g[n + i] / Tg);
     }
     lb *= n;
     if (s->lb_div_k) lb /= s->K;
-    for (int t = 0; t < T; t++) z += (double)s->lse[t] * s->lse[t];
     s->lb = lb;
-    s->z = z / T;
+    s->z = g[2 * n] / Tg;
     return s->lb_coef * s->lb + s->z_coef * s->z;
 }
 
@@ -330,8 +361,7 @@ void select_std_aux_backward(const Selection *s, float *dS, float scale) {
     int n = s->n, T = s->T;
     double cl = scale * s->lb_coef * n / T / (s->lb_div_k ? s->K : 1), cz = scale * s->z_coef * 2.0 / T;
     if (cl == 0 && cz == 0) return;
-    double *f = xmalloc(sizeof(double) * n);
-    for (int i = 0; i < n; i++) f[i] = (double)s->load[i] / T;
+    const double *f = s->f;  // global (select_std_aux_forward)
     for (int t = 0; t < T; t++) {
         const float *p = s->prob + (size_t)t * n;
         float *d = dS + (size_t)t * n;
@@ -340,5 +370,4 @@ void select_std_aux_backward(const Selection *s, float *dS, float scale) {
         // d(n Σ f_i P_i)/dz_tj = (n/T) p_j (f_j - <p, f>);  d(mean lse²)/dz_tj = (2/T) lse_t p_j
         for (int j = 0; j < n; j++) d[j] += (float)(cl * p[j] * (f[j] - pf) + cz * s->lse[t] * p[j]);
     }
-    free(f);
 }

@@ -80,6 +80,9 @@ typedef struct Selection {
     int *expert;              // [T,kmax] expert that processes the slot, -1 = empty or dropped
     float *gate;              // [T,kmax] gate weight (0 for empty slots; dropped slots keep theirs)
     long *load;               // [n] chosen (pre-capacity) assignments per expert: f_i = load_i/T
+    // f_i of the balancing loss over the global micro-batch (all data-parallel ranks): [n], and
+    // scratch [2n+2] for the sums reduced across ranks (dist.h)
+    double *f, *red;
     long dropped;             // assignments dropped in the last forward
     double lb, z;             // raw balancing / z losses of the last training forward
     double aux;               // weighted auxiliary loss of the last training forward
@@ -157,6 +160,9 @@ void select_param_aux_backward(Selection *s, const SelectParams *v, float aux_sc
 // Writes the statistics fields (",\"tokens\":...,\"counts\":[...],...") without braces.
 void select_write_stats(const Selection *s, FILE *f);
 void select_stats_reset(Selection *s);
+// Sums the statistics over the data-parallel ranks (collective: every rank calls it before
+// writing; no-op on one rank). Loss values that are already global stay as they are.
+void select_stats_reduce(Selection *s);
 
 // ---- shared building blocks for methods (select.c) ----
 // The K largest of row[0..n-1], descending, ties to the lower index; idx [K].
@@ -174,6 +180,10 @@ void select_apply_capacity(Selection *s);
 long select_capacity_slots(double factor, double assignments, int n);
 // Standard auxiliary losses: Switch balancing  L_lb = n·Σ_i f_i·P_i (/K if lb_div_k) with
 // f_i = load_i/T, P_i = mean_t prob[t,i]; z-loss L_z = mean_t lse_t². Weighted: lb_coef, z_coef.
+// Under data parallelism T, load_i and the sums over t run over the global micro-batch (the
+// ranks' sums are reduced), so N ranks train the model one process would. The backward keeps
+// the local T: train scales each rank's gradient by 1/N before the ranks' gradients are summed,
+// which turns n/T_local into the global n/T.
 double select_std_aux_forward(Selection *s);
 void select_std_aux_backward(const Selection *s, float *dS, float scale);
 

@@ -39,6 +39,7 @@ int run_ckpt_save(const char *path, const Model *m, const Optim *opt, const Trai
     ckpt_meta_put_i64(&cm, "log.tokens", mt->tok_log);
     ckpt_meta_put_f64(&cm, "elapsed", mt->elapsed);
     ckpt_meta_put_i64(&cm, "skipped", mt->skipped);
+    ckpt_meta_put_i64(&cm, "ranks", mt->ranks > 0 ? mt->ranks : 1);
     CkptState st;
     state_of(opt, &st);
     return ckpt_save(path, m, &st, &cm, compress, err, errlen);
@@ -69,6 +70,7 @@ void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *mt) {
     mt->tok_log = (long)ckpt_meta_i64(&cm, "log.tokens", 0, INT64_MAX / 2);
     mt->elapsed = ckpt_meta_f64(&cm, "elapsed");
     mt->skipped = ckpt_meta_has(&cm, "skipped") ? (long)ckpt_meta_i64(&cm, "skipped", 0, mt->step) : 0;  // new in v2
+    mt->ranks = ckpt_meta_has(&cm, "ranks") ? (int)ckpt_meta_i64(&cm, "ranks", 1, 1 << 20) : 1;
 }
 
 // Weights (and with train.init_keep_optim the optimizer state) of c->init_from, into a model and
@@ -170,6 +172,7 @@ void run_clean_tmp(const char *run_dir) {
 static const char *const resume_keys[] = {
     "train.steps", "train.log_every", "train.eval_every", "train.eval_batches", "train.ckpt_every",
     "train.keep_ckpts", "train.threads", "run.ckpt_compress", "data.val", "train.skip_nonfinite",
+    "train.expert_parallel",
 };
 
 void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
@@ -186,7 +189,8 @@ void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
             die_input("train --resume: %.*s may not change on resume: a resume continues the saved run exactly "
                       "(same model, data, order and optimizer settings), and this key is fixed by config.json; start a "
                       "new run to change it; allowed: train.steps, train.log_every, train.eval_every, train.eval_batches, "
-                      "train.ckpt_every, train.keep_ckpts, train.threads, run.ckpt_compress, data.val, train.skip_nonfinite",
+                      "train.ckpt_every, train.keep_ckpts, train.threads, run.ckpt_compress, data.val, train.skip_nonfinite, "
+                      "train.expert_parallel",
                       (int)(eq - argv[i]), argv[i]);
     }
     if (!is_directory(run_dir)) die_input("%s: not a run directory (train --resume needs the run.out of a run)", run_dir);

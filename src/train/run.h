@@ -24,6 +24,7 @@ typedef struct {
     double loss_acc, aux_acc, elapsed;
     long n_acc, tok_log;
     long skipped;       // steps skipped for a non-finite loss or gradient (train.skip_nonfinite)
+    int ranks;          // MPI ranks that wrote it (1 for checkpoints without the key)
 } TrainMeta;
 
 // Saves parameters, the optimizer's state arrays and t, and meta to `path` atomically. Returns 0,

@@ -11,8 +11,10 @@
 #include "config/config.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "dist/dist.h"
 #include "model/kernels.h"
 #include "model/model.h"
+#include "train/dp.h"
 #include "train/optim.h"
 #include "train/run.h"
 #include "train/train.h"
@@ -77,9 +79,10 @@ void train_parse_args(int argc, char **argv, Config *c, int *dry_run, const char
     optim_for_config(c, file ? file : "command line");
 }
 
-// Batches of a validation pass: train.eval_batches, at most the data holds.
+// Batches of a validation pass: train.eval_batches, at most the data holds (each rank scores
+// B/N sequences of every batch).
 static int val_batches(const Config *c, const Loader *val) {
-    uint64_t avail = loader_n_windows(val) / c->batch_size;
+    uint64_t avail = loader_n_windows(val) / (c->batch_size / dist_size());
     return avail > 0 && (uint64_t)c->eval_batches > avail ? (int)avail : c->eval_batches;
 }
 
@@ -89,12 +92,13 @@ double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y) {
     LoaderPos start = {.epoch = 0, .cursor = 0, .seed = c->seed};
     loader_set_pos(val, &start);
     double sum = 0;
-    int n = val_batches(c, val);
+    int n = val_batches(c, val), B = c->batch_size / dist_size();
     for (int i = 0; i < n; i++) {
         loader_next(val, x, y);
-        sum += model_forward(m, x, y, c->batch_size, c->seq_len, NULL, 0, NULL);
+        sum += model_forward(m, x, y, B, c->seq_len, NULL, 0, NULL);
     }
-    return n ? sum / n : NAN;
+    dist_sum_d(&sum, 1);  // under MPI every rank scored B/N sequences of each batch
+    return n ? sum / n / dist_size() : NAN;
 }
 
 // ,"key":value with fmt, or null when v is NaN or infinite (JSON has no such numbers).
@@ -158,6 +162,7 @@ int cmd_train(int argc, char **argv) {
         warnf("train.precision bf16: this CPU has no native bf16 dot products (AVX512_BF16/AMX-BF16); "
               "oneDNN emulates them, slowly");
     kernels_set_precision(prec);
+    int R = dist_rank(), N = dist_size(), B = dp_setup(&c);  // B: this rank's share of the batch
 
     // Inputs first: nothing is written until the tokenizer and shards check out.
     // A resumed run that was moved to another machine may find its tokenizer only in its own copy.
@@ -166,8 +171,8 @@ int cmd_train(int argc, char **argv) {
     int V = tok_vocab_size(tok);
     if (c.vocab_size && c.vocab_size != V)
         die_input("model.vocab_size (%d) does not match tokenizer %s (vocab %d)", c.vocab_size, c.tokenizer, V);
-    Loader *tr = loader_open(c.train_path, c.seq_len, c.batch_size, c.seed, 1, 0, 1);
-    Loader *val = c.val_path[0] ? loader_open(c.val_path, c.seq_len, c.batch_size, c.seed, 0, 0, 1) : NULL;
+    Loader *tr = loader_open(c.train_path, c.seq_len, B, c.seed, 1, R, N);
+    Loader *val = c.val_path[0] ? loader_open(c.val_path, c.seq_len, B, c.seed, 0, R, N) : NULL;
     Loader *lds[2] = {tr, val};
     const char *specs[2] = {c.train_path, c.val_path};
     for (int i = 0; i < 2; i++) {
@@ -181,15 +186,16 @@ int cmd_train(int argc, char **argv) {
                       "size %d, different merges); re-run `aoe prepare` with it or set data.tokenizer to the one the "
                       "shards were made with", specs[i], (unsigned long long)loader_tok_hash(lds[i]), c.tokenizer,
                       (unsigned long long)tok_hash(tok), V);
-        if (loader_n_windows(lds[i]) < (uint64_t)c.batch_size)
+        if (loader_n_windows(lds[i]) < (uint64_t)B)
             die_input("%s: too few tokens for one batch of %d x %d", specs[i], c.batch_size, c.seq_len + 1);
     }
     // Bytes per target token of exactly the windows a validation pass scores: each val_loss is
     // logged with its bits per byte, so `aoe report` never reopens shards or the tokenizer.
     double val_bpt = val ? loader_bytes_per_token(val, tok, (uint64_t)val_batches(&c, val) * c.batch_size) : NAN;
     train_mem_check(&c, V, 0);  // before anything big is allocated or anything is written
-    if (mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
-    run_lock(c.out);  // before looking at checkpoints: another live writer is named first
+    // rank 0 alone writes the run directory (every rank reads it: shared or identical paths)
+    if (!R && mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
+    if (!R) run_lock(c.out);  // before looking at checkpoints: another live writer is named first
     char *ckpt_from = resume ? ckpt_latest(resume) : NULL;
     if (resume && !ckpt_from) die_input("%s: no checkpoint to resume from (no `latest` pointer or ckpt-<step>.aoec)", resume);
     if (!resume && (ckpt_from = ckpt_latest(c.out)))
@@ -200,12 +206,12 @@ int cmd_train(int argc, char **argv) {
     char path[CFG_STR + 64];
     char *js = config_to_json(&c);
     snprintf(path, sizeof path, "%s/config.json", c.out);
-    if (!resume) {
+    if (!resume && !R) {
         write_file_atomic(path, js, strlen(js));  // a resume rewrites it once the checkpoint loaded
         run_trim_logs(c.out, 0);  // logs of an earlier attempt that never checkpointed start over
     }
 
-    Model *m = model_create(&c, V, c.batch_size, c.seed);
+    Model *m = model_create(&c, V, B, c.seed);
     double tot, act, fl;
     model_count(&c, V, &tot, &act, &fl);
     printf("aoe train: BLIS kernels %s, %d threads, precision %s (%s)\n", arch, kernels_threads(), c.precision,
@@ -213,8 +219,12 @@ int cmd_train(int argc, char **argv) {
     printf("model: %s ffn, %d layers, d_model %d, vocab %d: %.2fM parameters (%.2fM active per token), "
            "%.1f MFLOPs/token forward (%.1f train)\n",
            c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
+    if (dist_mpi())
+        printf("MPI: %d ranks x %d threads, %d of the %d sequences per micro-batch on each rank, expert parallel %d "
+               "(each rank runs %d of %d experts per sparse layer)\n", N, kernels_threads(), B, c.batch_size,
+               c.expert_parallel, c.ffn.n_experts / c.expert_parallel, c.ffn.n_experts);
     fflush(stdout);
-    {  // model.json: what `aoe report` shows of the model without opening the tokenizer or a checkpoint
+    if (!R) {  // model.json: what `aoe report` shows of the model without opening the tokenizer or a checkpoint
         char mj[256], mp[CFG_STR + 64];
         int n = snprintf(mj, sizeof mj, "{\"vocab_size\": %d, \"params_total\": %.0f, \"params_active\": %.0f, "
                          "\"flops_per_token\": %.0f}\n", V, tot, act, fl);
@@ -234,10 +244,15 @@ int cmd_train(int argc, char **argv) {
                       (unsigned long long)meta.tok_hash, (unsigned long long)tok_hash(tok));
         loader_set_pos(tr, &meta.pos);
         rng = meta.rng;
-        write_file_atomic(path, js, strlen(js));  // records the overrides of this resume
-        run_clean_tmp(c.out);
-        run_trim_logs(c.out, meta.step);
+        if (!R) {
+            write_file_atomic(path, js, strlen(js));  // records the overrides of this resume
+            run_clean_tmp(c.out);
+            run_trim_logs(c.out, meta.step);
+        }
         printf("resumed from %s at step %ld\n", ckpt_from, meta.step);
+        if (meta.ranks != N)  // same global batch and data order; sums in another order
+            printf("resuming on %d MPI rank%s; the checkpoint was written by %d (same global batch of %d, each rank "
+                   "now takes %d sequences)\n", N, N > 1 ? "s" : "", meta.ranks, c.batch_size, B);
         if (meta.step >= c.steps) {
             printf("done: the run already has %ld of %d steps\n", meta.step, c.steps);
             return 0;
@@ -247,9 +262,15 @@ int cmd_train(int argc, char **argv) {
     free(js);
     if (!resume && c.init_from[0]) run_init_from(&c, m, &opt, tok_hash(tok));
     run_install_stop_handlers();
-    int T = c.batch_size * c.seq_len;
+    char hint[2 * CFG_STR + 128];
+    snprintf(hint, sizeof hint, "Continue from the last complete checkpoint in %s with: mpirun ... aoe train --resume %s",
+             c.out, c.out);
+    dist_watch_stop(run_stop_requested, hint);  // names a dead peer instead of hanging silently
+    int T = B * c.seq_len;  // this rank's tokens per micro-batch
     int32_t *x = xmalloc(sizeof(int32_t) * T), *y = xmalloc(sizeof(int32_t) * T);
-    FILE *metrics = open_append(c.out, "metrics.jsonl"), *load = open_append(c.out, "load.jsonl");
+    FILE *metrics = R ? NULL : open_append(c.out, "metrics.jsonl"), *load = R ? NULL : open_append(c.out, "load.jsonl");
+    dist_stats_reset();
+    DistStats comm0 = {0};
     double t0 = now_sec() - meta.elapsed, t_log = now_sec(), loss_acc = meta.loss_acc, aux_acc = meta.aux_acc;
     long tok_log = meta.tok_log, n_acc = meta.n_acc, skipped = meta.skipped;
     int stopped = 0;
@@ -259,10 +280,13 @@ int cmd_train(int argc, char **argv) {
         double loss = 0, aux = 0;
         for (int a = 0; a < c.grad_accum; a++) {
             loader_next(tr, x, y);
-            loss += model_forward(m, x, y, c.batch_size, c.seq_len, NULL, 1, &rng) / c.grad_accum;
+            loss += model_forward(m, x, y, B, c.seq_len, NULL, 1, &rng) / c.grad_accum;
             aux += m->aux / c.grad_accum;
-            model_backward(m, y, 1.0f / c.grad_accum);
+            model_backward(m, y, 1.0f / c.grad_accum / N);  // the ranks' gradients are summed
         }
+        dp_sum_grads(&m->P);
+        int stop = run_stop_requested();
+        dp_step_stats(&loss, &aux, &stop);  // the same loss, aux and stop decision on every rank
         float lr = lr_at(&c, step);
         run_test_nan_hook(step + 1, &m->P);
         double gn = grad_norm(&m->P);
@@ -278,47 +302,56 @@ int cmd_train(int argc, char **argv) {
                 isfinite(loss) ? "gradient norm" : "loss", loss, gn, l ? "latest still names " : "no checkpoint was written",
                 l ? l : "");
         }
-        run_test_kill_hook(step + 1);
+        if (dp_kill_hook_applies()) run_test_kill_hook(step + 1);
         run_test_pause_hook(step + 1);
-        tok_log += (long)T * c.grad_accum;
+        tok_log += (long)T * N * c.grad_accum;
         int last = step + 1 == c.steps;
         double vloss = NAN;
         if (val && ((c.eval_every && (step + 1) % c.eval_every == 0) || last)) vloss = evaluate(m, val, x, y);
         if ((step + 1) % c.log_every == 0 || last || !isnan(vloss)) {
             double now = now_sec(), tps = tok_log / (now - t_log);
             double eta = (c.steps - step - 1) * (now - t0) / (step + 1);
+            DistStats cs;  // communication since the last line (global tokens/s above)
+            dist_stats(&cs);
+            double comm_s = cs.sec - comm0.sec, comm_b = cs.allreduce_bytes + cs.alltoall_bytes -
+                                                         comm0.allreduce_bytes - comm0.alltoall_bytes;
+            comm0 = cs;
             printf("step %5ld/%d | loss %.4f | aux %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %.0fs",
                    step + 1, c.steps, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps, eta);
+            if (N > 1) printf(" | comm %.0f%% %.1f MB/step", 100 * comm_s / (now - t_log), comm_b / 1e6 / n_acc);
             if (!isnan(vloss)) printf(" | val %.4f", vloss);
             printf("\n");
             fflush(stdout);
-            fprintf(metrics, "{\"step\":%ld", step + 1);  // numbers: null when not finite (valid JSON)
-            jnum(metrics, "loss", "%.6f", loss_acc / n_acc); jnum(metrics, "aux_loss", "%.6g", aux_acc / n_acc);
-            jnum(metrics, "lr", "%.6g", lr); jnum(metrics, "grad_norm", "%.6g", gn);
-            fprintf(metrics, ",\"tokens_per_s\":%.1f,\"peak_rss_mb\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f", tps,
-                    peak_rss_kb() / 1024.0, (step + 1) * (long)T * c.grad_accum, now - t0);
-            if (c.skip_nonfinite) fprintf(metrics, ",\"skipped_nonfinite\":%ld", skipped);
-            if (!isnan(vloss)) jnum(metrics, "val_loss", "%.6f", vloss);
-            if (!isnan(vloss) && !isnan(val_bpt)) jnum(metrics, "val_bpb", "%.6f", vloss / log(2.0) / val_bpt);
-            fprintf(metrics, ",\"precision\":\"%s\"}\n", c.precision);
-            if (fflush(metrics) || ferror(metrics))
-                die("%s/metrics.jsonl: write failed: %s; training stopped at step %ld (continue with: aoe train --resume %s)",
-                    c.out, strerror(errno), step + 1, c.out);
-            model_write_stats(m, load, step + 1);
-            fflush(load);
+            if (metrics) {  // rank 0
+                fprintf(metrics, "{\"step\":%ld", step + 1);  // numbers: null when not finite (valid JSON)
+                jnum(metrics, "loss", "%.6f", loss_acc / n_acc); jnum(metrics, "aux_loss", "%.6g", aux_acc / n_acc);
+                jnum(metrics, "lr", "%.6g", lr); jnum(metrics, "grad_norm", "%.6g", gn);
+                fprintf(metrics, ",\"tokens_per_s\":%.1f,\"peak_rss_mb\":%.1f,\"tokens\":%ld,\"elapsed_s\":%.3f", tps,
+                        peak_rss_kb() / 1024.0, (step + 1) * (long)T * N * c.grad_accum, now - t0);
+                if (N > 1) fprintf(metrics, ",\"ranks\":%d,\"comm_s\":%.4f,\"comm_bytes_per_step\":%.0f", N, comm_s,
+                                   comm_b / n_acc);
+                if (c.skip_nonfinite) fprintf(metrics, ",\"skipped_nonfinite\":%ld", skipped);
+                if (!isnan(vloss)) jnum(metrics, "val_loss", "%.6f", vloss);
+                if (!isnan(vloss) && !isnan(val_bpt)) jnum(metrics, "val_bpb", "%.6f", vloss / log(2.0) / val_bpt);
+                fprintf(metrics, ",\"precision\":\"%s\"}\n", c.precision);
+                if (fflush(metrics) || ferror(metrics))
+                    die("%s/metrics.jsonl: write failed: %s; training stopped at step %ld (continue with: aoe train --resume %s)",
+                        c.out, strerror(errno), step + 1, c.out);
+            }
+            model_write_stats(m, load, step + 1);  // collective: counts summed over ranks
+            if (load) fflush(load);
             loss_acc = aux_acc = 0; n_acc = 0; tok_log = 0; t_log = now;
         }
-        int stop = run_stop_requested();
         if ((c.ckpt_every && (step + 1) % c.ckpt_every == 0) || last || stop) {
             meta = (TrainMeta){.step = step + 1, .rng = rng, .tok_hash = tok_hash(tok), .loss_acc = loss_acc,
                                .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0,
-                               .skipped = skipped};
+                               .skipped = skipped, .ranks = N};
             loader_get_pos(tr, &meta.pos);
             const char *bad = run_nonfinite_param(&m->P);  // `latest` never names non-finite weights
             if (bad) die("step %ld: parameters of %s are not finite: not saved, training stopped; the last checkpoint is "
                          "intact (lower train.lr)", step + 1, bad);
             char err[CFG_STR + 256];
-            if (run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
+            if (!R && run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
         }
         if (stop && !last) {
@@ -331,7 +364,8 @@ int cmd_train(int argc, char **argv) {
     }
     if (!stopped)
         printf("done: %d steps in %.1fs, peak RSS %.0f MB\n", c.steps, now_sec() - t0, peak_rss_kb() / 1024.0);
-    fclose(metrics); fclose(load);
+    if (metrics) fclose(metrics);
+    if (load) fclose(load);
     free(x); free(y);
     optim_free(&opt);
     model_free(m);

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+void (*die_hook)(int code);
+
 void die_code(int code, const char *fmt, ...) {
     va_list ap;
     fflush(stdout);
@@ -23,6 +25,7 @@ void die_code(int code, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    if (die_hook) die_hook(code);
     exit(code);
 }
 

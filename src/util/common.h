@@ -16,6 +16,9 @@ enum { EXIT_BAD_INPUT = 2, EXIT_RUNTIME = 1, EXIT_STOPPED = 75 };
 _Noreturn void die_code(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define die(...) die_code(EXIT_RUNTIME, __VA_ARGS__)
 #define die_input(...) die_code(EXIT_BAD_INPUT, __VA_ARGS__)
+// Called by die_code just before exit (NULL = none): dist/ sets it so a rank that dies takes the
+// whole MPI job down instead of leaving the others waiting.
+extern void (*die_hook)(int code);
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // Checked allocation; on failure names the call site and the size asked for.

@@ -1,0 +1,187 @@
+// dist.c — see dist.h. Every MPI call goes through call_ok(), which times it and turns an error
+// (a peer that died, a broken link) into one clear line and a job-wide abort instead of a hang.
+#include "dist/dist.h"
+
+#include <mpi.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/common.h"
+
+static int mpi_on, rank, size = 1, ep_size = 1, ep_rank;
+static MPI_Comm ep_comm = MPI_COMM_NULL;
+static DistStats st;
+static volatile double in_mpi_since;  // 0 = not inside a collective
+static int (*watch_stopped)(void);
+static char watch_hint[512];
+
+static int launched_by_mpi(void) {
+    const char *off = getenv("AOE_NO_MPI");
+    if (off && *off && strcmp(off, "0")) return 0;
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
+}
+
+// die() on one rank must not leave the others waiting in a collective.
+static void abort_job(int code) {
+    if (mpi_on) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+int dist_init(int *argc, char ***argv) {
+    if (!launched_by_mpi()) return 0;
+    int provided;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "aoe: MPI_Init failed (launched by mpirun?); set AOE_NO_MPI=1 to run without MPI\n");
+        exit(EXIT_RUNTIME);
+    }
+    mpi_on = 1;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    die_hook = abort_job;
+    // other ranks' progress lines would interleave with rank 0's: only rank 0 prints to stdout
+    if (rank && !getenv("AOE_ALL_RANKS_PRINT") && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "aoe: rank %d: cannot silence stdout\n", rank);
+    return 1;
+}
+
+void dist_finalize(void) {
+    if (!mpi_on) return;
+    if (ep_comm != MPI_COMM_NULL) MPI_Comm_free(&ep_comm);
+    MPI_Finalize();
+    mpi_on = 0;
+}
+
+int dist_rank(void) { return rank; }
+int dist_size(void) { return size; }
+int dist_mpi(void) { return mpi_on; }
+
+void dist_abort(int code, const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "aoe: rank %d of %d: ", rank, size);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    if (mpi_on) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    double stop_seen = 0;
+    for (;;) {
+        usleep(50000);
+        double now = now_sec(), since = in_mpi_since;
+        if (!watch_stopped || !watch_stopped()) continue;
+        if (!stop_seen) stop_seen = now;
+        // mpirun sends SIGKILL 1 s after SIGTERM (odls_base_sigkill_timeout): speak within it
+        if (since > 0 && now - since > 0.3 && now - stop_seen > 0.3) {
+            char msg[1024];
+            int n = snprintf(msg, sizeof msg, "aoe: rank %d of %d: stop signal while waiting %.1f s for the other ranks: "
+                             "a rank has died or the job is being stopped (mpirun's message names the rank); no "
+                             "checkpoint is written now. %s\n", rank, size, now - since, watch_hint);
+            if (write(2, msg, n > 0 && n < (int)sizeof msg ? (size_t)n : strlen(msg)) < 0) _exit(EXIT_RUNTIME);
+            _exit(EXIT_RUNTIME);
+        }
+    }
+    return NULL;
+}
+
+void dist_watch_stop(int (*stopped)(void), const char *hint) {
+    snprintf(watch_hint, sizeof watch_hint, "%s", hint);
+    if (size == 1 || watch_stopped) { watch_stopped = stopped; return; }
+    watch_stopped = stopped;
+    pthread_t t;
+    if (!pthread_create(&t, NULL, watchdog, NULL)) pthread_detach(t);
+}
+
+// Marks entry into / exit from a blocking MPI call for the watchdog and the time counter.
+static double enter(void) { return in_mpi_since = now_sec(); }
+static void leave(double t0) { in_mpi_since = 0; st.sec += now_sec() - t0; st.calls++; }
+
+static void call_ok(int rc, const char *what) {
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    dist_abort(EXIT_RUNTIME, "%s failed (%s): another rank has probably died; stopping the job (continue from the "
+               "last checkpoint with: mpirun ... aoe train --resume RUN_DIR)", what, msg);
+}
+
+static double ring_bytes(size_t bytes) { return size > 1 ? 2.0 * (size - 1) / size * bytes : 0; }
+
+void dist_sum_f(float *buf, size_t n) {
+    if (size == 1 || !n) return;
+    double t0 = enter();
+    call_ok(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    leave(t0); st.allreduce_bytes += ring_bytes(n * sizeof(float));
+}
+
+void dist_sum_d(double *buf, size_t n) {
+    if (size == 1 || !n) return;
+    double t0 = enter();
+    call_ok(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    leave(t0); st.allreduce_bytes += ring_bytes(n * sizeof(double));
+}
+
+double dist_max_d(double v) {
+    if (size == 1) return v;
+    double t0 = enter();
+    call_ok(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    leave(t0); st.allreduce_bytes += ring_bytes(sizeof v);
+    return v;
+}
+
+void dist_barrier(void) {
+    if (size == 1) return;
+    double t0 = enter();
+    call_ok(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    leave(t0);
+}
+
+void dist_bcast(void *buf, size_t n) {
+    if (size == 1 || !n) return;
+    double t0 = enter();
+    call_ok(MPI_Bcast(buf, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+    leave(t0);
+}
+
+void dist_ep_setup(int E) {
+    if (E < 1 || size % E) dist_abort(EXIT_BAD_INPUT, "train.expert_parallel (%d) must divide the number of ranks (%d)", E, size);
+    if (ep_comm != MPI_COMM_NULL) MPI_Comm_free(&ep_comm);
+    ep_size = E;
+    ep_rank = rank % E;
+    if (E > 1) {
+        call_ok(MPI_Comm_split(MPI_COMM_WORLD, rank / E, ep_rank, &ep_comm), "MPI_Comm_split");
+        MPI_Comm_set_errhandler(ep_comm, MPI_ERRORS_RETURN);
+    }
+}
+
+int dist_ep_size(void) { return ep_size; }
+int dist_ep_rank(void) { return ep_rank; }
+
+void dist_ep_alltoallv_f(const float *send, const int *scnt, const int *sdisp, float *recv, const int *rcnt,
+                         const int *rdisp) {
+    if (ep_size == 1) { memcpy(recv + rdisp[0], send + sdisp[0], sizeof(float) * (size_t)scnt[0]); return; }
+    double t0 = enter();
+    call_ok(MPI_Alltoallv(send, scnt, sdisp, MPI_FLOAT, recv, rcnt, rdisp, MPI_FLOAT, ep_comm), "MPI_Alltoallv");
+    leave(t0);
+    for (int q = 0; q < ep_size; q++)
+        if (q != ep_rank) st.alltoall_bytes += (double)scnt[q] * sizeof(float);
+}
+
+void dist_ep_alltoall_i(const int *send, int *recv, int per) {
+    if (ep_size == 1) { memcpy(recv, send, sizeof(int) * (size_t)per); return; }
+    double t0 = enter();
+    call_ok(MPI_Alltoall(send, per, MPI_INT, recv, per, MPI_INT, ep_comm), "MPI_Alltoall");
+    leave(t0);
+}
+
+void dist_stats(DistStats *s) { *s = st; }
+void dist_stats_reset(void) { memset(&st, 0, sizeof st); }
