@@ -18,7 +18,7 @@ static int have_mpirun(void) {
 }
 
 // A tiny model on the test shards: 50 steps of batch 4 x 32 tokens, a line per step.
-static int train(int np, const char *args, const char *run, const char *env, char **err) {
+static int train(int np, const char *args, const char *run, const char *env, char **out, char **err) {
     const char *d = test_tiny_data();
     char cmd[4096], pre[256] = "";
     if (np) snprintf(pre, sizeof pre, MPIRUN, np);
@@ -29,7 +29,7 @@ static int train(int np, const char *args, const char *run, const char *env, cha
              "data.train='%s/train-*.shard' data.val='%s/val-*.shard' data.tokenizer=%s/tokenizer.bpe "
              "run.out=%s/%s %s",
              env ? env : "", pre, aoe_bin(), d, d, d, test_tmpdir(), run, args);
-    return run_capture(cmd, NULL, err);
+    return run_capture(cmd, out, err);
 }
 
 // Values of "key": in order from a JSONL file of the test run directory.
@@ -74,19 +74,44 @@ static double loss_diff(const char *a, const char *b, int steps, int *identical)
     return nx == ny && nx ? m : INFINITY;
 }
 
+// The end-of-run line: measured bytes per step against the formulas. The all-reduce carries the
+// gradient (ring formula) plus a few batch statistics; the all-to-all depends on the routing, so
+// it is checked against the uniform-routing formula within a factor (the balancing loss keeps
+// the load near uniform).
+static void check_comm_line(const char *out, int ep) {
+    const char *p = out ? strstr(out, "communication per step (rank 0 of 2): all-reduce ") : NULL;
+    CHECK(p != NULL);
+    if (!p) return;
+    double ar, ar_f, a2a, a2a_f;
+    const char *q = strstr(p, "= "), *w = strstr(p, "all-to-all "), *u = strstr(p, "formula ");
+    REQUIRE(q && w && (u = strstr(w, "formula ")));
+    ar = atof(p + strlen("communication per step (rank 0 of 2): all-reduce "));
+    ar_f = atof(q + 2);
+    a2a = atof(w + strlen("all-to-all "));
+    a2a_f = atof(u + strlen("formula "));
+    fprintf(stderr, "[bytes: all-reduce %.3f MB vs %.3f, all-to-all %.3f vs %.3f] ", ar, ar_f, a2a, a2a_f);
+    CHECK(ar >= ar_f && ar <= 1.02 * ar_f + 0.001);
+    if (ep) CHECK(a2a > 0.5 * a2a_f && a2a < 1.5 * a2a_f);
+    else CHECK(a2a == 0 && a2a_f == 0);
+}
+
 static void compare(const char *type, const char *extra, int np) {
     char one[64], two[64], args[256], *err = NULL;
     snprintf(one, sizeof one, "d1-%s%s", type, extra[0] ? "-ep" : "");
     snprintf(two, sizeof two, "d2-%s%s", type, extra[0] ? "-ep" : "");
+    snprintf(args, sizeof args, "model.ffn.type=%s", type);
+    int rc = train(0, args, one, NULL, NULL, &err);  // one process: no expert parallelism
     snprintf(args, sizeof args, "model.ffn.type=%s %s", type, extra);
-    int rc = train(0, args, one, NULL, &err);
     if (rc) fprintf(stderr, "  %s\n", err);
     free(err);
     REQUIRE(rc == 0);
-    rc = train(np, args, two, NULL, &err);
+    char *out = NULL;
+    rc = train(np, args, two, NULL, &out, &err);
     if (rc) fprintf(stderr, "  %s\n", err);
     free(err);
     REQUIRE(rc == 0);
+    check_comm_line(out, extra[0] != 0);
+    free(out);
     int same;
     double d = loss_diff(one, two, 50, &same);
     fprintf(stderr, "[%s%s: max rel %.1e, %d/50 equal] ", type, extra[0] ? " EP" : "", d, same);
@@ -106,17 +131,26 @@ TEST(dist_data_parallel_matches_one_process) {
     compare("aoe", "", 2);
 }
 
-// kill -9 of rank 1 at step 37 (checkpoint every 10): the job stops with a message, and
-// `mpirun ... --resume` ends with the final loss of an uninterrupted run (bit-identical: same
-// ranks, same sums); resuming on one process from a 2-rank checkpoint works too and says so.
+// Expert parallelism E = 2 on 2 ranks (each runs 2 of the 4 experts; tokens travel by
+// MPI_Alltoallv) gives the losses and load counts of one process.
+TEST(dist_expert_parallel_matches_one_process) {
+    if (!have_mpirun()) return;
+    compare("moe", "train.expert_parallel=2", 2);
+    compare("aoe", "train.expert_parallel=2", 2);
+}
+
+// kill -9 of rank 1 at step 37 (AoE, expert parallel 2, checkpoint every 10): the job stops with a
+// message, and `mpirun ... --resume` ends with the final loss of an uninterrupted run (bit-identical:
+// same ranks, same sums); resuming on one process from a 2-rank checkpoint works too and says so.
 TEST(dist_rank_killed_then_resume) {
     if (!have_mpirun()) return;
     char *err = NULL;
-    const char *args = "model.ffn.type=aoe train.ckpt_every=10";
-    int rc = train(2, args, "k-full", NULL, &err);
+    // AoE with expert parallelism: the checkpoints gather the experts from both ranks
+    const char *args = "model.ffn.type=aoe train.ckpt_every=10 train.expert_parallel=2";
+    int rc = train(2, args, "k-full", NULL, NULL, &err);
     free(err);
     REQUIRE(rc == 0);
-    rc = train(2, args, "k-cut", "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=1", &err);
+    rc = train(2, args, "k-cut", "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=1", NULL, &err);
     CHECK(rc != 0);
     CHECK_STR_CONTAINS(err, "rank 1");  // mpirun names the dead rank
     CHECK_STR_CONTAINS(err, "aoe: rank 0 of 2: stop signal while waiting");  // and rank 0 says what to do
@@ -134,10 +168,10 @@ TEST(dist_rank_killed_then_resume) {
     fprintf(stderr, "[final %.6f vs %.6f] ", a[49], b[49]);
     CHECK(a[49] == b[49]);
     // the same cut, resumed by one process: same global batch, so the same run within rounding
-    rc = train(2, args, "k-cut1", "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=0", &err);
+    rc = train(2, args, "k-cut1", "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=0", NULL, &err);
     CHECK(rc != 0);
     free(err);
-    rc = aoe_run(&out, &err, "train --resume %s/k-cut1", test_tmpdir());
+    rc = aoe_run(&out, &err, "train --resume %s/k-cut1 train.expert_parallel=1", test_tmpdir());
     if (rc) fprintf(stderr, "  %s\n", err);
     CHECK(rc == 0);
     CHECK_STR_CONTAINS(out, "resuming on 1 MPI rank; the checkpoint was written by 2");

@@ -70,7 +70,7 @@ static const Key keys[] = {
     {"model.ffn.router_hidden", T_INT, O(ffn.router_hidden), "0", 0, 1 << 20, 0, "router MoE: a two-layer linear router x*R1*R2 with this hidden width (AoE Table 2 'large router'; n*r*d/(d+n) matches AoE's W_down count); 0 = one matrix"},
     {"model.ffn.score_override", T_ENUM, O(ffn.score_override), "none", 0, 0, "none|norm|norm_proj|norm_silu|norm_act|norm_output", "router MoE, evaluation only (aoe eval --select-override NODE): choose and gate experts by the L2 norm of a node of every expert instead of the router (AoE's router-free probe, Table 1): norm = x*W_g, norm_proj = x*W_p, norm_silu = SiLU(x*W_g), norm_act = SiLU(x*W_g)*(x*W_p), norm_output = the expert's output; training refuses it"},
     {"train.steps", T_INT, O(steps), "200", 1, 1e9, 0, "optimizer steps"},
-    {"train.batch_size", T_INT, O(batch_size), "8", 1, 1 << 20, 0, "sequences per micro-batch"},
+    {"train.batch_size", T_INT, O(batch_size), "8", 1, 1 << 20, 0, "sequences per micro-batch (under mpirun: of all ranks together, each of N ranks takes batch_size/N)"},
     {"train.grad_accum", T_INT, O(grad_accum), "1", 1, 1 << 16, 0, "micro-batches per optimizer step"},
     {"train.lr", T_FLOAT, O(lr), "1e-3", 0, 10, 0, "peak learning rate"},
     {"train.min_lr", T_FLOAT, O(min_lr), "1e-4", 0, 10, 0, "learning rate at the end of the cosine decay"},

@@ -13,7 +13,7 @@
 #include "util/common.h"
 
 static int mpi_on, rank, size = 1, ep_size = 1, ep_rank;
-static MPI_Comm ep_comm = MPI_COMM_NULL;
+static MPI_Comm ep_comm = MPI_COMM_NULL, rep_comm = MPI_COMM_NULL;
 static DistStats st;
 static volatile double in_mpi_since;  // 0 = not inside a collective
 static int (*watch_stopped)(void);
@@ -51,6 +51,7 @@ int dist_init(int *argc, char ***argv) {
 void dist_finalize(void) {
     if (!mpi_on) return;
     if (ep_comm != MPI_COMM_NULL) MPI_Comm_free(&ep_comm);
+    if (rep_comm != MPI_COMM_NULL) MPI_Comm_free(&rep_comm);
     MPI_Finalize();
     mpi_on = 0;
 }
@@ -114,27 +115,35 @@ static void call_ok(int rc, const char *what) {
                "last checkpoint with: mpirun ... aoe train --resume RUN_DIR)", what, msg);
 }
 
-static double ring_bytes(size_t bytes) { return size > 1 ? 2.0 * (size - 1) / size * bytes : 0; }
-
-void dist_sum_f(float *buf, size_t n) {
-    if (size == 1 || !n) return;
+// In-place sum over a communicator of p ranks; counts the ring all-reduce volume 2(p-1)/p·bytes.
+static void sum_on(MPI_Comm comm, int p, void *buf, size_t n, MPI_Datatype type, size_t elem) {
+    if (p == 1 || !n) return;
     double t0 = enter();
-    call_ok(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
-    leave(t0); st.allreduce_bytes += ring_bytes(n * sizeof(float));
+    call_ok(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, type, MPI_SUM, comm), "MPI_Allreduce");
+    leave(t0);
+    st.allreduce_bytes += 2.0 * (p - 1) / p * n * elem;
 }
 
-void dist_sum_d(double *buf, size_t n) {
-    if (size == 1 || !n) return;
+void dist_sum_f(float *buf, size_t n) { sum_on(MPI_COMM_WORLD, size, buf, n, MPI_FLOAT, sizeof(float)); }
+void dist_sum_d(double *buf, size_t n) { sum_on(MPI_COMM_WORLD, size, buf, n, MPI_DOUBLE, sizeof(double)); }
+void dist_rep_sum_f(float *buf, size_t n) {
+    if (ep_size == 1) dist_sum_f(buf, n);
+    else sum_on(rep_comm, size / ep_size, buf, n, MPI_FLOAT, sizeof(float));
+}
+void dist_ep_sum_d(double *buf, size_t n) { sum_on(ep_comm, ep_size, buf, n, MPI_DOUBLE, sizeof(double)); }
+
+void dist_ep_allgather_f(float *buf, size_t per) {
+    if (ep_size == 1 || !per) return;
     double t0 = enter();
-    call_ok(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
-    leave(t0); st.allreduce_bytes += ring_bytes(n * sizeof(double));
+    call_ok(MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, buf, (int)per, MPI_FLOAT, ep_comm), "MPI_Allgather");
+    leave(t0);
 }
 
 double dist_max_d(double v) {
     if (size == 1) return v;
     double t0 = enter();
     call_ok(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
-    leave(t0); st.allreduce_bytes += ring_bytes(sizeof v);
+    leave(t0); st.allreduce_bytes += 2.0 * (size - 1) / size * sizeof v;
     return v;
 }
 
@@ -155,11 +164,14 @@ void dist_bcast(void *buf, size_t n) {
 void dist_ep_setup(int E) {
     if (E < 1 || size % E) dist_abort(EXIT_BAD_INPUT, "train.expert_parallel (%d) must divide the number of ranks (%d)", E, size);
     if (ep_comm != MPI_COMM_NULL) MPI_Comm_free(&ep_comm);
+    if (rep_comm != MPI_COMM_NULL) MPI_Comm_free(&rep_comm);
     ep_size = E;
     ep_rank = rank % E;
     if (E > 1) {
         call_ok(MPI_Comm_split(MPI_COMM_WORLD, rank / E, ep_rank, &ep_comm), "MPI_Comm_split");
+        call_ok(MPI_Comm_split(MPI_COMM_WORLD, ep_rank, rank / E, &rep_comm), "MPI_Comm_split");
         MPI_Comm_set_errhandler(ep_comm, MPI_ERRORS_RETURN);
+        MPI_Comm_set_errhandler(rep_comm, MPI_ERRORS_RETURN);
     }
 }
 
@@ -185,3 +197,4 @@ void dist_ep_alltoall_i(const int *send, int *recv, int per) {
 
 void dist_stats(DistStats *s) { *s = st; }
 void dist_stats_reset(void) { memset(&st, 0, sizeof st); }
+void dist_stats_restore(const DistStats *s) { st = *s; }

@@ -12,7 +12,8 @@
 //
 // Groups (train.expert_parallel = E): "world" = all N ranks (data parallelism over the batch);
 // "ep" = the E consecutive ranks r - r%E .. that share one set of experts, rank r holding experts
-// (r%E)·n/E .. (r%E+1)·n/E-1 of every sparse layer.
+// (r%E)·n/E .. (r%E+1)·n/E-1 of every sparse layer; "replica" = the N/E ranks holding the same
+// experts (same r%E), over which those experts' gradients are summed.
 #ifndef AOE_DIST_H
 #define AOE_DIST_H
 
@@ -48,6 +49,12 @@ void dist_watch_stop(int (*stopped)(void), const char *hint);
 void dist_ep_setup(int E);
 int dist_ep_size(void);  // E
 int dist_ep_rank(void);  // rank within the group, 0..E-1
+// Sums over this rank's replica group: the N/E ranks holding the same experts (same group rank).
+void dist_rep_sum_f(float *buf, size_t n);
+// Sums over the expert-parallel group.
+void dist_ep_sum_d(double *buf, size_t n);
+// In place within the group: buf [E·per], rank q's part at q·per, every rank gets all parts.
+void dist_ep_allgather_f(float *buf, size_t per);
 // Within the group: element counts/displacements in floats, one entry per group rank.
 void dist_ep_alltoallv_f(const float *send, const int *scnt, const int *sdisp, float *recv, const int *rcnt,
                          const int *rdisp);
@@ -60,5 +67,6 @@ void dist_ep_alltoall_i(const int *send, int *recv, int per);
 typedef struct { double sec, allreduce_bytes, alltoall_bytes; long calls; } DistStats;
 void dist_stats(DistStats *s);
 void dist_stats_reset(void);
+void dist_stats_restore(const DistStats *s);  // leave a stretch (a validation pass) out of the counters
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "model/kernels.h"
+#include "model/moe_ep.h"
 #include "util/prof.h"
 
 static int expert_parallel_mode = -1;
@@ -67,24 +68,28 @@ static void *create_common(Params *P, const Config *cfg, int layer, int max_T, i
     L->o_out = params_add(P, NAME("w_out"), 1, INIT_NORMAL, sd / sqrtf(2.0f * c->n_layer), 3, n, D, d);
 #undef NAME
     size_t R = (size_t)max_T * L->kmax;
+    // expert parallelism: up to E ranks' rows can come to this rank's experts
+    size_t Rx = R * (size_t)moe_ep_group_size();
     L->cnt = xcalloc(n, sizeof(int));
     L->start = xcalloc(n + 1, sizeof(int));
     L->row_slot = xcalloc(R, sizeof(int));
     L->slot_row = xcalloc(R, sizeof(int));
     L->Xe = falloc(R * d);
-    L->U = falloc(R * D);
-    L->V = falloc(R * D);
-    L->A = falloc(R * D);
+    L->U = falloc(Rx * D);
+    L->V = falloc(Rx * D);
+    L->A = falloc(Rx * D);
     L->Y = falloc(R * d);
     L->dY = falloc(R * d);
-    L->dU = falloc(R * D);
-    L->dV = falloc(R * D);
+    L->dU = falloc(Rx * D);
+    L->dV = falloc(Rx * D);
     L->dXe = falloc(R * d);
     L->dgate = falloc(R);
     if (r) {
         L->Ce = falloc(R * r);
         L->dCe = falloc(R * r);
     }
+    L->ex = (struct ExpertRows){L->cnt, L->start, L->Xe, L->Ce, L->Y, L->dY, L->dXe, L->dCe};
+    L->ep = moe_ep_create(L, Rx);  // NULL without expert parallelism
     return L;
 }
 
@@ -100,6 +105,7 @@ static void moe_destroy(void *self) {
     if (!L) return;
     select_destroy(L->sel);
     score_destroy(&L->score);
+    moe_ep_destroy(L->ep);
     float *fb[] = {L->Xe, L->Ce, L->U, L->V, L->A, L->Y, L->dY, L->dU, L->dV, L->dXe, L->dCe, L->dgate};
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(fb[i]);
     free(L->cnt); free(L->start); free(L->row_slot); free(L->slot_row);
@@ -165,27 +171,29 @@ static int use_expert_parallel(const MoeLayer *L) {
 // Expert e over its m rows: U = In·Wg with In = Xe (or the keys Ce, width r, when the source
 // has keys: AoE's Wup), V = Xe·Wp, A = SiLU(U)⊙V, Y = A·Wo.
 static void expert_forward(MoeLayer *L, const Params *P, int e, MatmulFn mm) {
-    int m = L->cnt[e], d = L->d, D = L->D, gi = L->gin;
+    const struct ExpertRows *x = &L->ex;
+    int m = x->cnt[e], d = L->d, D = L->D, gi = L->gin;
     if (!m) return;
-    size_t b = L->start[e];
+    size_t b = x->start[e];
     float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D;
-    const float *Xe = L->Xe + b * d, *In = L->r ? L->Ce + b * L->r : Xe;
+    const float *Xe = x->Xe + b * d, *In = L->r ? x->Ce + b * L->r : Xe;
     mm(U, D, In, gi, P->w + L->o_gate + (size_t)e * gi * D, D, m, D, gi, 0, 0, 1, 0);
     mm(V, D, Xe, d, P->w + L->o_proj + (size_t)e * d * D, D, m, D, d, 0, 0, 1, 0);
     for (size_t i = 0; i < (size_t)m * D; i++) A[i] = silu(U[i]) * V[i];
-    mm(L->Y + b * d, d, A, D, P->w + L->o_out + (size_t)e * D * d, d, m, d, D, 0, 0, 1, 0);
+    mm(x->Y + b * d, d, A, D, P->w + L->o_out + (size_t)e * D * d, d, m, d, D, 0, 0, 1, 0);
 }
 
 // Expert e backward from dY [m,d]: dWo += A^T·dY; dA = dY·Wo^T; dV = dA⊙SiLU(U);
 // dU = dA⊙V⊙SiLU'(U); dWp += Xe^T·dV; dXe = dV·Wp^T; input x: dWg += Xe^T·dU, dXe += dU·Wg^T;
 // input keys: dWup += Ce^T·dU, dCe = dU·Wup^T.
 static void expert_backward(MoeLayer *L, Params *P, int e, MatmulFn mm) {
-    int m = L->cnt[e], d = L->d, D = L->D, r = L->r, gi = L->gin;
+    const struct ExpertRows *x = &L->ex;
+    int m = x->cnt[e], d = L->d, D = L->D, r = L->r, gi = L->gin;
     if (!m) return;
-    size_t b = L->start[e];
-    const float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D, *Xe = L->Xe + b * d;
-    const float *dY = L->dY + b * d;
-    float *dU = L->dU + b * D, *dV = L->dV + b * D, *dXe = L->dXe + b * d;
+    size_t b = x->start[e];
+    const float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D, *Xe = x->Xe + b * d;
+    const float *dY = x->dY + b * d;
+    float *dU = L->dU + b * D, *dV = L->dV + b * D, *dXe = x->dXe + b * d;
     const float *Wg = P->w + L->o_gate + (size_t)e * gi * D;
     const float *Wp = P->w + L->o_proj + (size_t)e * d * D, *Wo = P->w + L->o_out + (size_t)e * D * d;
     float *gWg = P->g + L->o_gate + (size_t)e * gi * D;
@@ -200,9 +208,9 @@ static void expert_backward(MoeLayer *L, Params *P, int e, MatmulFn mm) {
     mm(gWp, D, Xe, d, dV, D, d, D, m, 1, 0, 1, 1);
     mm(dXe, d, dV, D, Wp, D, m, d, D, 0, 1, 1, 0);
     if (r) {
-        const float *Ce = L->Ce + b * r;
+        const float *Ce = x->Ce + b * r;
         mm(gWg, D, Ce, r, dU, D, r, D, m, 1, 0, 1, 1);
-        mm(L->dCe + b * r, r, dU, D, Wg, D, m, r, D, 0, 1, 1, 0);
+        mm(x->dCe + b * r, r, dU, D, Wg, D, m, r, D, 0, 1, 1, 0);
     } else {
         mm(gWg, D, Xe, d, dU, D, d, D, m, 1, 0, 1, 1);
         mm(dXe, d, dU, D, Wg, D, m, d, D, 0, 1, 1, 1);
@@ -217,7 +225,7 @@ static void experts_run(MoeLayer *L, Params *P, int backward) {
         int *ord = xmalloc(sizeof(int) * L->n);
         for (int e = 0; e < L->n; e++) {
             int j = e;
-            for (; j > 0 && L->cnt[ord[j - 1]] < L->cnt[e]; j--) ord[j] = ord[j - 1];
+            for (; j > 0 && L->ex.cnt[ord[j - 1]] < L->ex.cnt[e]; j--) ord[j] = ord[j - 1];
             ord[j] = e;
         }
 #pragma omp parallel for schedule(dynamic, 1)
@@ -260,7 +268,9 @@ static void moe_forward(void *self, const Params *P, float *out, const float *x,
     dispatch_build(L, x, T);
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
+    if (L->ep) moe_ep_dispatch(L);  // rows to the ranks holding their experts
     experts_run(L, (Params *)P, 0);
+    if (L->ep) moe_ep_combine(L);   // expert outputs back to the tokens' ranks
     if (train) {  // method's parameter losses and ERC (select.c decides which apply)
         SelectParams v = param_view(L, (Params *)P);
         select_param_aux_forward(L->sel, &v, rng);
@@ -306,7 +316,9 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
         }
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
+    if (L->ep) moe_ep_dispatch_grad(L);
     experts_run(L, P, 1);
+    if (L->ep) moe_ep_combine_grad(L);
     prof_end(PROF_EXPERT, t0);
     t0 = prof_begin();
 #pragma omp parallel for schedule(static)

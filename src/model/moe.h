@@ -45,6 +45,14 @@ typedef struct {
     float *Y;                 // [R,d] expert outputs before the gate
     // backward scratch
     float *dY, *dU, *dV, *dXe, *dCe, *dgate;
+    // The rows the experts run on: the local dispatch (cnt, start, Xe, Ce, Y, dY, dXe, dCe
+    // above) or, under expert parallelism, the rows the group's ranks sent to this rank's experts
+    // (moe_ep.c; cnt is 0 for experts held elsewhere). U, V, A, dU, dV are expert-side only.
+    struct ExpertRows {
+        int *cnt, *start;     // [n], [n+1]
+        float *Xe, *Ce, *Y, *dY, *dXe, *dCe;
+    } ex;
+    struct MoeEp *ep;         // expert-parallel exchange state, NULL when off
 } MoeLayer;
 
 // The reference: per-token loops with double accumulation, the same selection rules (top-K

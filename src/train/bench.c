@@ -10,8 +10,11 @@
 
 #include "cli.h"
 #include "config/config.h"
+#include "dist/dist.h"
 #include "model/kernels.h"
+#include "model/moe_ep.h"
 #include "model/model.h"
+#include "train/dp.h"
 #include "train/optim.h"
 #include "util/common.h"
 #include "util/prof.h"
@@ -19,7 +22,8 @@
 typedef struct {
     double tok_s, gflops, ceiling, step_s, phase_s[PROF_N], rss_mb;
     double params, active, flops_tok;
-    int threads, steps;
+    double comm_s, allreduce_b, alltoall_b, ring_b, a2a_b;  // per step, this rank (MPI only)
+    int threads, steps, ranks;
     Precision prec;
     char arch[32], impl[64];
 } BenchResult;
@@ -34,6 +38,9 @@ static void usage(FILE *f) {
             "                  the CPU has native bf16 dot products, else fp32)\n"
             "  --steps N       timed steps after 2 warm-up steps (default 5)\n"
             "  --json          one JSON object per run on stdout instead of the table\n"
+            "Under mpirun every rank runs its share (train.batch_size is the global batch; the config's\n"
+            "train.expert_parallel applies), tokens/s are global, the slowest rank's step counts, and the\n"
+            "line adds the time in MPI and the bytes per step against their formulas.\n"
             "Reports tokens/s, achieved GFLOP/s (3 x forward FLOPs per token) as a fraction of the\n"
             "ceiling measured in the same process (one 1024^3 product, best of ~1 s: BLIS sgemm for fp32,\n"
             "oneDNN bf16 matmul on bf16 operands for bf16), phase shares and peak RSS.\n");
@@ -52,8 +59,9 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
     r->prec = prec;
     kernels_set_precision(prec);
     r->ceiling = prec == PREC_BF16 ? kernels_bf16_gflops(1024, 1.0) : kernels_sgemm_gflops(1024, 1.0);
-    int V = c.vocab_size ? c.vocab_size : 8192, B = c.batch_size, S = c.seq_len, T = B * S;
+    int N = dist_size(), V = c.vocab_size ? c.vocab_size : 8192, B = dp_setup(&c), S = c.seq_len, T = B * S;
     Model *m = model_create(&c, V, B, c.seed);
+    dp_bind(&m->P);
     model_count(&c, V, &r->params, &r->active, &r->flops_tok);
     Optim opt;
     optim_init(&opt, optim_for_config(&c, path), &m->P);
@@ -63,18 +71,28 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
     double t_total = 0;
     for (int s = -2; s < steps; s++) {
         for (int i = 0; i < T; i++) { x[i] = (int32_t)rng_below(&rng, V); y[i] = (int32_t)rng_below(&rng, V); }
-        if (s == 0) { prof_enabled = 1; prof_reset(); }
+        if (s == 0) { prof_enabled = 1; prof_reset(); dist_stats_reset(); }
+        dist_barrier();  // ranks start each step together: the step time is the slowest rank's
         double t0 = now_sec();
         params_zero_grad(&m->P);
         model_forward(m, x, y, B, S, NULL, 1, &rng);
-        model_backward(m, y, 1.0f);
+        model_backward(m, y, 1.0f / N);
+        dp_sum_grads(&m->P);
         double to = prof_begin();
         optim_step_clip(&opt, &m->P, &c, c.lr, c.grad_clip);
         prof_end(PROF_OPT, to);
         if (s >= 0) t_total += now_sec() - t0;
     }
-    r->step_s = t_total / steps;
-    r->tok_s = T / r->step_s;
+    r->step_s = dist_max_d(t_total) / steps;
+    r->tok_s = (double)T * N / r->step_s;  // global
+    DistStats ds;
+    dist_stats(&ds);
+    r->ranks = N;
+    r->comm_s = ds.sec / steps;
+    r->allreduce_b = ds.allreduce_bytes / steps;
+    r->alltoall_b = ds.alltoall_bytes / steps;
+    r->ring_b = 4.0 * m->P.total * 2 * (N - 1) / N;
+    r->a2a_b = moe_ep_uniform_bytes(&c, c.expert_parallel, T);
     r->gflops = 3 * r->flops_tok * r->tok_s / 1e9;
     for (int p = 0; p < PROF_N; p++) r->phase_s[p] = prof_acc[p] / steps;
     r->rss_mb = peak_rss_kb() / 1024.0;
@@ -86,6 +104,10 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
 
 // Runs one measurement in a child process; the result comes back through a pipe.
 static int run_child(const char *path, int threads, Precision prec, int steps, BenchResult *r) {
+    if (dist_mpi()) {  // no fork after MPI_Init: every rank runs it in process, together
+        run_one(path, threads, prec, steps, r);
+        return 0;
+    }
     int fd[2];
     if (pipe(fd)) die("bench: pipe: %s", strerror(errno));
     fflush(stdout);
@@ -162,11 +184,20 @@ int cmd_bench(int argc, char **argv) {
                            r.prec == PREC_BF16 ? "bf16" : "sgemm", r.ceiling, r.gflops / r.ceiling, r.step_s,
                            r.rss_mb, r.params, r.active, r.flops_tok);
                     for (int p = 0; p < PROF_N; p++) printf("%s\"%s\":%.5f", p ? "," : "", prof_name(p), r.phase_s[p]);
-                    printf("}}\n");
+                    printf("}");
+                    if (r.ranks > 1)
+                        printf(",\"ranks\":%d,\"comm_s\":%.5f,\"allreduce_bytes\":%.0f,\"allreduce_formula_bytes\":%.0f,"
+                               "\"alltoall_bytes\":%.0f,\"alltoall_uniform_formula_bytes\":%.0f", r.ranks, r.comm_s,
+                               r.allreduce_b, r.ring_b, r.alltoall_b, r.a2a_b);
+                    printf("}\n");
                 } else {
                     printf("%-26s %4s %3d %9.0f %8.1f %7.1f %5.1f%% %8.0f  ", cfgs[i], precision_name(r.prec), r.threads,
                            r.tok_s, r.gflops, r.ceiling, 100 * r.gflops / r.ceiling, r.rss_mb);
                     for (int p = 0; p < PROF_N; p++) printf("%s%.0f", p ? "/" : "", ph > 0 ? 100 * r.phase_s[p] / ph : 0);
+                    if (r.ranks > 1)
+                        printf("  | %d ranks: MPI %.0f%% of the step, all-reduce %.2f MB (formula %.2f), all-to-all %.2f MB "
+                               "(uniform formula %.2f)", r.ranks, 100 * r.comm_s / r.step_s, r.allreduce_b / 1e6,
+                               r.ring_b / 1e6, r.alltoall_b / 1e6, r.a2a_b / 1e6);
                     printf("\n");
                 }
                 fflush(stdout);

@@ -13,6 +13,7 @@
 #include "data/tokenizer.h"
 #include "dist/dist.h"
 #include "model/kernels.h"
+#include "model/moe_ep.h"
 #include "model/model.h"
 #include "train/dp.h"
 #include "train/optim.h"
@@ -91,6 +92,8 @@ double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y) {
     const Config *c = &m->cfg;
     LoaderPos start = {.epoch = 0, .cursor = 0, .seed = c->seed};
     loader_set_pos(val, &start);
+    DistStats comm;  // the per-step communication counters cover training steps only
+    dist_stats(&comm);
     double sum = 0;
     int n = val_batches(c, val), B = c->batch_size / dist_size();
     for (int i = 0; i < n; i++) {
@@ -98,6 +101,7 @@ double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y) {
         sum += model_forward(m, x, y, B, c->seq_len, NULL, 0, NULL);
     }
     dist_sum_d(&sum, 1);  // under MPI every rank scored B/N sequences of each batch
+    dist_stats_restore(&comm);
     return n ? sum / n / dist_size() : NAN;
 }
 
@@ -212,6 +216,7 @@ int cmd_train(int argc, char **argv) {
     }
 
     Model *m = model_create(&c, V, B, c.seed);
+    dp_bind(&m->P);
     double tot, act, fl;
     model_count(&c, V, &tot, &act, &fl);
     printf("aoe train: BLIS kernels %s, %d threads, precision %s (%s)\n", arch, kernels_threads(), c.precision,
@@ -271,8 +276,9 @@ int cmd_train(int argc, char **argv) {
     FILE *metrics = R ? NULL : open_append(c.out, "metrics.jsonl"), *load = R ? NULL : open_append(c.out, "load.jsonl");
     dist_stats_reset();
     DistStats comm0 = {0};
+    double t_start = now_sec();
     double t0 = now_sec() - meta.elapsed, t_log = now_sec(), loss_acc = meta.loss_acc, aux_acc = meta.aux_acc;
-    long tok_log = meta.tok_log, n_acc = meta.n_acc, skipped = meta.skipped;
+    long steps_run = 0, tok_log = meta.tok_log, n_acc = meta.n_acc, skipped = meta.skipped;
     int stopped = 0;
     for (long step = meta.step; step < c.steps; step++) {
         params_zero_grad(&m->P);
@@ -285,11 +291,12 @@ int cmd_train(int argc, char **argv) {
             model_backward(m, y, 1.0f / c.grad_accum / N);  // the ranks' gradients are summed
         }
         dp_sum_grads(&m->P);
+        steps_run++;
         int stop = run_stop_requested();
         dp_step_stats(&loss, &aux, &stop);  // the same loss, aux and stop decision on every rank
         float lr = lr_at(&c, step);
         run_test_nan_hook(step + 1, &m->P);
-        double gn = grad_norm(&m->P);
+        double gn = dp_grad_norm(&m->P);
         if (isfinite(loss) && isfinite(gn)) {
             optim_step_scaled(&opt, &m->P, &c, lr, clip_scale(gn, c.grad_clip));
             loss_acc += loss; aux_acc += aux; n_acc++;
@@ -351,6 +358,7 @@ int cmd_train(int argc, char **argv) {
             if (bad) die("step %ld: parameters of %s are not finite: not saved, training stopped; the last checkpoint is "
                          "intact (lower train.lr)", step + 1, bad);
             char err[CFG_STR + 256];
+            dp_gather_experts(&m->P, &opt);  // expert parallelism: rank 0 gets every expert
             if (!R && run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
         }
@@ -364,6 +372,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!stopped)
         printf("done: %d steps in %.1fs, peak RSS %.0f MB\n", c.steps, now_sec() - t0, peak_rss_kb() / 1024.0);
+    dp_report_comm(&c, m->P.total, T, steps_run, now_sec() - t_start);
     if (metrics) fclose(metrics);
     if (load) fclose(load);
     free(x); free(y);
