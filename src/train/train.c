@@ -354,11 +354,11 @@ int cmd_train(int argc, char **argv) {
                                .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0,
                                .skipped = skipped, .ranks = N};
             loader_get_pos(tr, &meta.pos);
+            dp_gather_experts(&m->P, &opt);  // expert parallelism: every rank gets every expert
             const char *bad = run_nonfinite_param(&m->P);  // `latest` never names non-finite weights
             if (bad) die("step %ld: parameters of %s are not finite: not saved, training stopped; the last checkpoint is "
                          "intact (lower train.lr)", step + 1, bad);
             char err[CFG_STR + 256];
-            dp_gather_experts(&m->P, &opt);  // expert parallelism: rank 0 gets every expert
             if (!R && run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
         }
