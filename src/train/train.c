@@ -205,7 +205,7 @@ int cmd_train(int argc, char **argv) {
     if (!resume && (ckpt_from = ckpt_latest(c.out)))
         die_input("%s: this run directory already holds checkpoints (%s); continue it with --resume %s or choose "
                   "another run.out", c.out, ckpt_from, c.out);
-    if (!resume || !file_exists(tok_copy)) run_copy_tokenizer(c.out, c.tokenizer);
+    if (!R && (!resume || !file_exists(tok_copy))) run_copy_tokenizer(c.out, c.tokenizer);
     free(tok_copy);
     char path[CFG_STR + 64];
     char *js = config_to_json(&c);
