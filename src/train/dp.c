@@ -78,14 +78,20 @@ void dp_gather_experts(Params *P, Optim *o) {
     }
 }
 
-void dp_step_stats(double *loss, double *aux, int *stop) {
+void dp_step_stats(double *loss, double *aux) {
     int N = dist_size();
     if (N == 1) return;
-    double v[3] = {*loss, *aux, *stop ? 1 : 0};
-    dist_sum_d(v, 3);
+    double v[2] = {*loss, *aux};
+    dist_sum_d(v, 2);
     *loss = v[0] / N;
     *aux = v[1] / N;
-    *stop = *stop ? *stop : (v[2] > 0 ? 15 /* SIGTERM: another rank was asked to stop */ : 0);
+}
+
+int dp_stop_agree(int stop) {
+    if (dist_size() == 1) return stop;
+    double any = stop ? 1 : 0;
+    any = dist_max_d(any);
+    return stop ? stop : (any > 0 ? 15 /* SIGTERM: another rank was asked to stop */ : 0);
 }
 
 int dp_kill_hook_applies(void) {

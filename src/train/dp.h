@@ -29,8 +29,10 @@ double dp_grad_norm(const Params *P);
 // Expert parallelism: copies every expert slice (weights and optimizer state) from its owner to
 // the group, so rank 0 holds the whole model for a checkpoint. Collective; no-op without EP.
 void dp_gather_experts(Params *P, Optim *o);
-// Averages loss and aux over the ranks and ORs the stop flags, in one reduction.
-void dp_step_stats(double *loss, double *aux, int *stop);
+// Averages loss and aux over the ranks.
+void dp_step_stats(double *loss, double *aux);
+// The stop decision every rank takes: this rank's signal, else SIGTERM if any other rank got one.
+int dp_stop_agree(int stop);
 // One line (rank 0's stdout) with this rank's communication per training step since
 // dist_stats_reset: measured all-reduce and all-to-all bytes against their formulas (ring
 // all-reduce 4·P·2(N-1)/N for P parameters; moe_ep_uniform_bytes), and the share of `wall` seconds.

@@ -292,8 +292,7 @@ int cmd_train(int argc, char **argv) {
         }
         dp_sum_grads(&m->P);
         steps_run++;
-        int stop = run_stop_requested();
-        dp_step_stats(&loss, &aux, &stop);  // the same loss, aux and stop decision on every rank
+        dp_step_stats(&loss, &aux);  // the same loss and aux on every rank
         float lr = lr_at(&c, step);
         run_test_nan_hook(step + 1, &m->P);
         double gn = dp_grad_norm(&m->P);
@@ -349,6 +348,7 @@ int cmd_train(int argc, char **argv) {
             if (load) fflush(load);
             loss_acc = aux_acc = 0; n_acc = 0; tok_log = 0; t_log = now;
         }
+        int stop = dp_stop_agree(run_stop_requested());  // every rank stops after the same step
         if ((c.ckpt_every && (step + 1) % c.ckpt_every == 0) || last || stop) {
             meta = (TrainMeta){.step = step + 1, .rng = rng, .tok_hash = tok_hash(tok), .loss_acc = loss_acc,
                                .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0,
