@@ -39,6 +39,13 @@ static int run(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    // Only train and bench split their work over MPI ranks; N copies of another command would
+    // write the same files.
+    if (dist_size() > 1 && strcmp(argv[1], "train") && strcmp(argv[1], "bench")) {
+        if (!dist_rank()) fprintf(stderr, "aoe %s: runs on one process; start it without mpirun (only train and bench "
+                                  "use several ranks)\n", argv[1]);
+        return 2;
+    }
     for (int i = 0; i < n_commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
     fprintf(stderr, "aoe: unknown command '%s'\n", argv[1]);

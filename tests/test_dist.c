@@ -133,6 +133,16 @@ TEST(dist_data_parallel_matches_one_process) {
     compare("aoe", "", 2);
 }
 
+// Commands that do not split their work refuse several ranks instead of writing N copies.
+TEST(dist_other_commands_refuse_ranks) {
+    if (!have_mpirun()) return;
+    char cmd[1024], *err = NULL;
+    snprintf(cmd, sizeof cmd, MPIRUN "%s inspect configs/moe.json", 2, aoe_bin());
+    CHECK(run_capture(cmd, NULL, &err) != 0);
+    CHECK_STR_CONTAINS(err, "aoe inspect: runs on one process; start it without mpirun");
+    free(err);
+}
+
 // Expert parallelism E = 2 on 2 ranks (each runs 2 of the 4 experts; tokens travel by
 // MPI_Alltoallv) gives the losses and load counts of one process.
 TEST(dist_expert_parallel_matches_one_process) {
