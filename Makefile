@@ -14,11 +14,11 @@ CFLAGS  += $(MPI_CFLAGS)
 LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -ldnnl -lcjson -lz -lm -fopenmp $(MPI_LIBS)
 
 SRC      := $(shell find src -name '*.c' ! -name main.c | sort)
-TEST_SRC := $(shell find tests -name '*.c' | sort)
+TEST_SRC := $(shell find tests -name '*.c' ! -path 'tests/fuzz/*' | sort)
 OBJDIR  ?= build
 OBJ      := $(SRC:%.c=$(OBJDIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
-DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2 libopenmpi-dev openmpi-bin
+DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnuplot-nox bzip2 libopenmpi-dev openmpi-bin clang
 
 PREFIX  ?= /usr/local
 
@@ -35,7 +35,7 @@ $(OBJDIR)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
--include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJDIR)/src/main.d
+-include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJDIR)/src/main.d $(wildcard $(OBJDIR)/tests/fuzz/*.d)
 
 # As root apt-get runs directly (containers and CI images often have no sudo); as a user through sudo.
 apt_install = if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
@@ -83,4 +83,24 @@ data: aoe
 	./aoe prepare --out data/prepared --vocab 4096 --seed 1 --glob '*.txt' data/text
 
 clean:
-	rm -rf build build-asan build-ubsan aoe
+	rm -rf build build-asan build-ubsan build-fuzz aoe
+
+# Fuzzing (libFuzzer via clang, docs/fuzzing.md): `make fuzz-NAME [FUZZ_SECONDS=60]` runs the
+# harness tests/fuzz/fuzz_NAME.c for that long from the seed corpus tests/fuzz/corpus/NAME (new
+# inputs go to build-fuzz/corpus-NAME); `make fuzz-smoke` runs each for FUZZ_SMOKE seconds (CI).
+FUZZ_TARGETS = config tasks shard tokenizer ckpt
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE ?= 6
+FUZZ_FLAGS ?=
+FUZZ_OPT = -Wno-pass-failed -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+.PHONY: fuzz-smoke $(FUZZ_TARGETS:%=fuzz-%)
+$(FUZZ_TARGETS:%=fuzz-%): fuzz-%:
+	$(MAKE) CC=clang OBJDIR=build-fuzz OPT="$(FUZZ_OPT)" build-fuzz/fuzz_$*
+	@mkdir -p build-fuzz/corpus-$*
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS=1 build-fuzz/fuzz_$* \
+	  -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -close_fd_mask=2 $(FUZZ_FLAGS) \
+	  -artifact_prefix=build-fuzz/crash-$*- build-fuzz/corpus-$* tests/fuzz/corpus/$*
+build-fuzz/fuzz_%: build-fuzz/tests/fuzz/fuzz_%.o $(SRC:%.c=build-fuzz/%.o)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+fuzz-smoke:
+	for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-$$t FUZZ_SECONDS=$(FUZZ_SMOKE) || exit 1; done

@@ -3,6 +3,7 @@
 #include "eval/task_items.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,8 +78,9 @@ static int jgold(const cJSON *o, int n_opts, char **opts, const char *field, cha
     const char *key = "gold";
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!g && (g = cJSON_GetObjectItemCaseSensitive(o, "label"))) key = "label";
-    if (cJSON_IsNumber(g) && g->valuedouble == (int)g->valuedouble && g->valueint >= 0 && g->valueint < n_opts)
-        return g->valueint;
+    // range first: converting an out-of-range double to int is undefined (found by fuzz-tasks)
+    if (cJSON_IsNumber(g) && g->valuedouble >= 0 && g->valuedouble < n_opts && g->valuedouble == floor(g->valuedouble))
+        return (int)g->valuedouble;
     if (cJSON_IsString(g))
         for (int i = 0; i < n_opts; i++)
             if (!strcmp(g->valuestring, opts[i])) return i;

@@ -17,7 +17,8 @@ _Noreturn void die_code(int code, const char *fmt, ...) __attribute__((format(pr
 #define die(...) die_code(EXIT_RUNTIME, __VA_ARGS__)
 #define die_input(...) die_code(EXIT_BAD_INPUT, __VA_ARGS__)
 // Called by die_code just before exit (NULL = none): dist/ sets it so a rank that dies takes the
-// whole MPI job down instead of leaving the others waiting.
+// whole MPI job down instead of leaving the others waiting; the fuzz harnesses (tests/fuzz/fuzz.h)
+// set one that longjmps back, so a process survives many bad inputs.
 extern void (*die_hook)(int code);
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
