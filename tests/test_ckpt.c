@@ -466,3 +466,24 @@ TEST(ckpt_fuzz_flips_and_truncations) {
         model_free(m);
     }
 }
+
+// A checkpoint whose config passes its CRC but breaks a model rule (written here by saving a
+// model whose cfg was changed after it was built) is refused at read time with exit 2 naming the
+// config section and the rule, not by a layer's internal assert.
+TEST(ckpt_config_rules_checked_on_read) {
+    Config c;
+    config_defaults(&c);
+    c.d_model = 16; c.n_layer = 1; c.n_head = 2; c.seq_len = 8; c.ffn.d_ff = 16;
+    Model *m = model_create(&c, 300, 1, 1);
+    m->cfg.n_head = 3;  // 16 is not divisible by 3
+    char path[600], err[256];
+    snprintf(path, sizeof path, "%s/badcfg.aoec", test_tmpdir());
+    CkptMeta meta = {0};
+    ckpt_meta_put_i64(&meta, "step", 1);
+    REQUIRE(ckpt_save(path, m, NULL, &meta, 0, err, sizeof err) == 0);
+    model_free(m);
+    char *e = NULL;
+    CHECK_EQ_INT(aoe_run(NULL, &e, "inspect %s", path), 2);
+    CHECK_STR_CONTAINS(e, "config section: model.d_model (16) must be divisible by model.n_head (3)");
+    free(e);
+}

@@ -186,6 +186,11 @@ void ckpt_file_open(CkptFile *cf, const char *path) {
     char err[160];
     if (config_from_json_text(&cf->cfg, cf->config_json, path, err, sizeof err))
         ckpt_fail(path, h->off[SEC_CONFIG], "config section: %s", err);
+    // the model rules training checked (model_validate_config): a config that passes its CRC but
+    // not these is refused here, not by a layer's internal assert
+    char why[512];
+    const char *bad = model_check_config(&cf->cfg, why, sizeof why);
+    if (bad) ckpt_fail(path, h->off[SEC_CONFIG], "config section: %s", bad);
 
     unsigned char *mb = xmalloc(h->len[SEC_META] + 1);
     read_at(cf, h->off[SEC_META], mb, h->len[SEC_META], "meta");
