@@ -179,8 +179,11 @@ TEST(moe_score_override_norm_probe) {
         params_free(&P);
     }
     char *err = NULL;
+    const char *d = test_tiny_data();  // shipped data may be unprepared (fresh clone)
     CHECK_EQ_INT(aoe_run(NULL, &err, "train configs/moe.json model.ffn.score_override=norm train.steps=1 "
-                                     "run.out=%s/probe-train", test_tmpdir()), 2);
+                                     "data.train='%s/train-*.shard' data.val='%s/val-*.shard' "
+                                     "data.tokenizer=%s/tokenizer.bpe run.out=%s/probe-train",
+                         d, d, d, test_tmpdir()), 2);
     CHECK_STR_CONTAINS(err, "cannot be trained");
     free(err);
 }

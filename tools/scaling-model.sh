@@ -39,7 +39,9 @@ awk -v f="$f" 'BEGIN {
           if (E == 1) dp = eff
           if (eff > best) { best = eff; bestE = E }
         }
-        printf " %.0f%% | %s |", 100 * dp, (bestE > 1 ? sprintf("%.0f%% (E=%d)", 100 * best, bestE) : "= DP")
+        cell = "= DP"   # apart: a ">" among the printf arguments would redirect to a file
+        if (bestE > 1) cell = sprintf("%.0f%% (E=%d)", 100 * best, bestE)
+        printf " %.0f%% | %s |", 100 * dp, cell
       }
       printf "\n"
     }
