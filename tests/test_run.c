@@ -134,6 +134,51 @@ TEST(run_one_writer_per_directory) {
     free(out);
 }
 
+// The signal rule (README "Stopping a run") while a save is in progress: a second Ctrl-C within
+// the 3 s grace period is ignored, one after it stops at once (the process dies by SIGINT). The
+// held write stays a temp file, `latest` still names the previous checkpoint, and --resume works.
+TEST(run_signal_after_grace_stops_during_save) {
+    CHECK_EQ_INT(rt_fresh_run("grace", "train.steps=5"), 0);  // ckpt-5.aoec, latest
+    size_t n0, n1;
+    char *good = rt_slurp(rt_rel("grace", "ckpt-5.aoec"), &n0), script[700], cmd[PATH_MAX + 4096], *out, *err;
+    REQUIRE(good);
+    // set -m: aoe train gets its own process group with SIGINT not ignored, as from a terminal
+    snprintf(script, sizeof script, "%s/grace.sh", test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "set -m; cd %s\n"
+             "AOE_TEST_PAUSE_AT_STEP=7 AOE_TEST_HOLD_IN_WRITE=5000 OMP_NUM_THREADS=1 %s train --resume grace "
+             "train.steps=30 > grace.out 2>&1 & pid=$!\n"
+             "w() { for i in $(seq 400); do grep -q \"$1\" grace.out && return; sleep 0.05; done; }\n"
+             "w 'paused at step 7'; kill -INT $pid; sleep 0.3; kill -INT $pid\n"
+             "w 'holding the checkpoint write'; sleep 3.2; ls grace > grace.ls; kill -INT $pid\n"
+             "wait $pid; echo rc=$?; cat grace.out grace.ls\n",
+             test_tmpdir(), rt_abs_bin());
+    rt_spit(script, cmd, strlen(cmd));
+    snprintf(cmd, sizeof cmd, "bash %s", script);
+    CHECK_EQ_INT(rt_sh(cmd, &out, &err), 0);
+    CHECK_STR_CONTAINS(out, "rc=130");  // killed by SIGINT: not 75, nothing was saved
+    CHECK_STR_CONTAINS(out, "aoe: already stopping: finishing the step and saving a checkpoint");
+    CHECK_STR_CONTAINS(out, "holding the checkpoint write after 5000 bytes");
+    CHECK_STR_CONTAINS(out, "ckpt-7.aoec.tmp.");  // the half-written file existed while held
+    CHECK(out && !strstr(out, "stopped by SIGINT"));
+    free(out); free(err);
+    CHECK(!file_exists(rt_rel("grace", "ckpt-7.aoec")));
+    char *l = ckpt_latest(rt_tmp_path("grace"));
+    CHECK_STR_CONTAINS(l, "ckpt-5.aoec");
+    free(l);
+    char *after = rt_slurp(rt_rel("grace", "ckpt-5.aoec"), &n1);
+    CHECK(after && n0 == n1 && !memcmp(good, after, n0));
+    free(good); free(after);
+    snprintf(cmd, sizeof cmd, "%s inspect --quiet %s", aoe_bin(), rt_tmp_path("grace"));
+    CHECK_EQ_INT(rt_sh(cmd, NULL, NULL), 0);
+    CHECK_EQ_INT(rt_train(NULL, "--resume grace train.steps=8", &out, NULL), 0);  // resumes from step 5
+    CHECK_STR_CONTAINS(out, "resumed from");
+    free(out);
+    snprintf(cmd, sizeof cmd, "ls %s/grace | grep -c tmp", test_tmpdir());
+    CHECK_EQ_INT(rt_sh(cmd, &out, NULL), 1);  // grep found nothing: the resume removed the temp file
+    free(out);
+}
+
 // ulimit -f below the checkpoint size: EFBIG reported like a full disk (not killed by SIGXFSZ),
 // no temp file left, the previous checkpoint and `latest` intact.
 TEST(run_file_size_limit_like_full_disk) {

@@ -88,6 +88,8 @@ const char *ckpt_config_diff(const Config *a, const char *an, const Config *b, c
 
 // Test hooks (documented in docs/formats.md): AOE_FAULT_WRITE_AFTER=N makes checkpoint writes
 // fail with ENOSPC after N bytes; AOE_TEST_KILL_IN_WRITE=N sends SIGKILL to the process after N
-// bytes of a checkpoint were written.
+// bytes of a checkpoint were written; AOE_TEST_HOLD_IN_WRITE=N stalls each checkpoint write for
+// 30 s after N bytes (printing "holding the checkpoint write after N bytes"), to signal a process
+// while it saves.
 
 #endif

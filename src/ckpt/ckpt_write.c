@@ -1,11 +1,12 @@
 // ckpt_write.c — the checkpoint writer (version 2, docs/formats.md "Checkpoint") and the meta
 // table helpers. The writer goes through AtomicFile (temp + fsync + rename), so a crash or a failed
 // write never touches the previous file at the path. Test hooks: AOE_FAULT_WRITE_AFTER,
-// AOE_TEST_KILL_IN_WRITE (ckpt.h).
+// AOE_TEST_KILL_IN_WRITE, AOE_TEST_HOLD_IN_WRITE (ckpt.h).
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "ckpt/ckpt_format.h"
@@ -45,8 +46,8 @@ void ckpt_meta_put_f64(CkptMeta *m, const char *name, double v) {
 // ---------------------------------------------------------------- writer
 typedef struct {
     FILE *f;
-    uint64_t written, fault_after, kill_after;
-    int fault, kill;
+    uint64_t written, fault_after, kill_after, hold_after;
+    int fault, kill, hold;
 } Out;
 
 static uint64_t env_u64(const char *name, int *set) {
@@ -55,15 +56,34 @@ static uint64_t env_u64(const char *name, int *set) {
     return *set ? strtoull(s, NULL, 10) : 0;
 }
 
+// Bytes of a k-byte write that fit before a hook armed at byte `at`.
+static size_t upto(int armed, uint64_t at, uint64_t written, size_t k) {
+    if (!armed || written + k <= at) return k;
+    return at > written ? (size_t)(at - written) : 0;
+}
+
+// Test hook AOE_TEST_HOLD_IN_WRITE: a disk that stalls mid-write. The bytes so far reach the temp
+// file; the writer sleeps (signals do not end the hold) for at most 30 s, then goes on.
+static void hold_write(Out *o) {
+    o->hold = 0;
+    fflush(o->f);
+    fprintf(stderr, "holding the checkpoint write after %llu bytes\n", (unsigned long long)o->written);
+    for (int i = 0; i < 3000; i++) {
+        struct timespec t = {0, 10000000};
+        nanosleep(&t, NULL);
+    }
+}
+
 // fwrite with the test hooks; returns 0 or -1 with errno set.
 static int out_write(Out *o, const void *p, size_t n) {
     const char *b = p;
     while (n) {
-        size_t k = n;
-        if (o->fault && o->written + k > o->fault_after) k = o->fault_after > o->written ? o->fault_after - o->written : 0;
-        if (o->kill && o->written + k > o->kill_after) k = o->kill_after > o->written ? o->kill_after - o->written : 0;
+        size_t k = upto(o->fault, o->fault_after, o->written, n);
+        k = upto(o->kill, o->kill_after, o->written, k);
+        k = upto(o->hold, o->hold_after, o->written, k);
         if (k && fwrite(b, 1, k, o->f) != k) { if (!errno) errno = EIO; return -1; }
         o->written += k; b += k; n -= k;
+        if (o->hold && o->written >= o->hold_after) hold_write(o);
         if (!n) break;
         if (o->kill && o->written >= o->kill_after) { fflush(o->f); raise(SIGKILL); }
         if (o->fault && o->written >= o->fault_after) { errno = ENOSPC; return -1; }
@@ -170,6 +190,7 @@ int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptM
     Out o = {.f = af.f};
     o.fault_after = env_u64("AOE_FAULT_WRITE_AFTER", &o.fault);
     o.kill_after = env_u64("AOE_TEST_KILL_IN_WRITE", &o.kill);
+    o.hold_after = env_u64("AOE_TEST_HOLD_IN_WRITE", &o.hold);
     CkptHeader h = {.version = CKPT_VERSION, .flags = compress ? CKPT_FLAG_ZLIB : 0, .n_tensors = (uint32_t)P->n,
                     .n_arrays = (uint32_t)na, .n_meta = (uint32_t)mt.n};
     char *js = config_to_json(&m->cfg);
