@@ -1,11 +1,14 @@
-// test_eval_cli.c — `aoe eval` as a user drives it on a trained run: every task is checked
-// before any is scored (a bad second file, two files with one name, shards of another tokenizer
-// all fail with nothing scored or written); --limit takes N items of each sub-task.
+// test_eval_cli.c — `aoe eval` as a user drives it on a trained run: every task and every
+// checkpoint is checked before any is scored (a bad second file, two files with one name, shards
+// of another tokenizer, a corrupt or wrong-tokenizer second checkpoint all fail with nothing
+// scored or written), and what was scored is written at once; --limit takes N items of each sub-task.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "ckpt/ckpt.h"
 #include "test.h"
 #include "util/common.h"
 
@@ -53,6 +56,71 @@ TEST(eval_checks_every_task_before_scoring) {
     CHECK_STR_CONTAINS(e, "tokenizer");
     CHECK(!strstr(e, "acc_norm ="));
     free(o); free(e);
+}
+
+// Several checkpoints: a bad one after a good one is refused before anything is scored; one that
+// fails only while scoring (non-finite log-likelihoods) leaves the earlier results on disk.
+TEST(eval_checks_every_checkpoint_before_scoring) {
+    const char *run = test_tiny_run();
+    REQUIRE(run);
+    char d[600], task[800], out[800], ck[800], cmd[8192];
+    snprintf(d, sizeof d, "%s/evck", test_tmpdir());
+    snprintf(task, sizeof task, "%s/qa.jsonl", d);
+    snprintf(out, sizeof out, "%s/out", d);
+    snprintf(ck, sizeof ck, "%s/ckpt-4.aoec", run);
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/crc %s/tok %s/nan && cp %s %s/crc/ && cp %s %s/tok/", d, d, d, d, ck,
+             d, ck, d);
+    REQUIRE(system(cmd) == 0);
+    put_text(task, good_mc);
+    // a flipped parameter byte (every section CRC intact): found by the up-front check
+    snprintf(ck, sizeof ck, "%s/crc/ckpt-4.aoec", d);
+    size_t n;
+    char *img = read_file(ck, &n);
+    uint64_t payload = 0;  // header bytes 72..79: the payload's offset (docs/formats.md)
+    for (int i = 7; i >= 0; i--) payload = payload << 8 | (unsigned char)img[72 + i];
+    REQUIRE(payload + 64 < n);
+    img[payload + 21] ^= 0x10;
+    write_file_atomic(ck, img, n);
+    free(img);
+    char *o = NULL, *e = NULL;
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s %s --tasks %s --out %s --threads 1", run, ck, task, out), 2);
+    CHECK_STR_CONTAINS(e, "crc/ckpt-4.aoec: byte ");
+    CHECK_STR_CONTAINS(e, "CRC mismatch");
+    CHECK(!strstr(e, "acc_norm ="));
+    CHECK(!is_directory(out));
+    free(o); free(e);
+    // the run directory's own tokenizer is another one: refused before scoring
+    CHECK_EQ_INT(aoe_run(NULL, NULL, "prepare --out %s/tok/other --vocab 290 --doc-bytes 2000 --val-frac 0.1 %s/ck-text.txt",
+                         d, test_tmpdir()), 0);
+    snprintf(cmd, sizeof cmd, "cp %s/tok/other/tokenizer.bpe %s/tok/tokenizer.bpe", d, d);
+    REQUIRE(system(cmd) == 0);
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s %s/tok --tasks %s --out %s --threads 1", run, d, task, out), 2);
+    CHECK_STR_CONTAINS(e, "is not the one this checkpoint was trained with");
+    CHECK(!strstr(e, "acc_norm ="));
+    CHECK(!is_directory(out));
+    free(o); free(e);
+    // valid file, NaN weights: only scoring finds it; the first checkpoint's results stay
+    CkptMeta meta;
+    snprintf(ck, sizeof ck, "%s/ckpt-4.aoec", run);
+    Model *m = ckpt_load_model(ck, 1, &meta);
+    m->P.w[m->P.n ? m->P.t[m->P.n - 1].off : 0] = NAN;
+    snprintf(ck, sizeof ck, "%s/nan/ckpt-4.aoec", d);
+    char err[300];
+    REQUIRE(ckpt_save(ck, m, NULL, &meta, 0, err, sizeof err) == 0);
+    model_free(m);
+    CHECK_EQ_INT(aoe_run(&o, &e, "eval %s %s --tasks %s --out %s --threads 1", run, ck, task, out), 2);
+    CHECK_STR_CONTAINS(e, "log-likelihoods are not finite");
+    free(o); free(e);
+    char p[900];
+    snprintf(p, sizeof p, "%s/tinyrun_ckpt-4/results.json", out);
+    CHECK(file_exists(p));
+    snprintf(p, sizeof p, "%s/nan_ckpt-4/results.json", out);
+    CHECK(!file_exists(p));
+    snprintf(p, sizeof p, "%s/report.md", out);
+    char *md = file_exists(p) ? read_file(p, &n) : NULL;
+    CHECK_STR_CONTAINS(md, "| tinyrun/ckpt-4 |");
+    CHECK(md && !strstr(md, "nan/ckpt-4"));
+    free(md);
 }
 
 // A task with 3 groups of 3 items, --limit 2: 2 items of every group, 6 for the task.

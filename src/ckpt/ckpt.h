@@ -67,6 +67,11 @@ int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptM
 Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out);
 // The stored config and vocabulary size, the file checked up to (not including) the payload.
 void ckpt_read_config(const char *path, Config *cfg, int *V);
+// A checkpoint checked as ckpt_load_model would, without building a model: header, config,
+// meta, tensor table and the parameters' CRCs (read into a scratch array; optimizer state arrays
+// are skipped, as inference skips them). Exits 2 with the load's message on any problem. cfg, V
+// and meta (each may be NULL) get what the file stores.
+void ckpt_verify(const char *path, Config *cfg, int *V, CkptMeta *meta);
 // The same with config overrides ("key=value", e.g. model.ffn.score_override=norm for an
 // evaluation probe) applied to the stored config and validated before the model is built.
 Model *ckpt_load_model_with(const char *path, int max_B, CkptMeta *meta_out, const char *const *sets, int nsets);

@@ -78,6 +78,18 @@ void ckpt_read_config(const char *path, Config *cfg, int *V) {
     ckpt_file_close(&cf);
 }
 
+void ckpt_verify(const char *path, Config *cfg, int *V, CkptMeta *meta) {
+    CkptFile cf;
+    ckpt_file_open(&cf, path);
+    float *dst[CKPT_MAX_ARRAYS] = {falloc(cf.total)};  // the parameters, as a load reads them
+    ckpt_file_read_payload(&cf, dst, 0, 0);
+    free(dst[0]);
+    if (cfg) *cfg = cf.cfg;
+    if (V) *V = cf.V;
+    if (meta) *meta = cf.meta;
+    ckpt_file_close(&cf);
+}
+
 Model *ckpt_load_model(const char *path, int max_B, CkptMeta *meta_out) {
     return ckpt_load_model_with(path, max_B, meta_out, NULL, 0);
 }

@@ -122,7 +122,7 @@ int analyze_text_open(TextRun *r, int argc, char **argv, const char *name, const
     char *text = read_file(r->text_path, &len);  // before the model: fail fast on a missing file
     kernels_init(threads);
     r->m = ckpt_load_model(r->path, r->B, &r->meta);
-    r->tk = eval_open_tokenizer(r->m, &r->meta, r->path, tok_path, NULL);
+    r->tk = eval_open_tokenizer(&r->m->cfg, r->m->V, &r->meta, r->path, tok_path, NULL);
     r->ids = tok_encode(r->tk, text, len, &r->nt);
     free(text);
     if (r->nt < 2) die_input("%s: %d token(s) after tokenizing; expected at least 2", r->text_path, r->nt);

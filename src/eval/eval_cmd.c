@@ -97,6 +97,30 @@ static char *make_label(const char *path) {
     return xstrdup(base);
 }
 
+// Everything about one checkpoint that can fail, checked before any checkpoint is scored (a bad
+// third checkpoint must not cost the first two their work): the whole file with every CRC, its
+// config with the probe's overrides, the tokenizer it was trained with, and the shards tasks
+// against that tokenizer. Exits 2 with the load's own message.
+static void check_ckpt(const char *path, const char *const *sets, int nsets, const char *tok_path, Task **tasks, int nt) {
+    Config c;
+    int V;
+    CkptMeta meta;
+    ckpt_verify(path, &c, &V, &meta);
+    for (int i = 0; i < nsets; i++) config_set(&c, sets[i], "override");
+    if (nsets) model_validate_config(&c, path);
+    if (nsets && score_for(&c) != &score_expert_norm)
+        die_input("%s: --select-override probes a router MoE (model.ffn.type moe with a router), not "
+                  "model.ffn.type %s, select %s", path, c.ffn.type, c.ffn.select);
+    Tokenizer *tk = eval_open_tokenizer(&c, V, &meta, path, tok_path, NULL);
+    for (int i = 0; i < nt; i++)
+        if (tasks[i]->shards) {
+            Loader *L = loader_open(tasks[i]->shards, c.seq_len, 1, 0, 0, 0, 1);
+            loader_require(L, 0, tok_hash(tk));
+            loader_close(L);
+        }
+    tok_free(tk);
+}
+
 static void write_text(const char *dir, const char *name, const char *text) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = xmalloc(n);
@@ -193,10 +217,11 @@ int cmd_eval(int argc, char **argv) {
     if (!navail) die_input("none of the tasks '%s' is available (see the lines above)", tasks_arg);
     nspec = navail;
     task_check_unique(tasks, specs, nspec);
-    // resolve run directories before any model work
+    // every checkpoint checked before any model work
     char **paths = xcalloc(nck, sizeof(char *));
     for (int k = 0; k < nck; k++) {
         paths[k] = eval_resolve_ckpt(ckpts[k]);
+        check_ckpt(paths[k], probe, n_over, tok_path, tasks, nspec);
         eval_mem_check(paths[k], budget, prec);  // before any checkpoint is loaded
     }
     if (mkdir_p(out_dir)) die("%s: cannot create the output directory", out_dir);
@@ -235,12 +260,9 @@ int cmd_eval(int argc, char **argv) {
         c->file_hash = file_hash(paths[k]);
         // one sequence of activations here; the scorer adds a batched model sharing the weights
         Model *m = ckpt_load_model_with(paths[k], 1, &meta, probe, n_over);
-        if (n_over && score_for(&m->cfg) != &score_expert_norm)
-            die_input("%s: --select-override probes a router MoE (model.ffn.type moe with a router), not "
-                      "model.ffn.type %s, select %s", paths[k], m->cfg.ffn.type, m->cfg.ffn.select);
         kernels_set_precision(model_precision(m, prec));
         fprintf(stderr, "aoe eval: %s: precision %s\n", paths[k], precision_name(kernels_precision()));
-        Tokenizer *tk = eval_open_tokenizer(m, &meta, paths[k], tok_path, NULL);
+        Tokenizer *tk = eval_open_tokenizer(&m->cfg, m->V, &meta, paths[k], tok_path, NULL);
         c->tok_hash = tok_hash(tk);
         c->step = ckpt_meta_step(&meta);
         double flops;
@@ -249,12 +271,6 @@ int cmd_eval(int argc, char **argv) {
         int cap = 0;  // results grow with the tasks: no fixed limit
         for (int i = 0; i < nspec; i++) cap += eval_task_count(tasks[i]);
         c->res = xcalloc(cap, sizeof(TaskResult));
-        for (int i = 0; i < nspec; i++)  // shards tasks need this checkpoint's tokenizer: checked before scoring
-            if (tasks[i]->shards) {
-                Loader *L = loader_open(tasks[i]->shards, m->cfg.seq_len, 1, 0, 0, 0, 1);
-                loader_require(L, 0, c->tok_hash);
-                loader_close(L);
-            }
         Scorer *sc = scorer_new(m, budget);
         LoadStats *ls = load_stats ? loadstats_new(m) : NULL;
         Buf lj = {0};
@@ -310,17 +326,15 @@ int cmd_eval(int argc, char **argv) {
         scorer_free(sc);
         tok_free(tk);
         model_free(m);
-    }
-    for (int k = 0; k < nck; k++) {
-        char *json = results_json(&cr[k], &st);
+        // written as soon as scored, with report.md so far: a later failure keeps this work
+        char *json = results_json(c, &st), *md = results_markdown(cr, k + 1, &st);
         write_text(dirs[k], "results.json", json);
-        if (cr[k].load_stats) write_text(dirs[k], "load_stats.json", cr[k].load_stats);
-        free(json);
-        free(dirs[k]);
+        if (c->load_stats) write_text(dirs[k], "load_stats.json", c->load_stats);
+        write_text(out_dir, "report.md", md);
+        free(json); free(md); free(dirs[k]);
     }
     free(dirs);
     char *md = results_markdown(cr, nck, &st);
-    write_text(out_dir, "report.md", md);
     // the comparison table on stdout (up to the "## Checkpoints" section)
     char *end = strstr(md, "\n## Checkpoints");
     if (end) *end = 0;

@@ -35,17 +35,17 @@ char *eval_find_tokenizer(const char *cfg_tok, const char *ckpt) {
               cfg_tok[0] ? cfg_tok : "(none)");
 }
 
-Tokenizer *eval_open_tokenizer(const Model *m, const CkptMeta *meta, const char *ckpt, const char *tok_path,
+Tokenizer *eval_open_tokenizer(const Config *cfg, int V, const CkptMeta *meta, const char *ckpt, const char *tok_path,
                                char **path_out) {
-    char *tp = tok_path ? xstrdup(tok_path) : eval_find_tokenizer(m->cfg.tokenizer, ckpt);
+    char *tp = tok_path ? xstrdup(tok_path) : eval_find_tokenizer(cfg->tokenizer, ckpt);
     Tokenizer *tk = tok_load(tp);
     uint64_t want = ckpt_meta_tok_hash(meta);
     if (want && tok_hash(tk) != want)
         die_input("%s: tokenizer %s (identity %016llx) is not the one this checkpoint was trained with "
                   "(%016llx); pass the right one with --tokenizer", ckpt, tp,
                   (unsigned long long)tok_hash(tk), (unsigned long long)want);
-    if (tok_vocab_size(tk) > m->V)
-        die_input("%s: tokenizer %s has %d tokens but the model only %d", ckpt, tp, tok_vocab_size(tk), m->V);
+    if (tok_vocab_size(tk) > V)
+        die_input("%s: tokenizer %s has %d tokens but the model only %d", ckpt, tp, tok_vocab_size(tk), V);
     if (path_out) *path_out = tp;
     else free(tp);
     return tk;

@@ -16,10 +16,11 @@ char *eval_resolve_ckpt(const char *arg);
 // them if none exists.
 char *eval_find_tokenizer(const char *cfg_tok, const char *ckpt);
 
-// Loads the tokenizer (tok_path, else the config's) for model m of checkpoint `ckpt` and checks
-// that it is the one the checkpoint was trained with (meta->tok_hash) and fits the model's
-// vocabulary. Exits 2 naming the files otherwise. *path_out (may be NULL) gets the path used.
-Tokenizer *eval_open_tokenizer(const Model *m, const CkptMeta *meta, const char *ckpt, const char *tok_path,
+// Loads the tokenizer (tok_path, else the config's) for the model of checkpoint `ckpt` (its
+// stored config and vocabulary size V) and checks that it is the one the checkpoint was trained
+// with (meta->tok_hash) and fits the vocabulary. Exits 2 naming the files otherwise. *path_out
+// (may be NULL) gets the path used.
+Tokenizer *eval_open_tokenizer(const Config *cfg, int V, const CkptMeta *meta, const char *ckpt, const char *tok_path,
                                char **path_out);
 
 #endif

@@ -99,7 +99,7 @@ int cmd_sample(int argc, char **argv) {
     CkptMeta meta;
     Model *m = ckpt_load_model(path, 1, &meta);
     kernels_set_precision(model_precision(m, prec));
-    Tokenizer *tk = eval_open_tokenizer(m, &meta, path, tok_path, NULL);
+    Tokenizer *tk = eval_open_tokenizer(&m->cfg, m->V, &meta, path, tok_path, NULL);
     Scorer *sc = scorer_new(m, m->S);
     int np = 0;
     int32_t *p = tok_encode(tk, prompt, strlen(prompt), &np);
