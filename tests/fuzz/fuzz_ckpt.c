@@ -20,10 +20,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
-// Half of the mutations get their CRCs rewritten (fuzz_crc.h), so the fuzzer gets past them.
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned seed) {
-    size = LLVMFuzzerMutate(data, size, max_size);
-    if (seed & 1) fuzz_fix_ckpt(data, size);
-    return size;
-}
+FUZZ_CRC_MUTATOR(fuzz_fix_ckpt)

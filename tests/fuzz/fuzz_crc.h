@@ -77,4 +77,14 @@ static inline void fuzz_fix_shard(uint8_t *d, size_t n) {
     fz_crc_at(d, n, 124, 0, 124);
 }
 
+// The harness's libFuzzer custom mutator: libFuzzer's own mutation, then fix() on half of the
+// inputs (odd seed); the other half keep their mutated CRCs.
+#define FUZZ_CRC_MUTATOR(fix)                                                                 \
+    size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);                     \
+    size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned seed) { \
+        size = LLVMFuzzerMutate(data, size, max_size);                                        \
+        if (seed & 1) fix(data, size);                                                        \
+        return size;                                                                          \
+    }
+
 #endif
