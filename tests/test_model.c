@@ -3,10 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "model/ffn.h"
 #include "model/kernels.h"
 #include "model/layers.h"
 #include "model/model.h"
+#include "model/score.h"
 #include "model/vmath.h"
 #include "test.h"
 #include "train/optim.h"
@@ -414,4 +417,60 @@ TEST(optim_lr_schedule) {
     CHECK_NEAR(lr_at(&c, 9), 1e-3, 1e-9);
     CHECK_NEAR(lr_at(&c, 60), 5.5e-4, 1e-8);
     CHECK_NEAR(lr_at(&c, 110), 1e-4, 1e-9);
+}
+
+// Which config keys a model uses (the report's "differs" column asks): a key of another FFN kind,
+// score source or selection method is not used; every model.ffn.* key but type is listed by
+// some part, so a new key without an owner fails here rather than showing everywhere.
+static int used(const char *type, const char *select, const char *key) {
+    Config c;
+    config_defaults(&c);
+    snprintf(c.ffn.type, sizeof c.ffn.type, "%s", type);
+    snprintf(c.ffn.select, sizeof c.ffn.select, "%s", select);
+    return model_key_used(&c, key);
+}
+
+TEST(model_key_used_per_ffn_kind_source_and_method) {
+    static const struct { const char *type, *select, *key; int want; } cases[] = {
+        {"dense", "topk", "model.ffn.d_ff", 1},      {"dense", "topk", "model.ffn.d_low", 0},
+        {"dense", "topk", "model.ffn.n_experts", 0}, {"dense", "topk", "model.ffn.capacity", 0},
+        {"dense", "topk", "model.ffn.type", 1},      {"dense", "topk", "model.d_model", 1},
+        {"dense", "topk", "train.lr", 1},            {"moe", "topk", "model.ffn.d_low", 0},
+        {"moe", "topk", "model.ffn.capacity", 1},    {"moe", "topk", "model.ffn.erc_alpha", 1},
+        {"moe", "topk", "model.ffn.etr_tau", 0},     {"moe", "topk", "model.ffn.top_p", 0},
+        {"moe", "topk", "model.ffn.gate_rank", 1},   {"moe", "topp", "model.ffn.top_p", 1},
+        {"moe", "etr", "model.ffn.etr_tau", 1},      {"moe", "etr", "model.ffn.capacity", 0},
+        {"moe", "etr", "model.ffn.gate", 0},         {"moe", "etr", "model.ffn.etr_gate", 1},
+        {"moe", "expert_choice", "model.ffn.capacity", 1}, {"aoe", "topk", "model.ffn.d_low", 1},
+        {"aoe", "topk", "model.ffn.d_wide", 1},      {"aoe", "topk", "model.ffn.aoe_norm", 1},
+        {"aoe", "topk", "model.ffn.erc_coef", 0},    {"aoe", "topk", "model.ffn.z_loss", 0},
+        {"aoe", "topk", "model.ffn.lb_coef", 1},     {"aoe", "nosuch", "model.ffn.etr_tau", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int got = used(cases[i].type, cases[i].select, cases[i].key);
+        if (got != cases[i].want) fprintf(stderr, "  %s/%s %s: %d\n", cases[i].type, cases[i].select, cases[i].key, got);
+        CHECK_EQ_INT(got, cases[i].want);
+    }
+    // a router MoE with a factorised gate (another score source) still uses gate_rank and d_wide
+    Config c;
+    config_defaults(&c);
+    snprintf(c.ffn.type, sizeof c.ffn.type, "moe");
+    c.ffn.gate_rank = 8;
+    CHECK(model_key_used(&c, "model.ffn.gate_rank") && model_key_used(&c, "model.ffn.d_wide"));
+    CHECK(!model_key_used(&c, "model.ffn.d_low"));
+    // every model.ffn key of the schema has an owner (type: every kind)
+    char *js = config_to_json(&c);
+    cJSON *root = cJSON_Parse(js), *ffn = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "ffn"), *k;
+    REQUIRE(ffn);
+    int n = 0;
+    cJSON_ArrayForEach(k, ffn) {
+        if (!strcmp(k->string, "type")) continue;
+        int owned = ffn_key_listed(k->string) || score_key_listed(k->string) || select_key_listed(k->string);
+        if (!owned) fprintf(stderr, "  model.ffn.%s is in no keys list\n", k->string);
+        CHECK(owned);
+        n++;
+    }
+    CHECK(n > 30);
+    cJSON_Delete(root);
+    free(js);
 }

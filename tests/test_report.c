@@ -97,13 +97,14 @@ TEST(report_table_csv_seed_groups) {
                  aoe_bin(), root, root, root, root, root);
     CHECK_EQ_INT(rc, 0);
     if (rc) fprintf(stderr, "  %s\n", err);
-    // 3 groups: the two r48 seeds together. Every differing key is shown, defaults included (the
-    // MoE's d_low too). Training's numbers, then eval's: val bpb (training) and eval bpb apart.
+    // 3 groups: the two r48 seeds together. Every differing key the row's model uses is shown,
+    // defaults included (not the MoE's d_low: a router MoE has none). Training's numbers, then
+    // eval's: val bpb (training) and eval bpb apart.
     CHECK_STR_CONTAINS(out, "| aoe_r48_seed-* | 1,2 | aoe+lb | d_low=48 | 20/20 | 2.00 ± 0.00 | 0.50 ± 0.00 | 4.1000 ± 0.1414 "
                             "| 2.4600 ± 0.0849 | 2000 ± 0 | 60 ± 0 | 1.100 ± 0.000 | 0.650 ± 0.071 | 1.00 ± 0.00 | 1.00 ± 0.00 "
                             "| 2.0500 ± 0.0707 | 55.0 ± 7.1 | 70.0 ± 0.0 | 62.5 ± 3.5 |");
     CHECK_STR_CONTAINS(out, "| aoe_r32_seed-1 | 1 | aoe+lb | d_low=32 | 20/20 | – | – | 4.5000 | 2.7000 |");
-    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | d_low=48 | 20/20 | 2.00 | 0.50 | 4.4000 | 2.6400 |");
+    CHECK_STR_CONTAINS(out, "| moe_seed-1 | 1 | moe+lb | – | 20/20 | 2.00 | 0.50 | 4.4000 | 2.6400 |");
     CHECK_STR_CONTAINS(out, "| params (M) | active (M) | val loss | val bpb | tok/s | peak MB | Ent_load | Ent_conf | dropped % "
                             "| unrouted % | eval bpb | piqa | blimp | avg |");
     char path[700];
@@ -159,6 +160,37 @@ TEST(report_table_csv_seed_groups) {
         CHECK_STR_CONTAINS(err, "gnuplot not found");
     }
     free(md); free(out); free(err);
+}
+
+// "differs" per row: only keys the row's model uses (model_key_used). AoE rows vary d_low; the
+// dense and MoE rows have no d_low, so they show none; a key every model uses (train.lr) shows on
+// every row. A config.json with an FFN value this aoe does not know shows every differing key.
+TEST(report_differs_only_keys_the_row_uses) {
+    char root[600], p[1400], *out = NULL, *err = NULL;
+    snprintf(root, sizeof root, "%s/repdiff", test_tmpdir());
+    fake_run(root, "aoe16", "aoe", 16, 1, 4.0, -1);
+    fake_run(root, "aoe32", "aoe", 32, 1, 4.1, -1);
+    fake_run(root, "moe", "moe", 64, 1, 4.2, -1);
+    fake_run(root, "dense", "dense", 64, 1, 4.3, -1);
+    int rc = shf(&out, &err, "%s report --no-plots %s/aoe16 %s/aoe32 %s/moe %s/dense --out %s/out", aoe_bin(), root, root,
+                 root, root, root);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "| aoe16 | 1 | aoe+lb | d_low=16 |");
+    CHECK_STR_CONTAINS(out, "| aoe32 | 1 | aoe+lb | d_low=32 |");
+    CHECK_STR_CONTAINS(out, "| moe | 1 | moe+lb | – |");
+    CHECK_STR_CONTAINS(out, "| dense | 1 | dense | – |");
+    free(out); free(err);
+    // dense at another lr: lr shows, d_low still not; an FFN setting this aoe does not know (MoE
+    // select "future"): every differing key shows
+    snprintf(p, sizeof p, "sed -i 's/0.00200000009/0.001/' %s/dense/config.json && sed -i 's/\"topk\"/\"future\"/' "
+             "%s/moe/config.json", root, root);
+    REQUIRE(system(p) == 0);
+    rc = shf(&out, &err, "%s report --no-plots %s/aoe16 %s/moe %s/dense --out %s/out2", aoe_bin(), root, root, root, root);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_CONTAINS(out, "| aoe16 | 1 | aoe+lb | d_low=16 lr=0.002 |");
+    CHECK_STR_CONTAINS(out, "| moe | 1 | moe/future+lb | d_low=64 lr=0.002 |");
+    CHECK_STR_CONTAINS(out, "| dense | 1 | dense | lr=0.001 |");
+    free(out); free(err);
 }
 
 TEST(report_malformed_input) {

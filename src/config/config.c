@@ -225,6 +225,12 @@ void config_set(Config *c, const char *assignment, const char *src) {
     c->origin[k - keys] = CFG_FROM_OVERRIDE;
 }
 
+int config_try_set(Config *c, const char *path, const char *value) {
+    const Key *k = find_key(path);
+    char why[160];
+    return k && !set_text(c, k, value, why, sizeof why) ? 0 : -1;
+}
+
 // Walks a JSON object; every leaf must be a known key of the right JSON type.
 // Line of the second occurrence of "name" in text (where a duplicate key most likely sits), 0 if unknown.
 static int dup_line(const char *text, const char *name) {

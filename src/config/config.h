@@ -80,6 +80,9 @@ void config_defaults(Config *c);
 void config_load_file(Config *c, const char *path);
 // Applies "key.path=value"; `src` names where it came from for messages. Exits 2 on error.
 void config_set(Config *c, const char *assignment, const char *src);
+// The same for a key path and its value as text, without exiting: 0, or -1 if the key is unknown
+// or the value invalid (c unchanged). For readers of configs written by other versions (aoe report).
+int config_try_set(Config *c, const char *path, const char *value);
 // Cross-key checks of the training keys (min_lr <= lr). Exits 2 naming the keys. The model's
 // rules (heads, FFN kind, score source, selection method) live with their code: callers use
 // model_validate_config (model.h), which runs this first.

@@ -34,9 +34,14 @@ typedef struct {
     // Optional: this FFN kind's config rules (NULL if fine, else a message naming the keys,
     // static or in buf), run once by model_validate_config; create() may assert, not re-check.
     const char *(*check)(const Config *c, char *buf, int len);
+    // The model.ffn.* keys this kind reads (names after "model.ffn.", space-separated). A kind
+    // that lists "select" has sparse layers, whose score source and selection method list their
+    // own keys (ScoreOps.keys, SelectMethod.keys); model_key_used combines the three.
+    const char *keys;
 } FfnOps;
 
 const FfnOps *ffn_ops_for(const char *type);  // NULL if unknown
+int ffn_key_listed(const char *name);          // does any kind list model.ffn.<name> in its keys?
 
 extern const FfnOps ffn_dense_ops;
 

@@ -94,4 +94,5 @@ static void dense_destroy(void *self) {
 const FfnOps ffn_dense_ops = {
     .name = "dense", .create = dense_create, .forward = dense_forward, .backward = dense_backward,
     .aux_loss = dense_aux, .write_stats = dense_stats, .count = dense_count, .destroy = dense_destroy,
+    .keys = "d_ff",
 };

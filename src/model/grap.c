@@ -129,6 +129,7 @@ static void grap_backward_naive(const Score *s, const Params *P, const float *xt
 
 const ScoreOps score_grap = {
     .info = {.name = "grap", .router = 0},
+    .keys = "etr_gate",
     .summary = "ETR's fixed GrAP affinities: group means of x (or their cosines), no parameters",
     .check = grap_check,
     .init = grap_init,

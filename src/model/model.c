@@ -8,6 +8,7 @@
 
 #include "model/kernels.h"
 #include "model/layers.h"
+#include "model/score.h"
 #include "util/common.h"
 #include "util/prof.h"
 
@@ -80,6 +81,18 @@ const char *model_check_config(const Config *c, char *buf, int len) {
         return buf;
     }
     return ops->check ? ops->check(c, buf, len) : NULL;
+}
+
+int model_key_used(const Config *cfg, const char *key) {
+    if (strncmp(key, "model.ffn.", 10)) return 1;
+    const char *k = key + 10;
+    if (!ffn_key_listed(k) && !score_key_listed(k) && !select_key_listed(k)) return 1;  // read by all (type)
+    const FfnOps *f = ffn_ops_for(cfg->ffn.type);
+    if (!f || word_in(f->keys, k)) return 1;
+    if (!word_in(f->keys, "select")) return 0;  // no sparse layers: no score source, no selection
+    const SelectMethod *m = select_find(cfg->ffn.select);
+    const ScoreOps *s = score_for(cfg);
+    return !m || !s || word_in(m->keys, k) || word_in(s->keys, k);
 }
 
 void model_validate_config(const Config *c, const char *src) {

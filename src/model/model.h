@@ -44,6 +44,11 @@ typedef struct {
 const char *model_check_config(const Config *cfg, char *buf, int len);
 // config_validate + model_check_config; exits 2 with "<src>: <message>".
 void model_validate_config(const Config *cfg, const char *src);
+// Can config key `key` ("model.ffn.d_low") change a model built from cfg or its training? 0 for a
+// model.ffn.* key that only other FFN kinds, score sources or selection methods read (their
+// `keys` lists: d_low on a router MoE, etr_* with select topk, everything sparse on dense);
+// 1 for every other key, and whenever cfg names an unknown kind or method.
+int model_key_used(const Config *cfg, const char *key);
 
 // Builds the parameter table for cfg (vocab V; cfg must have passed model_validate_config) and
 // allocates activations for up to max_B sequences of cfg->seq_len. Parameters are initialised from `seed`.

@@ -404,14 +404,18 @@ static const char *sparse_check(const Config *c, char *buf, int len) {
     return select_check(f, &score_for(c)->info, buf, len);
 }
 
+// Read by every sparse layer (placement, experts, the selection layer's balancing loss); d_ff is
+// the expert width and that of the dense layers in between.
+#define SPARSE_KEYS "d_ff n_experts top_k every first select lb_coef lb_div_k"
+
 const FfnOps ffn_moe_ops = {
     .name = "moe", .create = moe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = moe_count, .destroy = moe_destroy,
-    .set_progress = moe_set_progress, .check = sparse_check,
+    .set_progress = moe_set_progress, .check = sparse_check, .keys = SPARSE_KEYS,
 };
 
 const FfnOps ffn_aoe_ops = {
     .name = "aoe", .create = aoe_create, .forward = moe_forward, .backward = moe_backward,
     .aux_loss = moe_aux_loss, .write_stats = moe_write_stats, .count = aoe_count, .destroy = moe_destroy,
-    .set_progress = moe_set_progress, .check = sparse_check,
+    .set_progress = moe_set_progress, .check = sparse_check, .keys = SPARSE_KEYS " d_wide",
 };

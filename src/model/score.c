@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dist/dist.h"
+#include "util/common.h"
 #include "util/json.h"
 
 // ---- the table: one line per source, specific before general (score_for takes the first match) ----
@@ -25,6 +26,12 @@ const ScoreOps *score_for(const Config *c) {
         if (m && m->source ? !strcmp(m->source, o->info.name) : o->match && o->match(c)) return o;
     }
     return NULL;
+}
+
+int score_key_listed(const char *name) {
+    for (int i = 0; i < n_sources; i++)
+        if (word_in(sources[i]->keys, name)) return 1;
+    return 0;
 }
 
 const char *score_check(const Config *c, char *buf, int len) {

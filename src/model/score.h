@@ -39,6 +39,10 @@ typedef struct {
     void *priv;                 // source state
 } Score;
 
+// The keys that pick one of the router MoE's sources (their match functions): every router
+// source reads them, so a change between two router runs always shows.
+#define ROUTER_PICK_KEYS "gate_rank router_hidden score_override"
+
 typedef struct ScoreOps {
     ScoreInfo info;       // name and the properties selection methods check (select.h)
     const char *summary;  // one line for docs
@@ -69,11 +73,15 @@ typedef struct ScoreOps {
     double (*count)(const Config *c);
     int expert_work;        // profile the forward/backward as expert work (1) or dispatch (0)
     const char *mean_stat;  // load.jsonl key for the per-expert mean score, NULL = not written
+    // The model.ffn.* keys the source reads, also those its match reads to pick it (names after
+    // "model.ffn.", space-separated; see FfnOps.keys).
+    const char *keys;
 } ScoreOps;
 
 // The source of a sparse layer of config c: the selection method's own, else the first table
 // entry that matches. NULL if none (the config check says why).
 const ScoreOps *score_for(const Config *c);
+int score_key_listed(const char *name);  // does any source list model.ffn.<name> in its keys?
 // The source's config rules for c (NULL if fine), including "no source for this config".
 const char *score_check(const Config *c, char *buf, int len);
 

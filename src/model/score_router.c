@@ -52,6 +52,7 @@ static double router_count(const Config *c) { return (double)c->d_model * c->ffn
 
 const ScoreOps score_router = {
     .info = {.name = "router", .router = 1},
+    .keys = ROUTER_PICK_KEYS " z_loss erc_coef erc_alpha erc_detach_router erc_allow_alpha_gt1 erc_log",
     .summary = "router logits X·R (model.ffn.type moe)",
     .match = router_match,
     .init = router_init,

@@ -114,6 +114,7 @@ static double lowrank_count(const Config *c) {
 
 const ScoreOps score_router_lowrank = {
     .info = {.name = "router_lowrank", .router = 0},
+    .keys = ROUTER_PICK_KEYS " d_wide",
     .summary = "router logits X·R with every expert's W_g factorised as W_down·W_up (model.ffn.gate_rank)",
     .match = lowrank_match,
     .check = lowrank_check,
@@ -213,6 +214,7 @@ static double mlp_count(const Config *c) {
 
 const ScoreOps score_router_mlp = {
     .info = {.name = "router_mlp", .router = 0},
+    .keys = ROUTER_PICK_KEYS,
     .summary = "two-layer linear router (X·R1)·R2 of hidden width model.ffn.router_hidden",
     .match = mlp_match,
     .init = mlp_init,
@@ -351,6 +353,7 @@ static double probe_count(const Config *c) {
 
 const ScoreOps score_expert_norm = {
     .info = {.name = "expert_norm", .router = 0},
+    .keys = ROUTER_PICK_KEYS,
     .summary = "evaluation probe: the norm of a node of every expert instead of the router (model.ffn.score_override)",
     .match = probe_match,
     .check = probe_check,

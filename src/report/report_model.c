@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/model.h"
 #include "util/common.h"
 
 const char *kv_find(const ConfKV *kv, int n, const char *key) {
@@ -31,7 +32,8 @@ char *differs_text(const Report *R, const Run *r, const char *skip) {
     for (int j = 0; j < R->ndiffer; j++) {
         const char *k = R->differ_keys[j], *dot = strrchr(k, '.'), *shortk = dot ? dot + 1 : k;
         const char *v = run_conf(r, k);
-        if (!strcmp(k, "model.ffn.type") || !strcmp(k, "model.ffn.select") || (skip && strstr(skip, k))) continue;
+        if (!strcmp(k, "model.ffn.type") || !strcmp(k, "model.ffn.select") || word_in(skip, k)) continue;
+        if (r->cfg && !model_key_used(r->cfg, k)) continue;
         for (int i = 0; i < R->ndiffer; i++) {
             const char *o = R->differ_keys[i], *od = strrchr(o, '.');
             if (i != j && !strcmp(od ? od + 1 : o, shortk)) shortk = k;
@@ -74,6 +76,7 @@ void report_free(Report *R) {
     for (int i = 0; i < R->nrun; i++) {
         Run *r = &R->run[i];
         free_kv(r->kv, r->nkv);
+        free(r->cfg);
         for (int t = 0; t < r->nt; t++) free(r->task[t]);
         free(r->task); free(r->score); free(r->vstep); free(r->vloss); free(r->col);
         free(r->tstep); free(r->tloss); free(r->eval_path);

@@ -4,6 +4,8 @@
 #ifndef AOE_REPORT_MODEL_H
 #define AOE_REPORT_MODEL_H
 
+#include "config/config.h"
+
 typedef struct {
     char *key, *val;  // dotted config key ("model.ffn.d_low") and its value as text
 } ConfKV;
@@ -12,6 +14,8 @@ typedef struct {
     char *dir, *name;              // as given; basename
     ConfKV *kv;                    // flattened config.json
     int nkv;
+    Config *cfg;                   // config.json as a Config, to ask the model which keys it uses;
+                                   // NULL if a model.ffn.* value is not one this aoe knows
     long step, steps, seed;        // last logged step, train.steps, train.seed
     // NAN = not available. Training's numbers (metrics.jsonl, model.json) and eval's
     // (results.json) are kept apart: they never share a column.
@@ -68,8 +72,9 @@ const char *run_conf(const Run *r, const char *key);
 // how many had it (std is NAN below 2).
 int group_stat(const Report *R, const Group *g, int c, double *mean, double *std);
 // What sets a run apart, "d_low=32 lb_coef=0": every key whose value is not the same in all runs
-// (defaults included; last component unless two keys share it) except type and select (the
-// method column) and keys listed in skip (space-separated). Malloc'd.
+// (defaults included; last component unless two keys share it) and that r's model uses
+// (model_key_used: no d_low on a router MoE row, no etr_* on a top-k row), except type and
+// select (the method column) and keys listed in skip (space-separated). Malloc'd.
 char *differs_text(const Report *R, const Run *r, const char *skip);
 // Index of a column by CSV name, or -1.
 int report_col(const Report *R, const char *csv);

@@ -181,6 +181,13 @@ static void read_run(Run *r, const char *dir) {
     if (!file_exists(cp)) die_input("%s: missing (is %s a run directory of aoe train?)", cp, dir);
     cJSON *cfg = json_load_file(cp);
     flatten(&r->kv, &r->nkv, cfg, "");
+    r->cfg = xmalloc(sizeof(Config));
+    config_defaults(r->cfg);
+    for (int k = 0; k < r->nkv && r->cfg; k++)
+        if (config_try_set(r->cfg, r->kv[k].key, r->kv[k].val) && !strncmp(r->kv[k].key, "model.ffn.", 10)) {
+            free(r->cfg);  // an older or newer FFN setting: every differing key is shown
+            r->cfg = NULL;
+        }
     cJSON_Delete(cfg);
     free(cp);
     r->steps = (long)conf_num(r, "train.steps", 0);

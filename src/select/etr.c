@@ -306,8 +306,12 @@ static void etr_write_stats(const Selection *s, FILE *f) {
             s->st.forwards ? e->loc_sum / s->st.forwards : 0.0);
 }
 
+// model.ffn.gate and capacity are not read: ETR has its own gates and capacity schedule.
+#define ETR_KEYS "etr_cap_start etr_cap_end etr_loc_coef etr_groups etr_gate etr_tau etr_renorm"
+
 const SelectMethod select_etr = {
     .name = "etr",
+    .keys = ETR_KEYS,
     .summary = "Expert-Token Resonance: GrAP affinities, token top-K then expert-side capacity, locality loss",
     .source = "grap",
     .slots = etr_slots,
@@ -325,6 +329,7 @@ const SelectMethod select_etr = {
 
 const SelectMethod select_etr_ecr = {
     .name = "etr_ecr",
+    .keys = ETR_KEYS,
     .summary = "ETR's expert-side stage alone: each expert takes its top tokens of the batch by GrAP affinity (capacity schedule, tau)",
     .source = "grap",
     .slots = ecr_slots,

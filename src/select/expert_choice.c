@@ -93,6 +93,7 @@ static void ec_select(Selection *s, Rng *rng) {
 
 const SelectMethod select_expert_choice = {
     .name = "expert_choice",
+    .keys = "gate capacity",
     .summary = "expert choice: each expert takes the ceil(capacity*T/n) tokens of the batch with the highest softmax score (sees future tokens)",
     .slots = ec_slots,
     .check = ec_check,

@@ -27,6 +27,12 @@ const SelectMethod *select_find(const char *name) {
     return NULL;
 }
 
+int select_key_listed(const char *name) {
+    for (int i = 0; i < n_methods; i++)
+        if (word_in(methods[i]->keys, name)) return 1;
+    return 0;
+}
+
 const char *select_names(void) {
     static char buf[256];
     if (!buf[0])

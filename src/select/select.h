@@ -132,10 +132,14 @@ typedef struct SelectMethod {
     // adds scale times its gradient with respect to S.
     void (*ref_keep)(const Selection *s, int T, const int *idx, const double *rank, int *keep);
     double (*ref_aux)(const Selection *s, int T, const double *prob, double *dz, double scale);
+    // The model.ffn.* keys the method reads beyond every sparse layer's (names after
+    // "model.ffn.", space-separated; see FfnOps.keys in model/ffn.h).
+    const char *keys;
 } SelectMethod;
 
 // ---- the table (select.c) ----
 const SelectMethod *select_find(const char *name);  // NULL if unknown
+int select_key_listed(const char *name);            // does any method list model.ffn.<name> in its keys?
 const char *select_names(void);                     // "topk|..." for messages
 // Checks model.ffn.select / gate / top_k / n_experts / capacity / losses for this source, then
 // the method's own check. Returns NULL if the combination is valid, else a message naming the

@@ -19,6 +19,7 @@ static void topk_select(Selection *s, Rng *rng) {
 
 const SelectMethod select_topk = {
     .name = "topk",
+    .keys = "gate capacity",
     .summary = "token choice: each token takes its K highest-scoring experts",
     .slots = topk_slots,
     .select = topk_select,

@@ -99,6 +99,7 @@ static void topp_aux_backward(const Selection *s, float *dS, float scale) {
 
 const SelectMethod select_topp = {
     .name = "topp",
+    .keys = "gate capacity top_p topp_ent_coef",
     .summary = "Top-P token choice: each token takes its most probable experts until their probability reaches model.ffn.top_p",
     .slots = topp_slots,
     .check = topp_check,

@@ -80,6 +80,17 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+int word_in(const char *list, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ') p++;
+        size_t k = strcspn(p, " ");
+        if (k == n && !strncmp(p, word, n)) return 1;
+        p += k;
+    }
+    return 0;
+}
+
 char *path_join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = xmalloc(n);

@@ -39,6 +39,8 @@ char *read_file(const char *path, size_t *len);
 int is_directory(const char *path);
 int file_exists(const char *path);
 char *path_join(const char *dir, const char *name);  // "dir/name", malloc'd
+// Is `word` one of the space-separated words of `list` (NULL = none)?
+int word_in(const char *list, const char *word);
 int mkdir_p(const char *path); // 0 on success
 // Makes every comma-separated item of `in` absolute against the current directory ("./" dropped;
 // absolute items kept; "" stays ""), into out[cap]. Returns 0, or -1 if it does not fit.
