@@ -431,26 +431,25 @@ static int used(const char *type, const char *select, const char *key) {
 }
 
 TEST(model_key_used_per_ffn_kind_source_and_method) {
-    static const struct { const char *type, *select, *key; int want; } cases[] = {
-        {"dense", "topk", "model.ffn.d_ff", 1},      {"dense", "topk", "model.ffn.d_low", 0},
-        {"dense", "topk", "model.ffn.n_experts", 0}, {"dense", "topk", "model.ffn.capacity", 0},
-        {"dense", "topk", "model.ffn.type", 1},      {"dense", "topk", "model.d_model", 1},
-        {"dense", "topk", "train.lr", 1},            {"moe", "topk", "model.ffn.d_low", 0},
-        {"moe", "topk", "model.ffn.capacity", 1},    {"moe", "topk", "model.ffn.erc_alpha", 1},
-        {"moe", "topk", "model.ffn.etr_tau", 0},     {"moe", "topk", "model.ffn.top_p", 0},
-        {"moe", "topk", "model.ffn.gate_rank", 1},   {"moe", "topp", "model.ffn.top_p", 1},
-        {"moe", "etr", "model.ffn.etr_tau", 1},      {"moe", "etr", "model.ffn.capacity", 0},
-        {"moe", "etr", "model.ffn.gate", 0},         {"moe", "etr", "model.ffn.etr_gate", 1},
-        {"moe", "expert_choice", "model.ffn.capacity", 1}, {"aoe", "topk", "model.ffn.d_low", 1},
-        {"aoe", "topk", "model.ffn.d_wide", 1},      {"aoe", "topk", "model.ffn.aoe_norm", 1},
-        {"aoe", "topk", "model.ffn.erc_coef", 0},    {"aoe", "topk", "model.ffn.z_loss", 0},
-        {"aoe", "topk", "model.ffn.lb_coef", 1},     {"aoe", "nosuch", "model.ffn.etr_tau", 1},
+    // per FFN kind and method: keys (after "model.ffn.", or whole paths) used, and not used
+    static const struct { const char *type, *select, *used, *unused; } cases[] = {
+        {"dense", "topk", "d_ff type model.d_model train.lr", "d_low n_experts capacity"},
+        {"moe", "topk", "capacity erc_alpha gate_rank lb_coef", "d_low etr_tau top_p"},
+        {"moe", "etr", "etr_tau etr_gate", "capacity gate"}, {"moe", "topp", "top_p", "etr_tau"},
+        {"moe", "expert_choice", "capacity", ""}, {"aoe", "topk", "d_low d_wide aoe_norm lb_coef", "erc_coef z_loss"},
+        {"aoe", "nosuch", "etr_tau", ""},  // an unknown method: every key counts
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        int got = used(cases[i].type, cases[i].select, cases[i].key);
-        if (got != cases[i].want) fprintf(stderr, "  %s/%s %s: %d\n", cases[i].type, cases[i].select, cases[i].key, got);
-        CHECK_EQ_INT(got, cases[i].want);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int want = 1; want >= 0; want--) {
+            char list[200], key[80];
+            snprintf(list, sizeof list, "%s", want ? cases[i].used : cases[i].unused);
+            for (char *w = strtok(list, " "); w; w = strtok(NULL, " ")) {
+                snprintf(key, sizeof key, "%s%s", strchr(w, '.') ? "" : "model.ffn.", w);
+                int got = used(cases[i].type, cases[i].select, key);
+                if (got != want) fprintf(stderr, "  %s/%s %s: %d\n", cases[i].type, cases[i].select, key, got);
+                CHECK_EQ_INT(got, want);
+            }
+        }
     // a router MoE with a factorised gate (another score source) still uses gate_rank and d_wide
     Config c;
     config_defaults(&c);
