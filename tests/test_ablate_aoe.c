@@ -73,6 +73,54 @@ TEST(aoe_norm_l1_linf_gradcheck) {
     }
 }
 
+// Where the norm is taken (model.ffn.aoe_norm_at): every position through the reference, one in
+// the l1 norm; the fast scores against the naive twin's; counts: same parameters as down, FLOPs
+// per token with each position's stages for every expert (output: every expert's whole FFN).
+TEST(aoe_norm_at_gradcheck_and_counts) {
+    kernels_init(2);
+    const char *at[][2] = {{"model.ffn.aoe_norm_at=proj", ""}, {"model.ffn.aoe_norm_at=silu", ""},
+                           {"model.ffn.aoe_norm_at=act", ""}, {"model.ffn.aoe_norm_at=output", ""},
+                           {"model.ffn.aoe_norm_at=output", "model.ffn.aoe_norm=l1"}};
+    for (int i = 0; i < 5; i++) {
+        double e = check("aoe", at[i], at[i][1][0] ? 2 : 1, at[i][0] + 22, &score_aoe_at);
+        fprintf(stderr, "[%s%s %.2e] ", at[i][0] + 22, at[i][1][0] ? " l1" : "", e);
+        CHECK(e < 2e-3);
+    }
+    Config c;
+    Params P;
+    double tot0, act0, fl0, tot, act, fl, d = 8, n = 4, K = 2, r = 3;
+    MoeLayer *L = layer(&c, &P, "aoe", NULL, 0, 4);
+    double D = L->D;
+    ffn_aoe_ops.count(&c, &tot0, &act0, &fl0);
+    ffn_aoe_ops.destroy(L); params_free(&P);
+    // multiply-adds per token: W_down of all + the stages of all + the chosen experts' rest
+    double want[] = {n * (d * r + d * D) + K * (r * D + D * d), n * (d * r + r * D) + K * 2 * d * D,
+                     n * (d * r + r * D + d * D) + K * D * d, n * (d * r + r * D + 2 * d * D)};
+    for (int i = 0; i < 4; i++) {
+        L = layer(&c, &P, "aoe", at[i], 1, 5);
+        ffn_aoe_ops.count(&c, &tot, &act, &fl);
+        CHECK_NEAR(tot, tot0, 0.5);
+        CHECK_NEAR(act, want[i], 0.5);
+        CHECK_NEAR(fl, 2 * want[i], 0.5);
+        float *x = test_randn(5 * 8, 1, 40 + i), *out = falloc(5 * 8);
+        double z[4], rk[4], key[12];
+        ffn_aoe_ops.forward(L, &P, out, x, 5, 0, NULL);
+        for (int t = 0; t < 5; t++) {
+            L->score.ops->forward_naive(&L->score, &P, x + t * 8, z, rk, key);
+            for (int e = 0; e < 4; e++) CHECK_NEAR(L->score.S[t * 4 + e], z[e], 1e-4 * z[e] + 1e-6);
+        }
+        free(x); free(out);
+        ffn_aoe_ops.destroy(L); params_free(&P);
+    }
+    CHECK(act0 < want[0]);
+    char buf[256];
+    config_defaults(&c);
+    config_set(&c, "model.ffn.type=aoe", "test");
+    config_set(&c, "model.ffn.aoe_norm_at=silu", "test");
+    config_set(&c, "train.expert_parallel=2", "test");
+    CHECK_STR_CONTAINS(score_check(&c, buf, sizeof buf), "expert_parallel");
+}
+
 // The norm kinds rank by what they say: S = Σ|c| and max|c| of the key x·W_down^e.
 TEST(aoe_norm_values) {
     Config c;
@@ -178,6 +226,33 @@ TEST(moe_score_override_norm_probe) {
         ffn_moe_ops.destroy(M);
         params_free(&P);
     }
+    // random: K distinct experts per token, each expert about K/n of the time, gates 1/K; equals
+    // the reference (same draws from the same token); a different seed draws differently
+    const char *rnd[] = {"model.ffn.score_override=random", "train.seed=9"};
+    int Tr = 400, same = 0;
+    int *ch = xcalloc((size_t)Tr * 2, sizeof(int)), *ch2 = xcalloc((size_t)Tr * 2, sizeof(int));
+    for (int pass = 0; pass < 2; pass++) {
+        MoeLayer *M = layer(&c, &P, "moe", rnd, 1 + pass, Tr);
+        float *xx = test_randn(Tr * 8, 1, 77), *o = falloc(Tr * 8), *r = falloc(Tr * 8);
+        ffn_moe_ops.forward(M, &P, o, xx, Tr, 0, NULL);
+        moe_forward_naive(M, &P, r, xx, Tr, pass ? ch2 : ch);
+        CHECK(max_rel_err(o, r, (long)Tr * 8, 1e-3) < 1e-4);
+        int cnt[4] = {0};
+        for (int t = 0; t < Tr; t++) {
+            const int *e = M->sel->expert + t * 2;
+            CHECK(e[0] != e[1] && e[0] >= 0 && e[1] >= 0);
+            CHECK_EQ_INT(e[0], (pass ? ch2 : ch)[t * 2]);
+            CHECK_NEAR(M->sel->gate[t * 2], 0.5, 1e-6);
+            cnt[e[0]]++; cnt[e[1]]++;
+            if (pass) same += ch[t * 2] == ch2[t * 2] && ch[t * 2 + 1] == ch2[t * 2 + 1];
+        }
+        for (int e = 0; e < 4; e++) CHECK(fabs(cnt[e] - Tr * 0.5) < 5 * sqrt(Tr * 0.5 * 0.5));  // 5 sigma
+        free(xx); free(o); free(r);
+        ffn_moe_ops.destroy(M);
+        params_free(&P);
+    }
+    CHECK(same < Tr / 3);  // 1/6 of pairs agree by chance
+    free(ch); free(ch2);
     char *err = NULL;
     const char *d = test_tiny_data();  // shipped data may be unprepared (fresh clone)
     CHECK_EQ_INT(aoe_run(NULL, &err, "train configs/moe.json model.ffn.score_override=norm train.steps=1 "

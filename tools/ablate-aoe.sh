@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # ablate-aoe.sh — the AoE paper's ablations at this machine's scale (docs/results.md, "AoE"): the
 # MoE rows of its Table 2 (± balancing loss, factorised W_g, large router), AoE at two ranks ±
-# balancing loss, the norm that ranks experts (App. A: l1, linf), then per finished run the
+# balancing loss, the norm that ranks experts (App. A: l1, linf), where it is taken (x·W_down, x·W_p,
+# SiLU(x·W_down·W_up), SiLU(·)⊙x·W_p, the expert's output), then per finished run the
 # expert-load analysis on held-out text (`aoe analyze load`, Fig. 3) and, for the router MoE, the
-# router-free probe (`aoe eval --select-override norm`, §3.1) against its router.
+# router-free probe (`aoe eval --select-override norm`, §3.1) against its router and against
+# experts drawn at random (`--select-override random`).
 set -euo pipefail
 # shellcheck disable=SC2034  # read by study-lib.sh
 study_name=aoe
@@ -28,9 +30,12 @@ OUT/runs, then OUT/aoe/report.md (aoe report), OUT/aoe/analyze-load.md and OUT/a
   moe-lb-router         + two-layer router of hidden width $H = n·R1·d/(d+n) (row 4)
   aoe-nolb, aoe-lb      configs/aoe.json at d_low R1 and R2 = $R2, d_wide 0 (rows 5-12)
   aoe-lb-l1, aoe-lb-linf  AoE (d_low R1) ranking experts by the l1 / linf norm (App. A)
+  aoe-lb-at             AoE (d_low R1 + lb) with the norm at aoe_norm_at = proj, silu, act,
+                        output (aoe-lb at d_low R1 is the paper's x·W_down)
 Each finished run gets RUN/analyze-load.md (aoe analyze load RUN --text TEXT --max-tokens
 TEXT_TOKENS [$TEXT, $TEXT_TOKENS]); the router MoE runs also RUN/probe.md: validation bpb
-(first PROBE_WINDOWS windows) with the router and with --select-override at each node.
+(first PROBE_WINDOWS windows) with the router, with --select-override at each node, and with
+--select-override random (K experts drawn uniformly per token, gates 1/K).
 EOF
     study_usage_common
 }
@@ -45,6 +50,8 @@ study_run aoe-nolb configs/aoe.json "model.ffn.lb_coef=0 model.ffn.d_wide=0" "mo
 study_run aoe-lb configs/aoe.json "model.ffn.lb_coef=0.01 model.ffn.d_wide=0" "model.ffn.d_low=$R1,$R2"
 study_run aoe-lb-l1 configs/aoe.json "model.ffn.lb_coef=0.01 model.ffn.d_wide=0 model.ffn.d_low=$R1 model.ffn.aoe_norm=l1"
 study_run aoe-lb-linf configs/aoe.json "model.ffn.lb_coef=0.01 model.ffn.d_wide=0 model.ffn.d_low=$R1 model.ffn.aoe_norm=linf"
+study_run aoe-lb-at configs/aoe.json "model.ffn.lb_coef=0.01 model.ffn.d_wide=0 model.ffn.d_low=$R1" \
+    "model.ffn.aoe_norm_at=proj,silu,act,output"
 ablate_each analyze-load "$AOE" analyze load {} --text "$TEXT" --max-tokens "$TEXT_TOKENS"
 ablate_table analyze-load "Expert load per layer on $TEXT ($TEXT_TOKENS tokens), mean ± std over seeds"
 # the router-free probe (the paper's Table 1 nodes): the validation shards' first PROBE_WINDOWS
@@ -56,13 +63,13 @@ probe() {
     val=$(sed -n 's/.*"val":[[:space:]]*"\([^"]*\)".*/\1/p' "$r/config.json" | head -1)
     "$AOE" eval "$r" --tasks "shards:$val" --limit "$PROBE_WINDOWS" --out "$r/probe-router" >"$r/probe.log" 2>&1 || return 1
     row="| 0 | $(bpb "$r/probe-router") |"
-    for node in norm norm_proj norm_silu norm_act norm_output; do
+    for node in norm norm_proj norm_silu norm_act norm_output random; do
         "$AOE" eval "$r" --tasks "shards:$val" --limit "$PROBE_WINDOWS" --select-override $node --out "$r/probe-$node" \
             >>"$r/probe.log" 2>&1 || return 1
         row+=" $(bpb "$r/probe-$node") |"
     done
-    printf '| layer | router | x W_g | x W_p | SiLU(x W_g) | SiLU(x W_g) * x W_p | expert output |\n'
-    printf '|---:|---:|---:|---:|---:|---:|---:|\n%s\n' "$row"
+    printf '| layer | router | x W_g | x W_p | SiLU(x W_g) | SiLU(x W_g) * x W_p | expert output | random |\n'
+    printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n%s\n' "$row"
 }
 if ((!DRY)); then
     for r in "${study_runs[@]}"; do
@@ -71,5 +78,5 @@ if ((!DRY)); then
         probe "$r" >"$r/probe.md.tmp" && mv "$r/probe.md.tmp" "$r/probe.md" || echo "$study_name: probe failed for $r" >&2
     done
 fi
-ablate_table probe "Router-free probe: validation bits per byte ($PROBE_WINDOWS windows) with the router and by the norm of each node (--select-override)"
+ablate_table probe "Router-free probe: validation bits per byte ($PROBE_WINDOWS windows) with the router, by the norm of each node and at random (--select-override)"
 study_report

@@ -42,9 +42,10 @@ typedef struct {
     int etr_renorm;       // ETR gates renormalised over the kept experts (default: the paper's full softmax)
     int erc_log;          // log ε and the clean-router ERC loss in training stats without training on it
     char aoe_norm[8];     // AoE: the norm that ranks experts, l2 | l1 | linf
+    char aoe_norm_at[8];  // AoE: where it is taken, down | proj | silu | act | output
     int gate_rank;        // router MoE: experts' W_g factorised as W_down·W_up of this rank (0 = full)
     int router_hidden;    // router MoE: two-layer linear router of this hidden width (0 = one layer)
-    char score_override[16];  // router MoE, evaluation: none | norm (router-free probe), see docs/select.md
+    char score_override[16];  // router MoE, evaluation: none | norm* (router-free probe) | random, see docs/select.md
 } FfnConfig;
 
 typedef struct {

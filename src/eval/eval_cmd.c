@@ -47,7 +47,9 @@ static void usage(FILE *f) {
             "                     dot products); default: the precision the checkpoint was trained in\n"
             "  --select-override NODE  router MoE: choose and gate experts by the norm of a node of every\n"
             "                     expert instead of the router (AoE's router-free probe, docs/select.md):\n"
-            "                     norm (x W_g), norm_proj, norm_silu, norm_act, norm_output\n"
+            "                     norm (x W_g), norm_proj, norm_silu, norm_act, norm_output; or random:\n"
+            "                     K experts drawn uniformly per token (seeded by the checkpoint's\n"
+            "                     train.seed and the token), gates 1/K: the no-information baseline\n"
             "  --load-stats       MoE/AoE: per task and sparse layer, expert counts, Ent_load, Ent_conf and\n"
             "                     max-min load on the task's real tokens, into load_stats.json next to\n"
             "                     results.json (docs/eval.md)\n"
@@ -160,10 +162,12 @@ int cmd_eval(int argc, char **argv) {
             else if (!strcmp(a, "--threads")) threads = parse_int(a, v, 0, 4096);
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
             else if (!strcmp(a, "--select-override")) {
-                static const char *const nodes[] = {"norm", "norm_proj", "norm_silu", "norm_act", "norm_output"};
+                static const char *const nodes[] = {"norm", "norm_proj", "norm_silu", "norm_act", "norm_output", "random"};
                 int ok = 0;
-                for (int q = 0; q < 5; q++) ok |= !strcmp(v, nodes[q]);
-                if (!ok) die_input("--select-override: expected norm, norm_proj, norm_silu, norm_act or norm_output, got '%s'", v);
+                for (int q = 0; q < 6; q++) ok |= !strcmp(v, nodes[q]);
+                if (!ok)
+                    die_input("--select-override: expected norm, norm_proj, norm_silu, norm_act, norm_output or random, "
+                              "got '%s'", v);
                 snprintf(probe_set, sizeof probe_set, "model.ffn.score_override=%s", v);
                 n_over = sizeof probe / sizeof *probe;
             }

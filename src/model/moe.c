@@ -19,9 +19,6 @@
 static int expert_parallel_mode = -1;
 void moe_set_expert_parallel(int mode) { expert_parallel_mode = mode; }
 
-typedef void (*MatmulFn)(float *, int, const float *, int, const float *, int, int, int, int, int, int,
-                         float, float);
-
 // The config as this FFN kind sees it: model.ffn.type is the kind's own name (the score source
 // follows it), whatever the config says for the other layers.
 static Config as_type(const Config *c, const char *type) {
@@ -113,21 +110,31 @@ static void moe_destroy(void *self) {
 }
 
 // ---- scores ----
-// The experts' gradient into the source's keys: dkey [T,n·r] = the gathered dCe rows scattered
-// back to their (token, expert), zero where the expert did not run.
-static void scatter_dkey(MoeLayer *L, int T) {
-    int n = L->n, r = L->r, km = L->kmax;
-    float *dkey = L->score.dkey;
-    memset(dkey, 0, sizeof(float) * (size_t)T * n * r);
+// The experts read the source's keys unless the source computed their gate branch (u) or all of
+// them (y) itself (score.h stages).
+static int reads_keys(const MoeLayer *L) { return L->r && !(L->score.stages & (STAGE_U | STAGE_Y)); }
+
+// The row buffer of a source stage (bit i of STAGE_*) on the layer's side, and its gradient.
+static float *stage_rows(MoeLayer *L, int i, int grad) {
+    int b = 1 << i;
+    return b == STAGE_U ? (grad ? L->dU : L->U) : b == STAGE_V ? (grad ? L->dV : L->V) : (grad ? L->dY : L->Y);
+}
+
+// A source's per-(token, expert) array [T,n,w] from the processed rows [rows,w]: the rows
+// scattered back to their (token, expert), zero where the expert did not run. The experts'
+// gradients into the source's keys and stages.
+static void scatter_rows(MoeLayer *L, float *dst, const float *rows, int w, int T) {
+    int n = L->n, km = L->kmax;
+    memset(dst, 0, sizeof(float) * (size_t)T * n * w);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int j = 0; j < km; j++) {
             int row = L->slot_row[(size_t)t * km + j];
             if (row < 0) continue;
             int e = L->sel->expert[(size_t)t * km + j];
-            float *dc = dkey + (size_t)t * n * r + (size_t)e * r;
-            const float *src = L->dCe + (size_t)row * r;
-            for (int i = 0; i < r; i++) dc[i] += src[i];
+            float *o = dst + ((size_t)t * n + e) * w;
+            const float *src = rows + (size_t)row * w;
+            for (int i = 0; i < w; i++) o[i] += src[i];
         }
 }
 
@@ -151,14 +158,19 @@ static void dispatch_build(MoeLayer *L, const float *x, int T) {
         L->row_slot[row] = (int)i;
     }
     free(fill);
+    int keys = reads_keys(L), D = L->D;
+    const Score *sc = &L->score;
 #pragma omp parallel for schedule(static)
     for (int row = 0; row < L->rows; row++) {
         int i = L->row_slot[row], t = i / km;
+        size_t te = (size_t)t * n + ex[i];  // (token, expert)
         memcpy(L->Xe + (size_t)row * d, x + (size_t)t * d, sizeof(float) * d);
-        if (r) {
-            int e = ex[i];
-            memcpy(L->Ce + (size_t)row * r, L->score.key + (size_t)t * n * r + (size_t)e * r, sizeof(float) * r);
-        }
+        if (keys) memcpy(L->Ce + (size_t)row * r, sc->key + te * r, sizeof(float) * r);
+        for (int s = 0; s < N_STAGES; s++)  // what the source computed for every expert: reused
+            if (sc->stages & 1 << s) {
+                size_t w = (1 << s) == STAGE_Y ? (size_t)d : (size_t)D;
+                memcpy(stage_rows(L, s, 0) + (size_t)row * w, sc->stage[s] + te * w, sizeof(float) * w);
+            }
     }
 }
 
@@ -169,52 +181,31 @@ static int use_expert_parallel(const MoeLayer *L) {
 }
 
 // Expert e over its m rows: U = In·Wg with In = Xe (or the keys Ce, width r, when the source
-// has keys: AoE's Wup), V = Xe·Wp, A = SiLU(U)⊙V, Y = A·Wo.
-static void expert_forward(MoeLayer *L, const Params *P, int e, MatmulFn mm) {
+// has keys: AoE's Wup), V = Xe·Wp, A = SiLU(U)⊙V, Y = A·Wo — less what the source computed
+// (its stages: gathered, not recomputed; their gradients handed back, not propagated).
+static ExpertPass expert_pass(MoeLayer *L, Params *P, int e) {
     const struct ExpertRows *x = &L->ex;
-    int m = x->cnt[e], d = L->d, D = L->D, gi = L->gin;
-    if (!m) return;
+    int d = L->d, D = L->D, gi = L->gin;
     size_t b = x->start[e];
-    float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D;
-    const float *Xe = x->Xe + b * d, *In = L->r ? x->Ce + b * L->r : Xe;
-    mm(U, D, In, gi, P->w + L->o_gate + (size_t)e * gi * D, D, m, D, gi, 0, 0, 1, 0);
-    mm(V, D, Xe, d, P->w + L->o_proj + (size_t)e * d * D, D, m, D, d, 0, 0, 1, 0);
-    for (size_t i = 0; i < (size_t)m * D; i++) A[i] = silu(U[i]) * V[i];
-    mm(x->Y + b * d, d, A, D, P->w + L->o_out + (size_t)e * D * d, d, m, d, D, 0, 0, 1, 0);
+    return (ExpertPass){
+        .m = x->cnt[e], .d = d, .D = D, .gin = gi, .todo = STAGE_ALL & ~L->score.stages,
+        .x = x->Xe + b * d, .in = L->r ? x->Ce + b * L->r : x->Xe + b * d, .ldx = d, .ldin = gi, .ldD = D, .ldy = d,
+        .Wg = P->w + L->o_gate + (size_t)e * gi * D, .Wp = P->w + L->o_proj + (size_t)e * d * D,
+        .Wo = P->w + L->o_out + (size_t)e * D * d, .gWg = P->g + L->o_gate + (size_t)e * gi * D,
+        .gWp = P->g + L->o_proj + (size_t)e * d * D, .gWo = P->g + L->o_out + (size_t)e * D * d,
+        .u = L->U + b * D, .v = L->V + b * D, .a = L->A + b * D, .y = x->Y + b * d,
+        .du = L->dU + b * D, .dv = L->dV + b * D, .dy = x->dY + b * d, .dx = x->dXe + b * d,
+        .din = L->r ? x->dCe + b * L->r : NULL};
 }
 
-// Expert e backward from dY [m,d]: dWo += A^T·dY; dA = dY·Wo^T; dV = dA⊙SiLU(U);
-// dU = dA⊙V⊙SiLU'(U); dWp += Xe^T·dV; dXe = dV·Wp^T; input x: dWg += Xe^T·dU, dXe += dU·Wg^T;
-// input keys: dWup += Ce^T·dU, dCe = dU·Wup^T.
+static void expert_forward(MoeLayer *L, const Params *P, int e, MatmulFn mm) {
+    ExpertPass p = expert_pass(L, (Params *)P, e);
+    expert_pass_forward(&p, mm);
+}
+
 static void expert_backward(MoeLayer *L, Params *P, int e, MatmulFn mm) {
-    const struct ExpertRows *x = &L->ex;
-    int m = x->cnt[e], d = L->d, D = L->D, r = L->r, gi = L->gin;
-    if (!m) return;
-    size_t b = x->start[e];
-    const float *U = L->U + b * D, *V = L->V + b * D, *A = L->A + b * D, *Xe = x->Xe + b * d;
-    const float *dY = x->dY + b * d;
-    float *dU = L->dU + b * D, *dV = L->dV + b * D, *dXe = x->dXe + b * d;
-    const float *Wg = P->w + L->o_gate + (size_t)e * gi * D;
-    const float *Wp = P->w + L->o_proj + (size_t)e * d * D, *Wo = P->w + L->o_out + (size_t)e * D * d;
-    float *gWg = P->g + L->o_gate + (size_t)e * gi * D;
-    float *gWp = P->g + L->o_proj + (size_t)e * d * D, *gWo = P->g + L->o_out + (size_t)e * D * d;
-    mm(gWo, d, A, D, dY, d, D, d, m, 1, 0, 1, 1);
-    mm(dU, D, dY, d, Wo, d, m, D, d, 0, 1, 1, 0);  // dA, in place below
-    for (size_t i = 0; i < (size_t)m * D; i++) {
-        float da = dU[i];
-        dV[i] = da * silu(U[i]);
-        dU[i] = da * V[i] * silu_grad(U[i]);
-    }
-    mm(gWp, D, Xe, d, dV, D, d, D, m, 1, 0, 1, 1);
-    mm(dXe, d, dV, D, Wp, D, m, d, D, 0, 1, 1, 0);
-    if (r) {
-        const float *Ce = x->Ce + b * r;
-        mm(gWg, D, Ce, r, dU, D, r, D, m, 1, 0, 1, 1);
-        mm(x->dCe + b * r, r, dU, D, Wg, D, m, r, D, 0, 1, 1, 0);
-    } else {
-        mm(gWg, D, Xe, d, dU, D, d, D, m, 1, 0, 1, 1);
-        mm(dXe, d, dU, D, Wg, D, m, d, D, 0, 1, 1, 1);
-    }
+    ExpertPass p = expert_pass(L, P, e);
+    expert_pass_backward(&p, mm);
 }
 
 static void experts_run(MoeLayer *L, Params *P, int backward) {
@@ -335,7 +326,10 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
     select_backward(L->sel, L->dgate, L->score.dS, aux_scale);
     SelectParams v = param_view(L, P);
     select_param_aux_backward(L->sel, &v, aux_scale);
-    if (L->r) scatter_dkey(L, T);
+    if (reads_keys(L)) scatter_rows(L, L->score.dkey, L->dCe, L->r, T);
+    for (int i = 0; i < N_STAGES; i++)
+        if (L->score.stages & 1 << i)
+            scatter_rows(L, L->score.dstage[i], stage_rows(L, i, 1), (1 << i) == STAGE_Y ? L->d : L->D, T);
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
     score_backward(&L->score, P, dx, x, T);
@@ -366,9 +360,10 @@ static void moe_write_stats(void *self, FILE *f, long step, int layer) {
 
 static void moe_set_progress(void *self, float progress) { ((MoeLayer *)self)->sel->progress = progress; }
 
-// Per layer: parameters, parameters a token touches (all scores + K experts), and forward FLOPs
-// per token (2 per multiply-add; scores, K experts, gates/norms ignored). Expert: gate branch
-// (input x or the source's key) + projection + output.
+// Per layer: parameters, parameters a token touches (the score source's + K experts'), and
+// forward FLOPs per token (2 per multiply-add; gates, norms and SiLU ignored). Expert: gate
+// branch (input x or the source's key) + projection + output, less the stages the source
+// already computed for every expert (counted in its macs: AoE's proj..output positions).
 static void sparse_count(const Config *cfg, const char *type, double *total, double *active, double *flops) {
     Config k = as_type(cfg, type);
     const Config *c = &k;
@@ -376,10 +371,13 @@ static void sparse_count(const Config *cfg, const char *type, double *total, dou
     double D = strcmp(type, "aoe") && c->ffn.gate_rank <= 0 ? c->ffn.d_ff : ffn_d_wide(c);
     double d = c->d_model, n = c->ffn.n_experts, K = c->ffn.top_k;
     double score = so && so->count ? so->count(c) : 0, r = so && so->key_dim ? so->key_dim(c) : 0;
+    double macs = so && so->macs ? so->macs(c) : score;
+    int st = so && so->stages ? so->stages(c) : 0;
     double expert = (r ? r : d) * D + 2 * d * D;
+    double rest = st & STAGE_Y ? 0 : (st & STAGE_U ? 0 : (r ? r : d) * D) + (st & STAGE_V ? 0 : d * D) + D * d;
     *total = score + n * expert;
-    *active = score + K * expert;  // every token pays the whole score source (AoE: every W_down)
-    *flops = 2 * (score + K * expert);
+    *active = macs + K * rest;  // every token pays the whole score source (AoE: every W_down)
+    *flops = 2 * (macs + K * rest);
 }
 
 static void moe_count(const Config *c, double *total, double *active, double *flops) {

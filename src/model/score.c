@@ -11,6 +11,7 @@
 // ---- the table: one line per source, specific before general (score_for takes the first match) ----
 static const ScoreOps *const sources[] = {
     &score_aoe_norm,
+    &score_aoe_at,
     &score_expert_norm,
     &score_router_lowrank,
     &score_router_mlp,
@@ -62,12 +63,21 @@ void score_create(Score *s, const ScoreOps *ops, Params *P, const Config *c, int
         s->key = falloc(tn * s->r);
         s->dkey = falloc(tn * s->r);
     }
+    s->stages = ops->stages ? ops->stages(c) : 0;
+    s->D = s->stages ? ffn_d_wide(c) : 0;  // stages are AoE's (Eq.5 width)
+    for (int i = 0; i < N_STAGES; i++)
+        if (s->stages & 1 << i) {
+            size_t w = (1 << i) == STAGE_Y ? (size_t)s->d : (size_t)s->D;
+            s->stage[i] = falloc(tn * w);
+            s->dstage[i] = falloc(tn * w);
+        }
     s->mean_sum = xcalloc(s->n, sizeof(double));
 }
 
 void score_destroy(Score *s) {
     if (s->ops && s->ops->free) s->ops->free(s);
     free(s->S); free(s->dS); free(s->rank); free(s->key); free(s->dkey); free(s->mean_sum);
+    for (int i = 0; i < N_STAGES; i++) { free(s->stage[i]); free(s->dstage[i]); }
 }
 
 void score_forward(Score *s, const Params *P, const float *x, int T, int train) {

@@ -11,15 +11,26 @@
 //             the input of their gate branch (w_up [n,r,D])                        (score_aoe.c)
 //   grap      asked for by model.ffn.select etr: fixed GrAP affinities, no parameters (grap.c)
 //   router_lowrank, router_mlp  model.ffn.gate_rank / router_hidden > 0 (score_router_ext.c)
-//   expert_norm  model.ffn.score_override norm: evaluation probe ||x·W_g^e|| (score_router_ext.c)
+//   aoe_at    model.ffn.type aoe, model.ffn.aoe_norm_at proj|silu|act|output: the norm of a later
+//             node of every expert's computation (score_aoe_at.c; stages below)
+//   expert_norm  model.ffn.score_override norm*|random: evaluation probe ||x·W_g^e||, ... or a
+//             uniformly random choice (score_router_ext.c)
 //
 // Keys: a source with r > 0 caches a per-expert key [T,n,r] that the layer's experts use as the
 // input of their gate branch instead of x (AoE reuses x·W_down^e). Its backward then also takes
-// dkey [T,n·r], the experts' gradient into the keys (zero for experts that did not run).
+// dkey [T,n·r], the experts' gradient into the keys (zero for experts that did not run), when the
+// experts read the keys (no U or Y stage below); otherwise dkey is the source's own scratch.
+//
+// Stages (model/expert.h): a source may compute part of every expert's own computation for every
+// token — u = the gate branch before SiLU [T,n,D], v = x·W_p [T,n,D], y = the output [T,n,d] (row
+// t, column block e = expert e). The layer's experts then gather these for their rows instead of
+// recomputing them, and hand back their gradients at them in dstage (zero where an expert did
+// not run); the source's backward propagates them, with its own, through the stage.
 #ifndef AOE_SCORE_H
 #define AOE_SCORE_H
 
 #include "config/config.h"
+#include "model/expert.h"
 #include "model/params.h"
 #include "select/select.h"
 
@@ -34,6 +45,9 @@ typedef struct {
     float *S, *dS;              // [max_T,n] scores; their gradient (filled by the layer)
     float *rank;                // [max_T,n] what methods rank by when it differs from S, else NULL
     float *key, *dkey;          // [max_T,n·r] keys; their gradient from the experts (r > 0)
+    int stages, D;              // STAGE_* mask the source computes for the layer; expert width
+    float *stage[N_STAGES];     // [max_T,n,w] by bit (u, v: w = D; y: w = d), NULL if not computed
+    float *dstage[N_STAGES];    // their gradients
     double *mean_sum;           // [n] Σ over training tokens of S (for ops->mean_stat)
     long mean_tokens;
     void *priv;                 // source state
@@ -69,8 +83,13 @@ typedef struct ScoreOps {
     // values forward_naive returned for the same x_t.
     void (*backward_naive)(const Score *s, const Params *P, const float *xt, const double *z, const double *rank,
                            const double *key, const double *dz, const double *dkey, double *G, double *dxt);
-    // Parameters per layer, all active for every token (forward FLOPs = 2 per parameter).
+    // Parameters the source registers per layer.
     double (*count)(const Config *c);
+    // Multiply-adds per token (= the parameters a token touches here, each used once), including
+    // the stages computed for every expert; NULL = count (every parameter once per token).
+    double (*macs)(const Config *c);
+    // The stages (STAGE_* mask) the source computes for the layer's experts; NULL = none.
+    int (*stages)(const Config *c);
     int expert_work;        // profile the forward/backward as expert work (1) or dispatch (0)
     const char *mean_stat;  // load.jsonl key for the per-expert mean score, NULL = not written
     // The model.ffn.* keys the source reads, also those its match reads to pick it (names after
@@ -96,7 +115,13 @@ void score_write_stats(Score *s, FILE *f);
 // Sums the mean's accumulators over the data-parallel ranks (collective; no-op on one rank).
 void score_stats_reduce(Score *s);
 
-extern const ScoreOps score_router, score_aoe_norm, score_grap, score_router_lowrank, score_router_mlp,
+// AoE norms shared by the AoE sources (score_aoe.c): the kind model.ffn.aoe_norm names, and the
+// norm of c [r] with, if g != NULL, g += k·∂||c||/∂c (float and double twins).
+int aoe_norm_kind(const Config *c);
+double aoe_norm_f(int kind, const float *c, int r, double k, float *g);
+double aoe_norm_d(int kind, const double *c, int r, double k, double *g);
+
+extern const ScoreOps score_router, score_aoe_norm, score_aoe_at, score_grap, score_router_lowrank, score_router_mlp,
     score_expert_norm;
 
 #endif

@@ -11,7 +11,7 @@
 #include "model/kernels.h"
 #include "model/score.h"
 
-static int aoe_match(const Config *c) { return !strcmp(c->ffn.type, "aoe"); }
+static int aoe_match(const Config *c) { return !strcmp(c->ffn.type, "aoe") && !strcmp(c->ffn.aoe_norm_at, "down"); }
 
 static const char *aoe_check(const Config *c, char *buf, int len) {
     if (c->ffn.d_low >= c->d_model) {
@@ -25,6 +25,9 @@ static int aoe_key_dim(const Config *c) { return c->ffn.d_low; }
 
 enum { NORM_L2, NORM_L1, NORM_LINF };
 static int norm_kind(const Score *s) { return *(const int *)s->priv; }
+int aoe_norm_kind(const Config *c) {
+    return !strcmp(c->ffn.aoe_norm, "l1") ? NORM_L1 : !strcmp(c->ffn.aoe_norm, "linf") ? NORM_LINF : NORM_L2;
+}
 
 // The norm of c [r] (double) and, if g != NULL, its gradient g [r] scaled by k: g += k·∂||c||/∂c.
 // One function for the fast path (float keys) and the naive twin (double keys) via two wrappers.
@@ -43,8 +46,8 @@ static int norm_kind(const Score *s) { return *(const int *)s->priv; }
     else if (kind == NORM_L1) { for (int j = 0; j < r; j++) g[j] += (T)(c[j] > 0 ? k : c[j] < 0 ? -k : 0); } \
     else if (c[arg] != 0) g[arg] += (T)(c[arg] > 0 ? k : -k);                                           \
     return q;
-static double norm_f(int kind, const float *c, int r, double k, float *g) { NORM_BODY(float) }
-static double norm_d(int kind, const double *c, int r, double k, double *g) { NORM_BODY(double) }
+double aoe_norm_f(int kind, const float *c, int r, double k, float *g) { NORM_BODY(float) }
+double aoe_norm_d(int kind, const double *c, int r, double k, double *g) { NORM_BODY(double) }
 #undef NORM_BODY
 
 static void aoe_init(Score *s, Params *P, const Config *c) {
@@ -52,7 +55,7 @@ static void aoe_init(Score *s, Params *P, const Config *c) {
     snprintf(name, sizeof name, "layers.%d.ffn.w_down", s->layer);
     s->o_param = (long)params_add(P, name, 1, INIT_NORMAL, c->init_std, 2, s->d, s->n * s->r);
     int *kind = xmalloc(sizeof(int));
-    *kind = !strcmp(c->ffn.aoe_norm, "l1") ? NORM_L1 : !strcmp(c->ffn.aoe_norm, "linf") ? NORM_LINF : NORM_L2;
+    *kind = aoe_norm_kind(c);
     s->priv = kind;
 }
 
@@ -65,7 +68,7 @@ static void aoe_forward(Score *s, const Params *P, const float *x, int T) {
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int e = 0; e < n; e++)
-            s->S[(size_t)t * n + e] = (float)norm_f(kind, s->key + (size_t)t * n * r + (size_t)e * r, r, 0, NULL);
+            s->S[(size_t)t * n + e] = (float)aoe_norm_f(kind, s->key + (size_t)t * n * r + (size_t)e * r, r, 0, NULL);
 }
 
 // dC = dS·∂||C||/∂C (the norm) + dkey (the experts' path), in place in dkey;
@@ -76,7 +79,7 @@ static void aoe_backward(Score *s, Params *P, float *dx, const float *x, int T) 
     for (int t = 0; t < T; t++)
         for (int e = 0; e < n; e++) {
             size_t o = (size_t)t * n * r + (size_t)e * r;
-            norm_f(kind, s->key + o, r, s->dS[(size_t)t * n + e], s->dkey + o);
+            aoe_norm_f(kind, s->key + o, r, s->dS[(size_t)t * n + e], s->dkey + o);
         }
     matmul(P->g + s->o_param, n * r, x, d, s->dkey, n * r, d, n * r, T, 1, 0, 1, 1);
     matmul(dx, d, s->dkey, n * r, P->w + s->o_param, n * r, T, d, n * r, 0, 1, 1, 1);
@@ -92,7 +95,7 @@ static void aoe_forward_naive(const Score *s, const Params *P, const float *xt, 
             c[j] = 0;
             for (int k = 0; k < d; k++) c[j] += (double)xt[k] * W[(size_t)k * n * r + (size_t)e * r + j];
         }
-        z[e] = rank[e] = norm_d(norm_kind(s), c, r, 0, NULL);
+        z[e] = rank[e] = aoe_norm_d(norm_kind(s), c, r, 0, NULL);
     }
 }
 
@@ -106,7 +109,7 @@ static void aoe_backward_naive(const Score *s, const Params *P, const float *xt,
     for (int e = 0; e < n; e++) {
         const double *c = key + (size_t)e * r;
         memcpy(dc, dkey + (size_t)e * r, sizeof(double) * r);
-        norm_d(norm_kind(s), c, r, dz[e], dc);
+        aoe_norm_d(norm_kind(s), c, r, dz[e], dc);
         for (int j = 0; j < r; j++) {
             double dcj = dc[j];
             for (int k = 0; k < d; k++) {

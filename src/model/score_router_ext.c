@@ -234,18 +234,32 @@ const ScoreOps score_router_mlp = {
 //   norm_act     SiLU(u) ⊙ v          norm_output  the expert's output (SiLU(u) ⊙ v)·W_o^e
 // It registers the router tensor like the router source, unused, so the model's parameter table
 // still matches its checkpoint. Cost: the node for all n experts per token (norm_output: n full
-// expert FFNs, n/K times the experts' FLOPs of the top-K layer). No backward.
-enum { NODE_GATE, NODE_PROJ, NODE_SILU, NODE_ACT, NODE_OUT };
+// expert FFNs, n/K times the experts' FLOPs of the top-K layer); the chosen experts then run as
+// usual (the probe hands them nothing). No backward.
+//   random       the baseline without information: S = 0 and the experts ranked by uniform
+//                draws, so the top-K is K experts drawn uniformly without replacement and the
+//                gates are the model's over equal scores (top-K softmax: 1/K each). The draws
+//                come from a hash of train.seed, the layer and the token's input x_t, so they
+//                do not depend on batching and the naive twin reproduces them.
+enum { NODE_GATE, NODE_PROJ, NODE_SILU, NODE_ACT, NODE_OUT, NODE_RANDOM };
 
 typedef struct {
     int node, D;
+    uint64_t seed;
     long o_gate, o_proj, o_out;  // w_gate, w_proj [n,d,D], w_out [n,D,d], found by name at first use
     float *U, *V, *Y;            // [max_T,D] x2, [max_T,d] scratch
 } Probe;
 
 static int probe_node(const char *v) {
     return !strcmp(v, "norm_proj") ? NODE_PROJ : !strcmp(v, "norm_silu") ? NODE_SILU : !strcmp(v, "norm_act") ? NODE_ACT
-           : !strcmp(v, "norm_output") ? NODE_OUT : NODE_GATE;
+           : !strcmp(v, "norm_output") ? NODE_OUT : !strcmp(v, "random") ? NODE_RANDOM : NODE_GATE;
+}
+
+// random: the generator of token x_t's draws in layer `layer`, seeded by (seed, layer, x_t).
+static Rng random_draws(uint64_t seed, int layer, const float *xt, int d) {
+    Rng g;
+    rng_seed(&g, hash64(xt, sizeof(float) * d, seed * 0x9e3779b97f4a7c15ULL + (uint64_t)layer));
+    return g;
 }
 
 static int probe_match(const Config *c) { return !strcmp(c->ffn.type, "moe") && strcmp(c->ffn.score_override, "none"); }
@@ -254,6 +268,8 @@ static const char *probe_check(const Config *c, char *buf, int len) {
     (void)buf; (void)len;
     if (c->ffn.gate_rank > 0 || c->ffn.router_hidden > 0)
         return "model.ffn.score_override probes a plain router MoE (model.ffn.gate_rank and router_hidden 0)";
+    if (probe_node(c->ffn.score_override) == NODE_RANDOM && strcmp(c->ffn.select, "topk"))
+        return "model.ffn.score_override random draws K experts per token: it needs model.ffn.select topk";
     return NULL;
 }
 
@@ -263,6 +279,8 @@ static void probe_init(Score *s, Params *P, const Config *c) {
     s->o_param = (long)params_add(P, name, 1, INIT_NORMAL, c->init_std, 2, s->d, s->n);
     Probe *p = xcalloc(1, sizeof *p);
     p->node = probe_node(c->ffn.score_override);
+    p->seed = c->seed;
+    if (p->node == NODE_RANDOM) s->rank = falloc((size_t)s->max_T * s->n);
     p->o_gate = -1;
     p->D = c->ffn.d_ff;
     p->U = falloc((size_t)s->max_T * p->D);
@@ -298,8 +316,19 @@ static double sq(double a) { return a * a; }
 
 static void probe_forward(Score *s, const Params *P, const float *x, int T) {
     Probe *p = s->priv;
-    probe_offsets(s, P);
     int d = s->d, n = s->n, D = p->D, node = p->node;
+    if (node == NODE_RANDOM) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < T; t++) {
+            Rng g = random_draws(p->seed, s->layer, x + (size_t)t * d, d);
+            for (int e = 0; e < n; e++) {
+                s->S[(size_t)t * n + e] = 0;
+                s->rank[(size_t)t * n + e] = (float)rng_uniform(&g);
+            }
+        }
+        return;
+    }
+    probe_offsets(s, P);
     for (int e = 0; e < n; e++) {
         if (node != NODE_PROJ) matmul(p->U, D, x, d, P->w + p->o_gate + (size_t)e * d * D, D, T, D, d, 0, 0, 1, 0);
         if (node == NODE_PROJ || node >= NODE_ACT)
@@ -327,6 +356,11 @@ static void probe_forward_naive(const Score *s, const Params *P, const float *xt
     (void)key;
     const Probe *p = s->priv;
     int d = s->d, n = s->n, D = p->D, node = p->node;
+    if (node == NODE_RANDOM) {  // float ranks, as the fast path stores them
+        Rng g = random_draws(p->seed, s->layer, xt, d);
+        for (int e = 0; e < n; e++) { z[e] = 0; rank[e] = (float)rng_uniform(&g); }
+        return;
+    }
     long og = probe_tensor(s, P, "w_gate", d, D), op = probe_tensor(s, P, "w_proj", d, D),
          oo = probe_tensor(s, P, "w_out", D, d);
     double *xd = xmalloc(sizeof(double) * d), *u = xmalloc(sizeof(double) * D), *v = xmalloc(sizeof(double) * D),
@@ -347,8 +381,13 @@ static void probe_forward_naive(const Score *s, const Params *P, const float *xt
     free(xd); free(u); free(v); free(y);
 }
 
-static double probe_count(const Config *c) {
-    return (double)c->d_model * c->ffn.n_experts * (1 + c->ffn.d_ff);  // router (unused) + every W_g
+static double probe_count(const Config *c) { return (double)c->d_model * c->ffn.n_experts; }  // the router, unused
+
+// The node of every expert per token (the chosen experts recompute theirs: counted by the layer).
+static double probe_macs(const Config *c) {
+    double d = c->d_model, n = c->ffn.n_experts, D = c->ffn.d_ff;
+    static const double per[] = {1, 1, 1, 2, 3, 0};  // d·D products: W_g, W_p, W_g, both, all three
+    return n * d * D * per[probe_node(c->ffn.score_override)];
 }
 
 const ScoreOps score_expert_norm = {
@@ -363,4 +402,5 @@ const ScoreOps score_expert_norm = {
     .free = probe_free,
     .forward_naive = probe_forward_naive,
     .count = probe_count,
+    .macs = probe_macs,
 };

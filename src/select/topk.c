@@ -11,7 +11,7 @@ static void topk_select(Selection *s, Rng *rng) {
     int n = s->n, K = s->kmax;
     for (int t = 0; t < s->T; t++) {
         int *ch = s->choice + (size_t)t * K;
-        select_topk_row(s->S + (size_t)t * n, n, K, ch);
+        select_topk_row((s->aff ? s->aff : s->S) + (size_t)t * n, n, K, ch);  // the source's rank if it has one
         select_gates_row(s, t, ch, K, s->gate + (size_t)t * K);
     }
     select_apply_capacity(s);
