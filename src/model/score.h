@@ -115,11 +115,19 @@ void score_write_stats(Score *s, FILE *f);
 // Sums the mean's accumulators over the data-parallel ranks (collective; no-op on one rank).
 void score_stats_reduce(Score *s);
 
+// The offset of the layer's expert tensor layers.<layer>.ffn.<what> [n,a,b] (registered after the
+// source, so found at first use) for sources that read the experts' own weights; dies if absent.
+long score_expert_tensor(const Score *s, const Params *P, const char *what, int a, int b);
+
 // AoE norms shared by the AoE sources (score_aoe.c): the kind model.ffn.aoe_norm names, and the
 // norm of c [r] with, if g != NULL, g += k·∂||c||/∂c (float and double twins).
 int aoe_norm_kind(const Config *c);
 double aoe_norm_f(int kind, const float *c, int r, double k, float *g);
 double aoe_norm_d(int kind, const double *c, int r, double k, double *g);
+// Naive twins of the AoE keys of expert e: c [r] = x_t·W_down^e; G += x_t ⊗ dc, dxt += W_down^e·dc.
+void aoe_key_naive(const Score *s, const Params *P, const float *xt, int e, double *c);
+void aoe_key_backward_naive(const Score *s, const Params *P, const float *xt, int e, const double *dc, double *G,
+                            double *dxt);
 
 extern const ScoreOps score_router, score_aoe_norm, score_aoe_at, score_grap, score_router_lowrank, score_router_mlp,
     score_expert_norm;

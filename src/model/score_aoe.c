@@ -85,17 +85,35 @@ static void aoe_backward(Score *s, Params *P, float *dx, const float *x, int T) 
     matmul(dx, d, s->dkey, n * r, P->w + s->o_param, n * r, T, d, n * r, 0, 1, 1, 1);
 }
 
+// Naive twins of the keys (shared with score_aoe_at.c): c_e = x_t·W_down^e [r] for expert e; and
+// back, G[W_down^e] += x_t ⊗ dc, dxt += W_down^e·dc.
+void aoe_key_naive(const Score *s, const Params *P, const float *xt, int e, double *c) {
+    int d = s->d, nr = s->n * s->r, r = s->r;
+    const float *W = P->w + s->o_param + (size_t)e * r;
+    for (int j = 0; j < r; j++) {
+        c[j] = 0;
+        for (int k = 0; k < d; k++) c[j] += (double)xt[k] * W[(size_t)k * nr + j];
+    }
+}
+
+void aoe_key_backward_naive(const Score *s, const Params *P, const float *xt, int e, const double *dc, double *G,
+                            double *dxt) {
+    int d = s->d, nr = s->n * s->r, r = s->r;
+    size_t o0 = (size_t)s->o_param + (size_t)e * r;
+    for (int j = 0; j < r; j++)
+        for (int k = 0; k < d; k++) {
+            size_t o = o0 + (size_t)k * nr + j;
+            G[o] += xt[k] * dc[j];
+            dxt[k] += dc[j] * P->w[o];
+        }
+}
+
 static void aoe_forward_naive(const Score *s, const Params *P, const float *xt, double *z, double *rank,
                               double *key) {
-    int d = s->d, n = s->n, r = s->r;
-    const float *W = P->w + s->o_param;
-    for (int e = 0; e < n; e++) {
-        double *c = key + (size_t)e * r;
-        for (int j = 0; j < r; j++) {
-            c[j] = 0;
-            for (int k = 0; k < d; k++) c[j] += (double)xt[k] * W[(size_t)k * n * r + (size_t)e * r + j];
-        }
-        z[e] = rank[e] = aoe_norm_d(norm_kind(s), c, r, 0, NULL);
+    for (int e = 0; e < s->n; e++) {
+        double *c = key + (size_t)e * s->r;
+        aoe_key_naive(s, P, xt, e, c);
+        z[e] = rank[e] = aoe_norm_d(norm_kind(s), c, s->r, 0, NULL);
     }
 }
 
@@ -103,21 +121,12 @@ static void aoe_backward_naive(const Score *s, const Params *P, const float *xt,
                                const double *rank, const double *key, const double *dz, const double *dkey,
                                double *G, double *dxt) {
     (void)rank; (void)z;
-    int d = s->d, n = s->n, r = s->r;
-    const float *W = P->w + s->o_param;
+    int r = s->r;
     double *dc = xcalloc(r, sizeof(double));
-    for (int e = 0; e < n; e++) {
-        const double *c = key + (size_t)e * r;
+    for (int e = 0; e < s->n; e++) {
         memcpy(dc, dkey + (size_t)e * r, sizeof(double) * r);
-        aoe_norm_d(norm_kind(s), c, r, dz[e], dc);
-        for (int j = 0; j < r; j++) {
-            double dcj = dc[j];
-            for (int k = 0; k < d; k++) {
-                size_t o = (size_t)k * n * r + (size_t)e * r + j;
-                G[s->o_param + o] += xt[k] * dcj;
-                dxt[k] += dcj * W[o];
-            }
-        }
+        aoe_norm_d(norm_kind(s), key + (size_t)e * r, r, dz[e], dc);
+        aoe_key_backward_naive(s, P, xt, e, dc, G, dxt);
     }
     free(dc);
 }

@@ -73,21 +73,12 @@ static void at_free(Score *s) {
     free(p->A); free(p->U); free(p->V); free(p->dU); free(p->dV); free(p);
 }
 
-static long expert_tensor(const Score *s, const Params *P, const char *what, int a, int b) {
-    char name[64];
-    snprintf(name, sizeof name, "layers.%d.ffn.%s", s->layer, what);
-    const TensorInfo *t = params_find(P, name);
-    if (!t || t->ndim != 3 || t->shape[0] != s->n || t->shape[1] != a || t->shape[2] != b)
-        die("internal: aoe_norm_at: layer %d has no %s [%d,%d,%d]", s->layer, what, s->n, a, b);
-    return (long)t->off;
-}
-
 static void find_tensors(Score *s, const Params *P) {
     At *p = s->priv;
     if (p->o_up >= 0) return;
-    p->o_up = expert_tensor(s, P, "w_up", s->r, s->D);
-    p->o_proj = expert_tensor(s, P, "w_proj", s->d, s->D);
-    p->o_out = expert_tensor(s, P, "w_out", s->D, s->d);
+    p->o_up = score_expert_tensor(s, P, "w_up", s->r, s->D);
+    p->o_proj = score_expert_tensor(s, P, "w_proj", s->d, s->D);
+    p->o_out = score_expert_tensor(s, P, "w_out", s->D, s->d);
 }
 
 // A stage buffer [T,n,w] (or its gradient): the layer's (score.h) or, for output, this source's.
@@ -224,16 +215,11 @@ static void tok_free(Tok *k) { free(k->c); free(k->u); free(k->v); free(k->a); f
 
 static void at_forward_naive(const Score *s, const Params *P, const float *xt, double *z, double *rank, double *key) {
     const At *p = s->priv;
-    int d = s->d, n = s->n, r = s->r;
-    const float *W = P->w + s->o_param;
     find_tensors((Score *)s, P);  // offsets only (the layer's tensors are registered after the source's)
     Tok k = tok_alloc(s);
-    for (int e = 0; e < n; e++) {
-        double *c = key + (size_t)e * r;
-        for (int j = 0; j < r; j++) {
-            c[j] = 0;
-            for (int i = 0; i < d; i++) c[j] += (double)xt[i] * W[(size_t)i * n * r + (size_t)e * r + j];
-        }
+    for (int e = 0; e < s->n; e++) {
+        double *c = key + (size_t)e * s->r;
+        aoe_key_naive(s, P, xt, e, c);
         int w;
         const double *q = naive_expert(s, P, xt, c, e, &k, &w);
         z[e] = rank[e] = aoe_norm_d(p->kind, q, w, 0, NULL);
@@ -283,12 +269,7 @@ static void at_backward_naive(const Score *s, const Params *P, const float *xt, 
                 dc[j] += gu * P->w[wi];
             }
         }
-        for (int j = 0; j < r; j++)
-            for (int i = 0; i < d; i++) {
-                size_t wi = s->o_param + (size_t)i * n * r + (size_t)e * r + j;
-                G[wi] += xt[i] * dc[j];
-                dxt[i] += dc[j] * P->w[wi];
-            }
+        aoe_key_backward_naive(s, P, xt, e, dc, G, dxt);
     }
     free(ga); free(gv); free(dc);
     tok_free(&k);

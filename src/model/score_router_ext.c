@@ -295,21 +295,12 @@ static void probe_free(Score *s) {
     free(p->U); free(p->V); free(p->Y); free(p);
 }
 
-static long probe_tensor(const Score *s, const Params *P, const char *what, int a, int b) {
-    char name[64];
-    snprintf(name, sizeof name, "layers.%d.ffn.%s", s->layer, what);
-    const TensorInfo *t = params_find(P, name);
-    if (!t || t->ndim != 3 || t->shape[0] != s->n || t->shape[1] != a || t->shape[2] != b)
-        die("internal: score_override: layer %d has no %s [%d,%d,%d]", s->layer, what, s->n, a, b);
-    return (long)t->off;
-}
-
 static void probe_offsets(Score *s, const Params *P) {
     Probe *p = s->priv;
     if (p->o_gate >= 0) return;
-    p->o_gate = probe_tensor(s, P, "w_gate", s->d, p->D);
-    p->o_proj = probe_tensor(s, P, "w_proj", s->d, p->D);
-    p->o_out = probe_tensor(s, P, "w_out", p->D, s->d);
+    p->o_gate = score_expert_tensor(s, P, "w_gate", s->d, p->D);
+    p->o_proj = score_expert_tensor(s, P, "w_proj", s->d, p->D);
+    p->o_out = score_expert_tensor(s, P, "w_out", p->D, s->d);
 }
 
 static double sq(double a) { return a * a; }
@@ -361,8 +352,8 @@ static void probe_forward_naive(const Score *s, const Params *P, const float *xt
         for (int e = 0; e < n; e++) { z[e] = 0; rank[e] = (float)rng_uniform(&g); }
         return;
     }
-    long og = probe_tensor(s, P, "w_gate", d, D), op = probe_tensor(s, P, "w_proj", d, D),
-         oo = probe_tensor(s, P, "w_out", D, d);
+    long og = score_expert_tensor(s, P, "w_gate", d, D), op = score_expert_tensor(s, P, "w_proj", d, D),
+         oo = score_expert_tensor(s, P, "w_out", D, d);
     double *xd = xmalloc(sizeof(double) * d), *u = xmalloc(sizeof(double) * D), *v = xmalloc(sizeof(double) * D),
            *y = xmalloc(sizeof(double) * d);
     for (int k = 0; k < d; k++) xd[k] = xt[k];
