@@ -436,7 +436,7 @@ TEST(model_key_used_per_ffn_kind_source_and_method) {
         {"dense", "topk", "d_ff type model.d_model train.lr", "d_low n_experts capacity"},
         {"moe", "topk", "capacity erc_alpha gate_rank lb_coef", "d_low etr_tau top_p"},
         {"moe", "etr", "etr_tau etr_gate", "capacity gate"}, {"moe", "topp", "top_p", "etr_tau"},
-        {"moe", "expert_choice", "capacity", ""}, {"aoe", "topk", "d_low d_wide aoe_norm lb_coef", "erc_coef z_loss"},
+        {"moe", "expert_choice", "capacity", ""}, {"aoe", "topk", "d_low d_wide aoe_norm aoe_norm_at lb_coef", "erc_coef z_loss"},
         {"aoe", "nosuch", "etr_tau", ""},  // an unknown method: every key counts
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

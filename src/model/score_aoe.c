@@ -135,7 +135,7 @@ static double aoe_count(const Config *c) { return (double)c->d_model * c->ffn.n_
 
 const ScoreOps score_aoe_norm = {
     .info = {.name = "aoe_norm", .router = 0},
-    .keys = "d_low aoe_norm",
+    .keys = "d_low aoe_norm aoe_norm_at",
     .summary = "AoE: the norm (model.ffn.aoe_norm) of each expert's key x·W_down^e (model.ffn.type aoe)",
     .match = aoe_match,
     .check = aoe_check,

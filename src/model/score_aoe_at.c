@@ -299,6 +299,7 @@ const ScoreOps score_aoe_at = {
     .count = at_count,
     .macs = at_macs,
     .stages = at_stages,
+    .keys = "d_low aoe_norm aoe_norm_at",
     .expert_work = 1,
     .mean_stat = "norm_mean",
 };
