@@ -68,7 +68,10 @@ MODEL_KEYS = {"vocab_size", "d_model", "n_layer", "n_head", "seq_len", "tie_embe
 FFN_KEYS = {"type", "d_ff", "n_experts", "top_k", "d_low", "d_wide", "every", "first", "gate", "select",
             "capacity", "lb_coef", "lb_div_k", "z_loss", "top_p", "topp_ent_coef", "erc_coef", "erc_alpha",
             "erc_detach_router", "erc_allow_alpha_gt1", "erc_log", "etr_cap_start", "etr_cap_end",
-            "etr_loc_coef", "etr_groups", "etr_gate", "etr_tau", "etr_renorm"}
+            "etr_loc_coef", "etr_groups", "etr_gate", "etr_tau", "etr_renorm",
+            "aoe_norm", "aoe_norm_at", "gate_rank", "router_hidden", "score_override"}
+# Of those, the ablation options (docs/select.md) are computed here only at these values.
+FFN_ONLY = {"aoe_norm": "l2", "aoe_norm_at": "down", "gate_rank": 0, "router_hidden": 0, "score_override": "none"}
 
 def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
@@ -104,6 +107,9 @@ class AoeModel(torch.nn.Module):
         self.eps, self.theta, self.tied = m["norm_eps"], m["rope_theta"], m["tie_embeddings"]
         self.ffn_type = f["type"]
         if self.ffn_type != "dense":
+            for k, v in FFN_ONLY.items():
+                if f.get(k, v) != v:
+                    raise ValueError(f"model.ffn.{k} {f[k]!r}: only {v!r} is implemented here")
             if f.get("select", "topk") != "topk":
                 raise ValueError(f"model.ffn.select {f['select']!r}: only topk is implemented here")
             if f.get("capacity", 0) != 0:
