@@ -97,6 +97,21 @@ static void check_comm_line(const char *out, int ep) {
     else CHECK(a2a == 0 && a2a_f == 0);
 }
 
+// Expert parallelism holds only this rank's experts: the start-up line's parameter floats of this
+// rank are the model's minus the other rank's expert slices (E = 2: as many as this rank's own,
+// which the end-of-run line counts).
+static void check_shard_line(const char *out) {
+    const char *q = out ? strstr(out, "expert parallel 2 (") : NULL, *x = out ? strstr(out, " expert parameters of this rank") : NULL;
+    const char *p = q ? strstr(q, "experts per sparse layer: ") : NULL;
+    REQUIRE(p && x);
+    double held = atof(p + strlen("experts per sparse layer: ")), whole = atof(strstr(p, "of the ") + 7);
+    const char *e = x;
+    while (e > out && e[-1] != ' ') e--;
+    double mine = atof(e);
+    fprintf(stderr, "[rank 0 holds %.0f of %.0f floats, experts %.0f] ", held, whole, mine);
+    CHECK(mine > 0.3 * whole && held == whole - mine);
+}
+
 static void compare(const char *type, const char *extra, int np) {
     char one[64], two[64], args[256], *err = NULL;
     snprintf(one, sizeof one, "d1-%s%s", type, extra[0] ? "-ep" : "");
@@ -113,6 +128,7 @@ static void compare(const char *type, const char *extra, int np) {
     free(err);
     REQUIRE(rc == 0);
     check_comm_line(out, extra[0] != 0);
+    if (extra[0]) check_shard_line(out);
     free(out);
     int same;
     double d = loss_diff(one, two, 50, &same);
@@ -192,4 +208,31 @@ TEST(dist_rank_killed_then_resume) {
     REQUIRE(nb == 50);
     fprintf(stderr, "[N=2 -> 1: final %.6f] ", b[49]);
     CHECK(fabs(a[49] - b[49]) <= 1e-5 * fabs(a[49]));
+}
+
+// The memory estimate of --dry-run with train.expert_parallel = 2 (no mpirun: one rank of a run on
+// 2) counts half of the expert parameters, gradients and optimizer state, and half the batch.
+static double estimate_part(const char *err, const char *what) {
+    const char *p = err ? strstr(err, what) : NULL;
+    if (!p) return -1;
+    char unit[8] = "";
+    double v = 0;
+    if (sscanf(p + strlen(what), "%lf %7s", &v, unit) != 2) return -1;
+    return v * (unit[0] == 'G' ? 1 << 30 : unit[0] == 'M' ? 1 << 20 : unit[0] == 'K' ? 1 << 10 : 1);
+}
+
+TEST(dist_expert_parallel_dry_run_counts_one_rank) {
+    char *err1 = NULL, *err2 = NULL;
+    CHECK_EQ_INT(train(0, "model.ffn.type=moe model.d_model=64 model.ffn.d_ff=256 --dry-run", "dry1", NULL, NULL, &err1), 0);
+    CHECK_EQ_INT(train(0, "model.ffn.type=moe model.d_model=64 model.ffn.d_ff=256 train.expert_parallel=2 --dry-run",
+                       "dry2", NULL, NULL, &err2), 0);
+    CHECK_STR_CONTAINS(err2, "memory estimate per rank of 2 (2 sequences each, expert parallel 2)");
+    double p1 = estimate_part(err1, "(parameters "), p2 = estimate_part(err2, "(parameters ");
+    double o1 = estimate_part(err1, "optimizer state "), o2 = estimate_part(err2, "optimizer state ");
+    // experts: 2 sparse layers x 4 experts x 3 x 64 x 256 floats; the other rank holds half of them
+    double half = 2 * 2 * 3 * 64 * 256 * 4.0;
+    fprintf(stderr, "[parameters %.0f -> %.0f bytes, optimizer %.0f -> %.0f] ", p1, p2, o1, o2);
+    CHECK(p1 > 0 && fabs(p1 - p2 - half) < 0.01 * p1);
+    CHECK(o1 > 0 && fabs(o1 - o2 - 2 * half) < 0.01 * o1);
+    free(err1); free(err2);
 }

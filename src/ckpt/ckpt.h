@@ -49,7 +49,7 @@ long ckpt_meta_step(const CkptMeta *m);
 uint64_t ckpt_meta_tok_hash(const CkptMeta *m);
 
 // State arrays to save or load besides the parameters: each has P->total floats in the layout of
-// the model's parameter block (model/params.h), so the tensor table describes every array.
+// the model's (local) parameter block (model/params.h), so the tensor table describes every array.
 typedef struct {
     int n;
     const char *name[CKPT_MAX_STATE];
@@ -61,6 +61,14 @@ typedef struct {
 // (the previous file at `path` is untouched).
 int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptMeta *meta, int compress, char *err,
               int errlen);
+// A model whose parameter table has sharded tensors (model/params.h; expert parallelism) holds
+// only its slices of them; the file still holds the whole model. The writer calls gather(local,
+// t, whole) once per sharded tensor and array, arrays in order (parameters, then st's), tensors
+// in table order: it must fill whole [t->gn] from this process's local + t->off and the other
+// holders' slices (a collective the other holders join in the same order). NULL: nothing sharded.
+typedef void (*CkptGatherFn)(const float *local, const TensorInfo *t, float *whole);
+int ckpt_save_gather(const char *path, const Model *m, const CkptState *st, const CkptMeta *meta, int compress,
+                     CkptGatherFn gather, char *err, int errlen);
 // Loads a checkpoint for inference: builds the model from the stored config (activations for up
 // to max_B sequences), reads only the parameters. Exits 2 with "file: byte N: what was expected"
 // on a bad file. meta_out may be NULL.
@@ -76,7 +84,7 @@ void ckpt_verify(const char *path, Config *cfg, int *V, CkptMeta *meta);
 // evaluation probe) applied to the stored config and validated before the model is built.
 Model *ckpt_load_model_with(const char *path, int max_B, CkptMeta *meta_out, const char *const *sets, int nsets);
 // Loads parameters and the state arrays named in st into an existing model built from the same
-// config. Exits 2 if the file is bad, if its config differs from m->cfg in a key under one of
+// config (a sharded model keeps its slices of the whole tensors in the file). Exits 2 if the file is bad, if its config differs from m->cfg in a key under one of
 // `same_keys` (prefixes such as "model."; names the key), or if its state arrays are not exactly
 // those of st (names them). st NULL: the parameters only, whatever state arrays the file holds.
 void ckpt_load_into(const char *path, Model *m, const CkptState *st, CkptMeta *meta, const char *const *same_keys,

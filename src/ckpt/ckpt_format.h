@@ -68,10 +68,12 @@ typedef struct {
 _Noreturn void ckpt_fail(const char *path, uint64_t off, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 // Opens and validates header, sizes, config, meta and table (all CRCs). Exits 2 on any problem.
 void ckpt_file_open(CkptFile *cf, const char *path);
-// Reads the payload arrays into dst[a] (each [total] floats, or NULL to skip / verify only) and
-// checks every tensor CRC and the payload CRC. verify_all: read and check even arrays passed as
+// Reads the payload arrays into dst[a] (NULL to skip / verify only) and checks every tensor CRC
+// and the payload CRC. P NULL: each dst[a] is [total] floats in the file's layout; else P's
+// table (checked with ckpt_file_check_table) gives the layout, and of a sharded tensor only P's
+// slices are kept. verify_all: read and check even arrays passed as
 // NULL; report = 1 prints each failure and counts it in cf->n_bad instead of exiting.
-void ckpt_file_read_payload(CkptFile *cf, float *const *dst, int verify_all, int report);
+void ckpt_file_read_payload(CkptFile *cf, float *const *dst, const Params *P, int verify_all, int report);
 void ckpt_file_close(CkptFile *cf);
 // Checks the tensor table against a model's parameter table (names, shapes, offsets).
 void ckpt_file_check_table(const CkptFile *cf, const Params *P);

@@ -66,7 +66,7 @@ uint64_t ckpt_meta_tok_hash(const CkptMeta *m) {
 static void read_into_model(CkptFile *cf, Model *m, float *const *dst) {
     if (cf->V != m->V) ckpt_fail(cf->path, cf->h.off[SEC_META], "vocabulary size %d (expected %d, the run's tokenizer)", cf->V, m->V);
     ckpt_file_check_table(cf, &m->P);
-    ckpt_file_read_payload(cf, dst, 0, 0);
+    ckpt_file_read_payload(cf, dst, &m->P, 0, 0);
     kernels_weights_changed(m->P.w);  // bf16 weight copies are derived, never stored
 }
 
@@ -82,7 +82,7 @@ void ckpt_verify(const char *path, Config *cfg, int *V, CkptMeta *meta) {
     CkptFile cf;
     ckpt_file_open(&cf, path);
     float *dst[CKPT_MAX_ARRAYS] = {falloc(cf.total)};  // the parameters, as a load reads them
-    ckpt_file_read_payload(&cf, dst, 0, 0);
+    ckpt_file_read_payload(&cf, dst, NULL, 0, 0);
     free(dst[0]);
     if (cfg) *cfg = cf.cfg;
     if (V) *V = cf.V;

@@ -151,6 +151,11 @@ static void table_decode(CkptFile *cf, const unsigned char *tb) {
             ckpt_fail(path, eo + 88, "tensor %s: %llu elements at %llu (expected the product of its shape, %llu, within %llu)",
                       t->name, (unsigned long long)t->n, (unsigned long long)t->off, (unsigned long long)n,
                       (unsigned long long)cf->total);
+        // the reader streams tensors in table order (writers append them)
+        uint64_t prev_end = i ? cf->t[i - 1].off + cf->t[i - 1].n : 0;
+        if (t->off < prev_end)
+            ckpt_fail(path, eo + 88, "tensor %s at %llu overlaps or precedes the tensor before it (expected offset >= %llu)",
+                      t->name, (unsigned long long)t->off, (unsigned long long)prev_end);
     }
 }
 
@@ -224,17 +229,17 @@ void ckpt_file_close(CkptFile *cf) {
 
 void ckpt_file_check_table(const CkptFile *cf, const Params *P) {
     uint64_t t0 = cf->h.off[SEC_TABLE] + (cf->h.version == 1 ? 0 : (uint64_t)cf->n_arrays * CKPT_ARRAY_NAME);
-    if ((int)cf->h.n_tensors != P->n || cf->total != P->total)
+    if ((int)cf->h.n_tensors != P->n || cf->total != P->gtotal)
         ckpt_fail(cf->path, t0, "tensor table has %u tensors / %llu floats (expected %d / %zu for this config)",
-                  cf->h.n_tensors, (unsigned long long)cf->total, P->n, P->total);
+                  cf->h.n_tensors, (unsigned long long)cf->total, P->n, P->gtotal);
     for (int i = 0; i < P->n; i++) {
         const CkptTensor *c = &cf->t[i];
         const TensorInfo *t = &P->t[i];
-        int same = !strcmp(c->name, t->name) && (int)c->ndim == t->ndim && c->off == t->off && c->n == t->n;
+        int same = !strcmp(c->name, t->name) && (int)c->ndim == t->ndim && c->off == t->goff && c->n == t->gn;
         for (int k = 0; same && k < t->ndim; k++) same = (int)c->shape[k] == t->shape[k];
         if (!same)
             ckpt_fail(cf->path, t0 + (uint64_t)i * cf->entry_bytes, "tensor %d is %s (%llu elements at %llu), expected %s (%zu at %zu)",
-                      i, c->name, (unsigned long long)c->n, (unsigned long long)c->off, t->name, t->n, t->off);
+                      i, c->name, (unsigned long long)c->n, (unsigned long long)c->off, t->name, t->gn, t->goff);
     }
 }
 
@@ -248,90 +253,133 @@ static void bad(CkptFile *cf, int report, uint64_t off, const char *msg) {
     }
 }
 
-static void tensor_crcs(CkptFile *cf, int a, const float *arr, int report) {
+static void tensor_crc(CkptFile *cf, int a, uint32_t i, const float *p, int report) {
+    const CkptTensor *t = &cf->t[i];
+    uint32_t got = ckpt_crc(0, p, t->n * 4);
+    if (got == t->crc[a]) return;
     int zip = cf->h.flags & CKPT_FLAG_ZLIB;
     char label[CKPT_ARRAY_NAME + 4] = "", msg[300];
     if (a) snprintf(label, sizeof label, " (%s)", cf->array_name[a]);
-    for (uint32_t i = 0; i < cf->h.n_tensors; i++) {
-        const CkptTensor *t = &cf->t[i];
-        uint32_t got = ckpt_crc(0, arr + t->off, t->n * 4);
-        if (got == t->crc[a]) continue;
-        uint64_t raw = ((uint64_t)a * cf->total + t->off) * 4;
-        if (zip)
-            snprintf(msg, sizeof msg, "CRC mismatch in tensor %s%s at byte %llu of the inflated payload (expected 0x%08x, got 0x%08x)",
-                     t->name, label, (unsigned long long)raw, t->crc[a], got);
-        else
-            snprintf(msg, sizeof msg, "CRC mismatch in tensor %s%s (expected 0x%08x, got 0x%08x)", t->name, label, t->crc[a], got);
-        bad(cf, report, cf->h.off[SEC_PAYLOAD] + (zip ? 0 : raw), msg);
-    }
+    uint64_t raw = ((uint64_t)a * cf->total + t->off) * 4;
+    if (zip)
+        snprintf(msg, sizeof msg, "CRC mismatch in tensor %s%s at byte %llu of the inflated payload (expected 0x%08x, got 0x%08x)",
+                 t->name, label, (unsigned long long)raw, t->crc[a], got);
+    else
+        snprintf(msg, sizeof msg, "CRC mismatch in tensor %s%s (expected 0x%08x, got 0x%08x)", t->name, label, t->crc[a], got);
+    bad(cf, report, cf->h.off[SEC_PAYLOAD] + (zip ? 0 : raw), msg);
 }
 
-void ckpt_file_read_payload(CkptFile *cf, float *const *dst, int verify_all, int report) {
-    float *scratch = NULL;
-    uint64_t bytes = cf->total * 4, p0 = cf->h.off[SEC_PAYLOAD];
-    int zip = cf->h.flags & CKPT_FLAG_ZLIB, all = verify_all;
-    if (!all) { all = 1; for (int a = 0; a < cf->n_arrays; a++) all &= dst[a] != NULL; }  // the payload CRC needs every array
-    uint32_t crc = 0;
-    char msg[200];
-    if (!zip) {
-        for (int a = 0; a < cf->n_arrays; a++) {
-            if (!dst[a] && !verify_all) continue;
-            float *p = dst[a] ? dst[a] : (scratch = scratch ? scratch : falloc(cf->total));
-            read_at(cf, p0 + (uint64_t)a * bytes, p, bytes, "payload");
-            crc = ckpt_crc(crc, p, bytes);
-            tensor_crcs(cf, a, p, report);
+// The payload as a stream of (inflated) bytes, read in order; crc is over the stored bytes.
+typedef struct {
+    CkptFile *cf;
+    int zip, broken;
+    z_stream z;
+    unsigned char *in;
+    size_t cap;
+    uint64_t left_in;
+    uint32_t crc;
+} Src;
+
+// n bytes into p (NULL: read and drop them). Returns 0, or -1 once a compressed stream is broken.
+static int src_read(Src *s, void *p, uint64_t n) {
+    static float sink[4096];
+    CkptFile *cf = s->cf;
+    if (!p) {
+        for (; n && !s->broken; ) {
+            uint64_t k = n < sizeof sink ? n : sizeof sink;
+            if (src_read(s, sink, k)) return -1;
+            n -= k;
         }
-        if (all && crc != cf->h.crc[SEC_PAYLOAD]) {
-            snprintf(msg, sizeof msg, "CRC mismatch in payload (expected 0x%08x, got 0x%08x)", cf->h.crc[SEC_PAYLOAD], crc);
+        return s->broken ? -1 : 0;
+    }
+    if (!s->zip) {
+        off_t at = ftello(cf->f);
+        if (n && fread(p, 1, n, cf->f) != n)
+            ckpt_fail(cf->path, (uint64_t)at, "cannot read payload (%llu bytes): %s", (unsigned long long)n,
+                      ferror(cf->f) ? strerror(errno) : "unexpected end of file");
+        s->crc = ckpt_crc(s->crc, p, n);
+        return 0;
+    }
+    z_stream *z = &s->z;
+    unsigned char *o = p;
+    while (n && !s->broken) {
+        if (z->avail_in == 0 && s->left_in) {
+            size_t k = s->left_in < s->cap ? (size_t)s->left_in : s->cap;
+            if (fread(s->in, 1, k, cf->f) != k)
+                ckpt_fail(cf->path, cf->h.off[SEC_PAYLOAD] + z->total_in, "cannot read payload: unexpected end of file");
+            s->crc = ckpt_crc(s->crc, s->in, k);
+            s->left_in -= k;
+            z->next_in = s->in; z->avail_in = (uInt)k;
+        }
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        z->next_out = o; z->avail_out = k;
+        int zr = inflate(z, Z_NO_FLUSH);
+        o += k - z->avail_out; n -= k - z->avail_out;
+        if (zr == Z_STREAM_END && n) zr = Z_DATA_ERROR;
+        if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && s->left_in)) s->broken = 1;
+        if (zr == Z_BUF_ERROR && !s->left_in && !z->avail_in) s->broken = 1;
+    }
+    return s->broken ? -1 : 0;
+}
+
+void ckpt_file_read_payload(CkptFile *cf, float *const *dst, const Params *P, int verify_all, int report) {
+    uint64_t bytes = cf->total * 4, p0 = cf->h.off[SEC_PAYLOAD], big = 0;
+    int all = verify_all;
+    if (!all) { all = 1; for (int a = 0; a < cf->n_arrays; a++) all &= dst[a] != NULL; }  // the payload CRC needs every array
+    for (uint32_t i = 0; i < cf->h.n_tensors; i++) big = cf->t[i].n > big ? cf->t[i].n : big;
+    float *scratch = NULL;  // one whole tensor: read only to be checked, or of which P keeps slices
+    Src s = {.cf = cf, .zip = cf->h.flags & CKPT_FLAG_ZLIB, .cap = 1 << 20, .left_in = cf->h.len[SEC_PAYLOAD]};
+    if (s.zip) {
+        if (inflateInit(&s.z) != Z_OK) die("out of memory starting zlib");
+        if (fseeko(cf->f, (off_t)p0, SEEK_SET)) ckpt_fail(cf->path, p0, "cannot seek: %s", strerror(errno));
+        s.in = xmalloc(s.cap);
+    }
+    // Tensor by tensor in file order (table_decode checked the order), so a sharded model never
+    // holds more than one whole tensor besides its own slices.
+    for (int a = 0; a < cf->n_arrays && !s.broken; a++) {
+        if (!s.zip) {
+            if (!dst[a] && !verify_all) continue;
+            if (fseeko(cf->f, (off_t)(p0 + (uint64_t)a * bytes), SEEK_SET)) ckpt_fail(cf->path, p0, "cannot seek: %s", strerror(errno));
+        }
+        uint64_t at = 0;  // floats of this array read so far
+        for (uint32_t i = 0; i <= cf->h.n_tensors; i++) {
+            const CkptTensor *t = &cf->t[i];
+            uint64_t off = i < cf->h.n_tensors ? t->off : cf->total;
+            // the alignment gap before tensor i goes where the same gap is in dst's layout
+            const TensorInfo *pt = P && i < cf->h.n_tensors ? &P->t[i] : NULL, *pp = P && i ? &P->t[i - 1] : NULL;
+            uint64_t lo_at = pp ? pp->off + pp->n : at, lo_next = P ? (pt ? pt->off : P->total) : off;
+            int keep = dst[a] && lo_next - lo_at == off - at && !(pp && tensor_sharded(pp));
+            if (src_read(&s, keep ? dst[a] + lo_at : NULL, (off - at) * 4) || i == cf->h.n_tensors) break;
+            int slice = dst[a] && pt && tensor_sharded(pt);
+            float *p = dst[a] && !slice ? dst[a] + (pt ? pt->off : t->off) : (scratch ? scratch : (scratch = falloc(big)));
+            if (src_read(&s, p, t->n * 4)) break;
+            tensor_crc(cf, a, i, p, report);
+            if (slice) memcpy(dst[a] + pt->off, p + t->n / pt->shape[0] * pt->slice0, pt->n * sizeof(float));
+            at = off + t->n;
+        }
+    }
+    char msg[200];
+    if (!s.zip) {
+        if (all && s.crc != cf->h.crc[SEC_PAYLOAD]) {
+            snprintf(msg, sizeof msg, "CRC mismatch in payload (expected 0x%08x, got 0x%08x)", cf->h.crc[SEC_PAYLOAD], s.crc);
             bad(cf, report, p0, msg);
         }
         free(scratch);
         return;
     }
-    // Compressed: the stored-bytes CRC is checked as the stream is read; then every tensor CRC.
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (inflateInit(&z) != Z_OK) die("out of memory starting zlib");
-    if (fseeko(cf->f, (off_t)p0, SEEK_SET)) ckpt_fail(cf->path, p0, "cannot seek: %s", strerror(errno));
-    size_t cap = 1 << 20;
-    unsigned char *in = xmalloc(cap);
-    uint64_t left_in = cf->h.len[SEC_PAYLOAD];
-    int zr = Z_OK, broken = 0;
-    for (int a = 0; a < cf->n_arrays && !broken; a++) {
-        float *p = dst[a] ? dst[a] : (scratch = scratch ? scratch : falloc(cf->total));
-        unsigned char *o = (unsigned char *)p;
-        uint64_t left_out = bytes;
-        while (left_out && !broken) {
-            if (z.avail_in == 0 && left_in) {
-                size_t k = left_in < cap ? (size_t)left_in : cap;
-                if (fread(in, 1, k, cf->f) != k) ckpt_fail(cf->path, p0 + z.total_in, "cannot read payload: unexpected end of file");
-                crc = ckpt_crc(crc, in, k);
-                left_in -= k;
-                z.next_in = in; z.avail_in = (uInt)k;
-            }
-            uInt k = left_out > (1u << 30) ? (1u << 30) : (uInt)left_out;
-            z.next_out = o; z.avail_out = k;
-            zr = inflate(&z, Z_NO_FLUSH);
-            o += k - z.avail_out; left_out -= k - z.avail_out;
-            if (zr == Z_STREAM_END && left_out) zr = Z_DATA_ERROR;
-            if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && left_in)) broken = 1;
-            if (zr == Z_BUF_ERROR && !left_in && !z.avail_in) broken = 1;
-        }
-        if (!broken) tensor_crcs(cf, a, p, report);
+    while (s.left_in) {  // finish the stored-bytes CRC
+        size_t k = s.left_in < s.cap ? (size_t)s.left_in : s.cap;
+        if (fread(s.in, 1, k, cf->f) != k) break;
+        s.crc = ckpt_crc(s.crc, s.in, k);
+        s.left_in -= k;
     }
-    while (left_in) {  // finish the stored-bytes CRC
-        size_t k = left_in < cap ? (size_t)left_in : cap;
-        if (fread(in, 1, k, cf->f) != k) break;
-        crc = ckpt_crc(crc, in, k);
-        left_in -= k;
-    }
-    if (crc != cf->h.crc[SEC_PAYLOAD]) {
-        snprintf(msg, sizeof msg, "CRC mismatch in compressed payload (expected 0x%08x, got 0x%08x)", cf->h.crc[SEC_PAYLOAD], crc);
+    if (s.crc != cf->h.crc[SEC_PAYLOAD]) {
+        snprintf(msg, sizeof msg, "CRC mismatch in compressed payload (expected 0x%08x, got 0x%08x)", cf->h.crc[SEC_PAYLOAD], s.crc);
         bad(cf, report, p0, msg);
-    } else if (broken) {
-        snprintf(msg, sizeof msg, "corrupt compressed payload (zlib: %s)", z.msg ? z.msg : "stream ended early");
-        bad(cf, report, p0 + z.total_in, msg);
+    } else if (s.broken) {
+        snprintf(msg, sizeof msg, "corrupt compressed payload (zlib: %s)", s.z.msg ? s.z.msg : "stream ended early");
+        bad(cf, report, p0 + s.z.total_in, msg);
     }
-    inflateEnd(&z);
-    free(in); free(scratch);
+    inflateEnd(&s.z);
+    free(s.in); free(scratch);
 }

@@ -105,8 +105,9 @@ static void header_encode(unsigned char *b, const CkptHeader *h) {
     put32(b + 124, ckpt_crc(0, b, 124));
 }
 
-// Table section: the array names, then one entry per tensor with a CRC per array.
-static unsigned char *table_encode(const Params *P, int na, const char *const *names, const float *const *arr, uint64_t *len) {
+// Table section: the array names, then one entry per tensor (whole-model shape and offset) with
+// a CRC per array (crc [P->n·na], tensor-major; zeros while the placeholder is written).
+static unsigned char *table_encode(const Params *P, int na, const char *const *names, const uint32_t *crc, uint64_t *len) {
     uint64_t eb = CKPT_ENTRY_BYTES(na);
     *len = (uint64_t)na * CKPT_ARRAY_NAME + (uint64_t)P->n * eb;
     unsigned char *tb = xcalloc(*len, 1), *b = tb;
@@ -120,61 +121,98 @@ static unsigned char *table_encode(const Params *P, int na, const char *const *n
         put32(b + 64, 0);  // dtype 0 = fp32
         put32(b + 68, (uint32_t)t->ndim);
         for (int k = 0; k < 4; k++) put32(b + 72 + 4 * k, k < t->ndim ? (uint32_t)t->shape[k] : 0);
-        put64(b + 88, t->off); put64(b + 96, t->n);
-        for (int a = 0; a < na; a++) put32(b + 104 + 4 * a, ckpt_crc(0, arr[a] + t->off, t->n * 4));
+        put64(b + 88, t->goff); put64(b + 96, t->gn);
+        for (int a = 0; a < na; a++) put32(b + 104 + 4 * a, crc[(size_t)i * na + a]);
     }
     return tb;
 }
 
-// Writes the payload arrays, raw or as one zlib stream; *len and *crc describe the stored bytes.
-static int write_payload(Out *o, int na, const float *const *arr, uint64_t total, int compress, uint64_t *len, uint32_t *crc) {
-    uint64_t start = o->written;
-    *crc = 0;
-    if (!compress) {
-        for (int a = 0; a < na; a++) {
-            const char *p = (const char *)arr[a];
-            for (uint64_t left = total * 4; left;) {
-                size_t k = left > (64u << 20) ? (64u << 20) : (size_t)left;
-                *crc = ckpt_crc(*crc, p, k);
-                if (out_write(o, p, k)) return -1;
-                p += k; left -= k;
-            }
+// The payload's bytes as they are produced: stored raw, or through one zlib stream; *crc is over
+// the stored bytes.
+typedef struct {
+    Out *o;
+    z_stream *z;
+    unsigned char *buf;
+    size_t cap;
+    uint32_t crc;
+} Sink;
+
+static int sink_write(Sink *s, const void *p, uint64_t n, int finish) {
+    if (!s->z) {
+        for (const char *b = p; n;) {
+            size_t k = n > (64u << 20) ? (64u << 20) : (size_t)n;
+            s->crc = ckpt_crc(s->crc, b, k);
+            if (out_write(s->o, b, k)) return -1;
+            b += k; n -= k;
         }
-        *len = o->written - start;
         return 0;
     }
+    z_stream *z = s->z;
+    const unsigned char *b = p;
+    do {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        z->next_in = (Bytef *)b; z->avail_in = k;
+        int flush = finish && k == n ? Z_FINISH : Z_NO_FLUSH, zr;
+        do {
+            z->next_out = s->buf; z->avail_out = (uInt)s->cap;
+            zr = deflate(z, flush);
+            size_t got = s->cap - z->avail_out;
+            s->crc = ckpt_crc(s->crc, s->buf, got);
+            if (got && out_write(s->o, s->buf, got)) return -1;
+        } while (z->avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
+        if (b) b += k;
+        n -= k;
+    } while (n);
+    return 0;
+}
+
+// Writes the payload arrays tensor by tensor in the whole-model layout (zeros in the alignment
+// gaps), raw or as one zlib stream, and fills crc [P->n·na] with each tensor's CRC per array. A
+// sharded tensor comes whole from gather (into one tensor's scratch). *len and *pcrc describe the
+// stored bytes.
+static int write_payload(Out *o, const Params *P, int na, const float *const *arr, CkptGatherFn gather,
+                         int compress, uint32_t *crc, uint64_t *len, uint32_t *pcrc) {
+    uint64_t start = o->written;
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit(&z, 1) != Z_OK) { errno = ENOMEM; return -1; }
-    size_t cap = 1 << 20;
-    unsigned char *buf = xmalloc(cap);
+    Sink s = {.o = o, .z = compress ? &z : NULL, .cap = 1 << 20};
+    if (compress && deflateInit(&z, 1) != Z_OK) { errno = ENOMEM; return -1; }
+    if (compress) s.buf = xmalloc(s.cap);
+    size_t big = 0;
+    for (int i = 0; i < P->n; i++)
+        if (tensor_sharded(&P->t[i]) && P->t[i].gn > big) big = P->t[i].gn;
+    float *scratch = big ? falloc(big) : NULL;
+    static const float zeros[16];
     int rc = 0;
-    for (int a = 0; a <= na && !rc; a++) {
-        const unsigned char *p = a < na ? (const unsigned char *)arr[a] : NULL;
-        uint64_t left = a < na ? total * 4 : 0;
-        do {
-            uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
-            z.next_in = (Bytef *)p; z.avail_in = k;
-            int flush = (a == na) ? Z_FINISH : Z_NO_FLUSH, zr;
-            do {
-                z.next_out = buf; z.avail_out = (uInt)cap;
-                zr = deflate(&z, flush);
-                size_t got = cap - z.avail_out;
-                *crc = ckpt_crc(*crc, buf, got);
-                if (got && out_write(o, buf, got)) { rc = -1; break; }
-            } while (z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
-            if (p) p += k;
-            left -= k;
-        } while (left && !rc);
-    }
-    deflateEnd(&z);
-    free(buf);
+    for (int a = 0; a < na && !rc; a++)
+        for (int i = 0; i < P->n && !rc; i++) {
+            const TensorInfo *t = &P->t[i];
+            const float *p = arr[a] + t->off;
+            if (tensor_sharded(t)) {
+                if (!gather) die("internal: checkpoint of a sharded tensor %s without a gather", t->name);
+                gather(arr[a], t, scratch);
+                p = scratch;
+            }
+            crc[(size_t)i * na + a] = ckpt_crc(0, p, t->gn * 4);
+            uint64_t end = i + 1 < P->n ? P->t[i + 1].goff : P->gtotal;
+            rc = sink_write(&s, p, t->gn * 4, 0) || sink_write(&s, zeros, (end - t->goff - t->gn) * 4, 0);
+        }
+    if (!rc && compress) rc = sink_write(&s, NULL, 0, 1);
+    if (compress) deflateEnd(&z);
+    free(s.buf);
+    free(scratch);
     *len = o->written - start;
+    *pcrc = s.crc;
     return rc;
 }
 
 int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptMeta *meta, int compress, char *err,
               int errlen) {
+    return ckpt_save_gather(path, m, st, meta, compress, NULL, err, errlen);
+}
+
+int ckpt_save_gather(const char *path, const Model *m, const CkptState *st, const CkptMeta *meta, int compress,
+                     CkptGatherFn gather, char *err, int errlen) {
     const Params *P = &m->P;
     int na = 1 + (st ? st->n : 0);
     const char *names[CKPT_MAX_ARRAYS] = {CKPT_PARAMS};
@@ -202,8 +240,10 @@ int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptM
         put32(e + 20, mt.it[i].type);
         put64(e + 24, mt.it[i].bits);
     }
+    // the table holds each tensor's CRCs, known once the payload is written: a placeholder first
+    uint32_t *tcrc = xcalloc((size_t)P->n * na + 1, sizeof(uint32_t));
     uint64_t tlen;
-    unsigned char *tb = table_encode(P, na, names, arr, &tlen);
+    unsigned char *tb = table_encode(P, na, names, tcrc, &tlen);
     const void *sec[3] = {js, mb, tb};
     uint64_t slen[3] = {strlen(js), (uint64_t)mt.n * CKPT_META_ENTRY, tlen};
     memset(hb, 0, sizeof hb);
@@ -215,15 +255,20 @@ int ckpt_save(const char *path, const Model *m, const CkptState *st, const CkptM
     }
     if (!rc) {
         h.off[SEC_PAYLOAD] = o.written;
-        h.payload_raw = (uint64_t)na * P->total * 4;
-        rc = write_payload(&o, na, arr, P->total, compress, &h.len[SEC_PAYLOAD], &h.crc[SEC_PAYLOAD]);
+        h.payload_raw = (uint64_t)na * P->gtotal * 4;
+        rc = write_payload(&o, P, na, arr, gather, compress, tcrc, &h.len[SEC_PAYLOAD], &h.crc[SEC_PAYLOAD]);
     }
     if (!rc) {
+        free(tb);
+        tb = table_encode(P, na, names, tcrc, &tlen);
+        h.crc[SEC_TABLE] = ckpt_crc(0, tb, tlen);
         h.file_size = o.written;
         header_encode(hb, &h);
-        if (fseek(af.f, 0, SEEK_SET) || fwrite(hb, 1, sizeof hb, af.f) != sizeof hb) rc = -1;
+        if (fseeko(af.f, (off_t)h.off[SEC_TABLE], SEEK_SET) || fwrite(tb, 1, tlen, af.f) != tlen ||
+            fseek(af.f, 0, SEEK_SET) || fwrite(hb, 1, sizeof hb, af.f) != sizeof hb)
+            rc = -1;
     }
-    free(js); free(tb);
+    free(js); free(tb); free(tcrc);
     if (rc) {
         int e = errno ? errno : EIO;
         atomic_abort(&af);

@@ -70,7 +70,7 @@ static int inspect_ckpt(const char *path, int quiet) {
         printf("config:\n%s\n", cf.config_json);
     }
     float *dst[CKPT_MAX_ARRAYS] = {w};
-    ckpt_file_read_payload(&cf, dst, 1, 1);  // every array, every CRC; failures listed
+    ckpt_file_read_payload(&cf, dst, NULL, 1, 1);  // every array, every CRC; failures listed
     if (!quiet) {
         double nparam = 0;
         printf("tensors (%u, fp32; offsets in floats into each payload array; CRCs per array):\n", h->n_tensors);

@@ -2,6 +2,7 @@
 // (a peer that died, a broken link) into one clear line and a job-wide abort instead of a hang.
 #include "dist/dist.h"
 
+#include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -132,10 +133,11 @@ void dist_rep_sum_f(float *buf, size_t n) {
 }
 void dist_ep_sum_d(double *buf, size_t n) { sum_on(ep_comm, ep_size, buf, n, MPI_DOUBLE, sizeof(double)); }
 
-void dist_ep_allgather_f(float *buf, size_t per) {
-    if (ep_size == 1 || !per) return;
+void dist_ep_gather_f(const float *mine, size_t per, float *all) {
+    if (ep_size == 1) { if (per) memcpy(all, mine, sizeof(float) * per); return; }
+    if (per > (size_t)INT_MAX) dist_abort(EXIT_RUNTIME, "a tensor slice of %zu floats is too large for one MPI_Gather", per);
     double t0 = enter();
-    call_ok(MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, buf, (int)per, MPI_FLOAT, ep_comm), "MPI_Allgather");
+    call_ok(MPI_Gather(mine, (int)per, MPI_FLOAT, all, (int)per, MPI_FLOAT, 0, ep_comm), "MPI_Gather");
     leave(t0);
 }
 

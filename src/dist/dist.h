@@ -53,8 +53,9 @@ int dist_ep_rank(void);  // rank within the group, 0..E-1
 void dist_rep_sum_f(float *buf, size_t n);
 // Sums over the expert-parallel group.
 void dist_ep_sum_d(double *buf, size_t n);
-// In place within the group: buf [E·per], rank q's part at q·per, every rank gets all parts.
-void dist_ep_allgather_f(float *buf, size_t per);
+// Within the group, to its rank 0: every rank passes its `per` floats, group rank 0 gets rank
+// q's at all + q·per (all is ignored elsewhere). Without groups: copies mine to all.
+void dist_ep_gather_f(const float *mine, size_t per, float *all);
 // Within the group: element counts/displacements in floats, one entry per group rank.
 void dist_ep_alltoallv_f(const float *send, const int *scnt, const int *sdisp, float *recv, const int *rcnt,
                          const int *rdisp);

@@ -59,26 +59,32 @@ static void *create_common(Params *P, const Config *cfg, int layer, int max_T, i
     float sd = c->init_std;
     char name[64];
 #define NAME(s) (snprintf(name, sizeof name, "layers.%d.ffn.%s", layer, s), name)
-    L->o_gate = params_add(P, NAME(r ? "w_up" : "w_gate"), 1, INIT_NORMAL, sd, 3, n, L->gin, D);
-    L->o_proj = params_add(P, NAME("w_proj"), 1, INIT_NORMAL, sd, 3, n, d, D);
+    // expert parallelism: this process holds (and trains) only experts e0 .. e0+ne-1
+    if (n % moe_ep_group_size()) die("internal: %d experts over expert-parallel groups of %d", n, moe_ep_group_size());
+    L->ne = n / moe_ep_group_size();
+    L->e0 = moe_ep_layout_rank() * L->ne;
+    L->o_gate = params_add_slices(P, NAME(r ? "w_up" : "w_gate"), 1, INIT_NORMAL, sd, L->e0, L->ne, 3, n, L->gin, D);
+    L->o_proj = params_add_slices(P, NAME("w_proj"), 1, INIT_NORMAL, sd, L->e0, L->ne, 3, n, d, D);
     // w_out scaled like the dense FFN's (GPT-2 residual-branch init), so 1 expert == dense
-    L->o_out = params_add(P, NAME("w_out"), 1, INIT_NORMAL, sd / sqrtf(2.0f * c->n_layer), 3, n, D, d);
+    L->o_out = params_add_slices(P, NAME("w_out"), 1, INIT_NORMAL, sd / sqrtf(2.0f * c->n_layer), L->e0, L->ne, 3, n, D, d);
 #undef NAME
+    // expert-side buffers (U, V, A, dU, dV) start at R rows; under expert parallelism moe_ep.c
+    // regrows them when more rows arrive (up to E·R when the whole group picks this rank's experts)
     size_t R = (size_t)max_T * L->kmax;
-    // expert parallelism: up to E ranks' rows can come to this rank's experts
-    size_t Rx = R * (size_t)moe_ep_group_size();
     L->cnt = xcalloc(n, sizeof(int));
     L->start = xcalloc(n + 1, sizeof(int));
     L->row_slot = xcalloc(R, sizeof(int));
     L->slot_row = xcalloc(R, sizeof(int));
     L->Xe = falloc(R * d);
-    L->U = falloc(Rx * D);
-    L->V = falloc(Rx * D);
-    L->A = falloc(Rx * D);
+    L->U = falloc(R * D);
+    L->V = falloc(R * D);
+    L->A = falloc(R * D);
     L->Y = falloc(R * d);
     L->dY = falloc(R * d);
-    L->dU = falloc(Rx * D);
-    L->dV = falloc(Rx * D);
+    if (moe_ep_group_size() == 1) {  // expert parallelism shares them across layers (moe_ep.c)
+        L->dU = falloc(R * D);
+        L->dV = falloc(R * D);
+    }
     L->dXe = falloc(R * d);
     L->dgate = falloc(R);
     if (r) {
@@ -86,7 +92,7 @@ static void *create_common(Params *P, const Config *cfg, int layer, int max_T, i
         L->dCe = falloc(R * r);
     }
     L->ex = (struct ExpertRows){L->cnt, L->start, L->Xe, L->Ce, L->Y, L->dY, L->dXe, L->dCe};
-    L->ep = moe_ep_create(L, Rx);  // NULL without expert parallelism
+    L->ep = moe_ep_create(L, R);  // NULL without expert parallelism
     return L;
 }
 
@@ -102,7 +108,7 @@ static void moe_destroy(void *self) {
     if (!L) return;
     select_destroy(L->sel);
     score_destroy(&L->score);
-    moe_ep_destroy(L->ep);
+    moe_ep_destroy(L);
     float *fb[] = {L->Xe, L->Ce, L->U, L->V, L->A, L->Y, L->dY, L->dU, L->dV, L->dXe, L->dCe, L->dgate};
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(fb[i]);
     free(L->cnt); free(L->start); free(L->row_slot); free(L->slot_row);
@@ -186,13 +192,13 @@ static int use_expert_parallel(const MoeLayer *L) {
 static ExpertPass expert_pass(MoeLayer *L, Params *P, int e) {
     const struct ExpertRows *x = &L->ex;
     int d = L->d, D = L->D, gi = L->gin;
-    size_t b = x->start[e];
+    size_t b = x->start[e], le = (size_t)(e - L->e0);  // le: the expert's slice in this process's tensors
     return (ExpertPass){
         .m = x->cnt[e], .d = d, .D = D, .gin = gi, .todo = STAGE_ALL & ~L->score.stages,
         .x = x->Xe + b * d, .in = L->r ? x->Ce + b * L->r : x->Xe + b * d, .ldx = d, .ldin = gi, .ldD = D, .ldy = d,
-        .Wg = P->w + L->o_gate + (size_t)e * gi * D, .Wp = P->w + L->o_proj + (size_t)e * d * D,
-        .Wo = P->w + L->o_out + (size_t)e * D * d, .gWg = P->g + L->o_gate + (size_t)e * gi * D,
-        .gWp = P->g + L->o_proj + (size_t)e * d * D, .gWo = P->g + L->o_out + (size_t)e * D * d,
+        .Wg = P->w + L->o_gate + le * gi * D, .Wp = P->w + L->o_proj + le * d * D,
+        .Wo = P->w + L->o_out + le * D * d, .gWg = P->g + L->o_gate + le * gi * D,
+        .gWp = P->g + L->o_proj + le * d * D, .gWo = P->g + L->o_out + le * D * d,
         .u = L->U + b * D, .v = L->V + b * D, .a = L->A + b * D, .y = x->Y + b * d,
         .du = L->dU + b * D, .dv = L->dV + b * D, .dy = x->dY + b * d, .dx = x->dXe + b * d,
         .din = L->r ? x->dCe + b * L->r : NULL};
@@ -213,20 +219,20 @@ static void experts_run(MoeLayer *L, Params *P, int backward) {
         // largest experts first (insertion sort, ties by index): the dynamic schedule then ends
         // on small ones, so threads finish close together. Each expert writes only its own rows
         // and gradient slices, so the order does not change any result.
-        int *ord = xmalloc(sizeof(int) * L->n);
-        for (int e = 0; e < L->n; e++) {
-            int j = e;
+        int *ord = xmalloc(sizeof(int) * L->ne);
+        for (int e = L->e0; e < L->e0 + L->ne; e++) {
+            int j = e - L->e0;
             for (; j > 0 && L->ex.cnt[ord[j - 1]] < L->ex.cnt[e]; j--) ord[j] = ord[j - 1];
             ord[j] = e;
         }
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int i = 0; i < L->n; i++) {
+        for (int i = 0; i < L->ne; i++) {
             if (backward) expert_backward(L, P, ord[i], matmul_st);
             else expert_forward(L, P, ord[i], matmul_st);
         }
         free(ord);
     } else {
-        for (int e = 0; e < L->n; e++) {
+        for (int e = L->e0; e < L->e0 + L->ne; e++) {  // this process's experts (all without EP)
             if (backward) expert_backward(L, P, e, matmul);
             else expert_forward(L, P, e, matmul);
         }

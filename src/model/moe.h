@@ -30,6 +30,7 @@ extern const FfnOps ffn_moe_ops, ffn_aoe_ops;
 typedef struct {
     const char *type;         // model.ffn.type (moe | aoe), for the statistics line
     int layer, d, n, K, kmax, D, r, max_T;  // D: expert width (d_ff or d_wide); r: key width
+    int e0, ne;               // the experts this process holds: e0 .. e0+ne-1 (all n without EP)
     int gin;                  // width of the experts' gate-branch input: r if the source has keys, else d
     size_t o_gate;            // w_gate [n,d,D] (input x) or w_up [n,r,D] (input: the source's key)
     size_t o_proj, o_out;     // w_proj [n,d,D], w_out [n,D,d]

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dist/dist.h"
+#include "util/mem.h"
 
 struct MoeEp {
     int E, me, ne, e0;             // group size, my group rank, experts per rank, my first expert
@@ -15,9 +16,37 @@ struct MoeEp {
     int *srow, *sdisp, *rrow, *rdisp;  // [E] rows sent to / received from each rank, offsets
     int *ic, *id, *oc, *od;        // [E] the same in floats for one exchange
     int *cnt, *start;              // [n], [n+1] expert-side rows (0 for experts held elsewhere)
-    float *stage;                  // [Rx·d] source-major staging
-    float *Xe, *Ce, *Y, *dY, *dXe, *dCe;
+    size_t cap;                    // rows the layer's expert-side buffers hold
+    float *Xe, *Ce;                // [cap·d], [cap·r] the arriving inputs, kept for the backward
 };
+
+// Rows that live only within one exchange or one expert pass — the source-major staging, the
+// expert outputs before they go back, the arriving output gradients, the leaving input (and key)
+// gradients — share one set of buffers across all layers; they only grow.
+// The experts' backward scratch dU, dV (rows × D) is shared the same way.
+static struct { size_t rows, w, r, D; float *stage, *Y, *dY, *dXe, *dCe, *dU, *dV; } tr;
+
+static void transient_fit(size_t rows, size_t d, size_t r, size_t D) {
+    if (rows <= tr.rows && d <= tr.w && r <= tr.r && D <= tr.D) return;
+    tr.rows = rows > tr.rows ? rows : tr.rows;
+    tr.w = d > tr.w ? d : tr.w;
+    tr.r = r > tr.r ? r : tr.r;
+    tr.D = D > tr.D ? D : tr.D;
+    float **b[] = {&tr.stage, &tr.Y, &tr.dY, &tr.dXe, &tr.dCe, &tr.dU, &tr.dV};
+    size_t w[] = {tr.w > tr.r ? tr.w : tr.r /* x (d) or keys (r) */, tr.w, tr.w, tr.w, tr.r, tr.D, tr.D};
+    for (size_t i = 0; i < sizeof b / sizeof *b; i++) {
+        if (!mem_dry) free(*b[i]);  // a memory estimate's blocks are only reserved, never freed
+        *b[i] = falloc(tr.rows * w[i]);
+    }
+}
+
+// Points the layer's expert rows at its own inputs and the shared transients (call before each
+// pass: another layer may have regrown the transients).
+static void bind_rows(MoeLayer *L, struct MoeEp *ep) {
+    L->ex = (struct ExpertRows){ep->cnt, ep->start, ep->Xe, ep->Ce, tr.Y, tr.dY, tr.dXe, L->r ? tr.dCe : NULL};
+    L->dU = tr.dU;
+    L->dV = tr.dV;
+}
 
 double moe_ep_uniform_bytes(const Config *c, int E, long T) {
     if (E <= 1 || !strcmp(c->ffn.type, "dense")) return 0;
@@ -28,43 +57,55 @@ double moe_ep_uniform_bytes(const Config *c, int E, long T) {
     return n_sparse * (double)T * c->ffn.top_k * (E - 1) / E * (4.0 * c->d_model + 2 * r) * 4;
 }
 
-int moe_ep_group_size(void) { return dist_ep_size(); }
+static int lay_E = 1, lay_me = 0;
+void moe_ep_layout(int E, int me) { lay_E = E; lay_me = me; }
+int moe_ep_group_size(void) { return lay_E; }
+int moe_ep_layout_rank(void) { return lay_me; }
 
-int moe_ep_is_expert_tensor(const TensorInfo *t) {
-    const char *f = strstr(t->name, ".ffn.");
-    if (!f || t->ndim != 3) return 0;  // dense FFN tensors are 2-d
-    f += 5;
-    return !strcmp(f, "w_gate") || !strcmp(f, "w_up") || !strcmp(f, "w_proj") || !strcmp(f, "w_out");
-}
-
-struct MoeEp *moe_ep_create(MoeLayer *L, size_t Rx) {
-    int E = dist_ep_size();
+struct MoeEp *moe_ep_create(MoeLayer *L, size_t R) {
+    int E = lay_E;
     if (E == 1) return NULL;
-    if (L->n % E) die_input("train.expert_parallel (%d) must divide model.ffn.n_experts (%d)", E, L->n);
     struct MoeEp *ep = xcalloc(1, sizeof *ep);
     ep->E = E;
-    ep->me = dist_ep_rank();
-    ep->ne = L->n / E;
-    ep->e0 = ep->me * ep->ne;
+    ep->me = lay_me;
+    ep->ne = L->ne;
+    ep->e0 = L->e0;
     ep->rc = xcalloc((size_t)E * ep->ne, sizeof(int));
     int **iv[] = {&ep->srow, &ep->sdisp, &ep->rrow, &ep->rdisp, &ep->ic, &ep->id, &ep->oc, &ep->od};
     for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++) *iv[i] = xcalloc(E, sizeof(int));
     ep->cnt = xcalloc(L->n, sizeof(int));
     ep->start = xcalloc(L->n + 1, sizeof(int));
-    size_t d = L->d, r = L->r;
-    ep->stage = falloc(Rx * d);
-    ep->Xe = falloc(Rx * d); ep->Y = falloc(Rx * d); ep->dY = falloc(Rx * d); ep->dXe = falloc(Rx * d);
-    if (L->r) { ep->Ce = falloc(Rx * r); ep->dCe = falloc(Rx * r); }
-    L->ex = (struct ExpertRows){ep->cnt, ep->start, ep->Xe, ep->Ce, ep->Y, ep->dY, ep->dXe, ep->dCe};
+    ep->cap = R;
+    ep->Xe = falloc(R * L->d);
+    if (L->r) ep->Ce = falloc(R * L->r);
+    transient_fit(R, L->d, L->r, L->D);
+    bind_rows(L, ep);
     return ep;
 }
 
-void moe_ep_destroy(struct MoeEp *ep) {
+// The expert-side buffers are sized for the rows a rank sends (balanced routing); a forward that
+// brings more rows to this rank's experts regrows them (their contents are rewritten anyway).
+static void ensure_rows(MoeLayer *L, struct MoeEp *ep, size_t rows) {
+    if (rows > ep->cap) {
+        rows += rows / 8;  // some headroom, so a slowly rising load does not regrow every step
+        float **wide[] = {&L->U, &L->V, &L->A};
+        for (size_t i = 0; i < sizeof wide / sizeof *wide; i++) { free(*wide[i]); *wide[i] = falloc(rows * L->D); }
+        free(ep->Xe); ep->Xe = falloc(rows * L->d);
+        if (L->r) { free(ep->Ce); ep->Ce = falloc(rows * L->r); }
+        ep->cap = rows;
+        transient_fit(rows, L->d, L->r, L->D);
+    }
+    bind_rows(L, ep);
+}
+
+void moe_ep_destroy(MoeLayer *L) {
+    struct MoeEp *ep = L->ep;
     if (!ep) return;
+    L->dU = L->dV = NULL;  // the shared ones stay for the next model
+    L->ep = NULL;
     int *iv[] = {ep->rc, ep->srow, ep->sdisp, ep->rrow, ep->rdisp, ep->ic, ep->id, ep->oc, ep->od, ep->cnt, ep->start};
     for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++) free(iv[i]);
-    float *fv[] = {ep->stage, ep->Xe, ep->Ce, ep->Y, ep->dY, ep->dXe, ep->dCe};
-    for (size_t i = 0; i < sizeof fv / sizeof fv[0]; i++) free(fv[i]);
+    free(ep->Xe); free(ep->Ce);
     free(ep);
 }
 
@@ -99,14 +140,14 @@ static void exchange(struct MoeEp *ep, const float *send, float *recv, int w, in
 
 // Rows of w floats in this rank's dispatch order -> the experts' ranks, expert-major there.
 static void rows_out(struct MoeEp *ep, const float *local, float *expert, int w) {
-    exchange(ep, local, ep->stage, w, 1);
-    permute(ep, ep->stage, expert, w, 1);
+    exchange(ep, local, tr.stage, w, 1);
+    permute(ep, tr.stage, expert, w, 1);
 }
 
 // The way back: expert-major rows -> the ranks of their tokens, in their dispatch order.
 static void rows_back(struct MoeEp *ep, float *expert, float *local, int w) {
-    permute(ep, ep->stage, expert, w, 0);
-    exchange(ep, ep->stage, local, w, 0);
+    permute(ep, tr.stage, expert, w, 0);
+    exchange(ep, tr.stage, local, w, 0);
 }
 
 void moe_ep_dispatch(MoeLayer *L) {
@@ -125,15 +166,19 @@ void moe_ep_dispatch(MoeLayer *L) {
     for (int s = 0; s < E; s++)
         for (int j = 0; j < ne; j++) ep->cnt[ep->e0 + j] += ep->rc[s * ne + j];
     for (int e = 0; e < L->n; e++) ep->start[e + 1] = ep->start[e] + ep->cnt[e];
+    ensure_rows(L, ep, (size_t)ep->start[L->n]);
     rows_out(ep, L->Xe, ep->Xe, L->d);
     if (L->r) rows_out(ep, L->Ce, ep->Ce, L->r);
 }
 
-void moe_ep_combine(MoeLayer *L) { rows_back(L->ep, L->ep->Y, L->Y, L->d); }
+void moe_ep_combine(MoeLayer *L) { rows_back(L->ep, tr.Y, L->Y, L->d); }
 
-void moe_ep_dispatch_grad(MoeLayer *L) { rows_out(L->ep, L->dY, L->ep->dY, L->d); }
+void moe_ep_dispatch_grad(MoeLayer *L) {
+    bind_rows(L, L->ep);
+    rows_out(L->ep, L->dY, tr.dY, L->d);
+}
 
 void moe_ep_combine_grad(MoeLayer *L) {
-    rows_back(L->ep, L->ep->dXe, L->dXe, L->d);
-    if (L->r) rows_back(L->ep, L->ep->dCe, L->dCe, L->r);
+    rows_back(L->ep, tr.dXe, L->dXe, L->d);
+    if (L->r) rows_back(L->ep, tr.dCe, L->dCe, L->r);
 }

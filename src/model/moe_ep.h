@@ -11,13 +11,16 @@
 
 #include "model/moe.h"
 
-int moe_ep_group_size(void);  // E (1 = off)
-// 1 if parameter tensor t holds one slice per expert along its first axis (w_gate / w_up, w_proj,
-// w_out of a sparse layer): under expert parallelism only the owner's slice is trained there.
-int moe_ep_is_expert_tensor(const TensorInfo *t);
-// NULL when E = 1; else points L->ex at buffers for up to Rx rows arriving at this rank.
-struct MoeEp *moe_ep_create(MoeLayer *L, size_t Rx);
-void moe_ep_destroy(struct MoeEp *ep);
+// The expert layout sparse layers are built with: groups of E, this process at group rank me
+// (holds experts me·n/E .. (me+1)·n/E-1). train/ sets it from the MPI groups before model_create;
+// a memory estimate sets it to count one rank's share. Default 1, 0 (every expert).
+void moe_ep_layout(int E, int me);
+int moe_ep_group_size(void);   // E (1 = off)
+int moe_ep_layout_rank(void);  // me
+// NULL when E = 1; else points L->ex at buffers for R rows arriving at this rank (what it sends
+// with balanced routing); moe_ep_dispatch regrows them, and L's U, V, A, dU, dV, when more arrive.
+struct MoeEp *moe_ep_create(MoeLayer *L, size_t R);
+void moe_ep_destroy(MoeLayer *L);  // before L's buffers are freed (some are shared)
 void moe_ep_dispatch(MoeLayer *L);       // L->Xe, L->Ce -> L->ex (rows of this rank's experts)
 void moe_ep_combine(MoeLayer *L);        // L->ex.Y -> L->Y (rows of this rank's tokens)
 void moe_ep_dispatch_grad(MoeLayer *L);  // L->dY -> L->ex.dY

@@ -118,7 +118,7 @@ long score_expert_tensor(const Score *s, const Params *P, const char *what, int 
     char name[64];
     snprintf(name, sizeof name, "layers.%d.ffn.%s", s->layer, what);
     const TensorInfo *t = params_find(P, name);
-    if (!t || t->ndim != 3 || t->shape[0] != s->n || t->shape[1] != a || t->shape[2] != b)
-        die("internal: score source %s: layer %d has no %s [%d,%d,%d]", s->ops->info.name, s->layer, what, s->n, a, b);
+    if (!t || t->ndim != 3 || t->shape[0] != s->n || t->shape[1] != a || t->shape[2] != b || tensor_sharded(t))
+        die("internal: score source %s: layer %d has no whole %s [%d,%d,%d]", s->ops->info.name, s->layer, what, s->n, a, b);
     return (long)t->off;
 }

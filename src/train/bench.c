@@ -79,7 +79,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
         model_backward(m, y, 1.0f / N);
         dp_sum_grads(&m->P);
         double to = prof_begin();
-        optim_step_clip(&opt, &m->P, &c, c.lr, c.grad_clip);
+        optim_step_scaled(&opt, &m->P, &c, c.lr, clip_scale(dp_grad_norm(&m->P), c.grad_clip));
         prof_end(PROF_OPT, to);
         if (s >= 0) t_total += now_sec() - t0;
     }
@@ -91,7 +91,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
     r->comm_s = ds.sec / steps;
     r->allreduce_b = ds.allreduce_bytes / steps;
     r->alltoall_b = ds.alltoall_bytes / steps;
-    r->ring_b = 4.0 * m->P.total * 2 * (N - 1) / N;
+    r->ring_b = dp_ring_bytes(m->P.total);
     r->a2a_b = moe_ep_uniform_bytes(&c, c.expert_parallel, T);
     r->gflops = 3 * r->flops_tok * r->tok_s / 1e9;
     for (int p = 0; p < PROF_N; p++) r->phase_s[p] = prof_acc[p] / steps;

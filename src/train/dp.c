@@ -9,8 +9,8 @@
 #include "model/moe_ep.h"
 #include "util/common.h"
 
-// Expert tensors under expert parallelism: offsets and sizes [n_ex]; this rank's slice of
-// tensor i is off[i] + ep_rank·len[i]/E, len[i]/E floats.
+// Expert tensors under expert parallelism: this rank holds only its experts' slices of them
+// (TensorInfo.slices, set by the sparse layers); offsets and sizes [n] in the local block.
 static struct { int n; size_t *off, *len, total; } ex;
 
 int dp_setup(const Config *c) {
@@ -18,11 +18,17 @@ int dp_setup(const Config *c) {
     if (E > 1 && c->ffn.erc_coef > 0)
         die_input("train.expert_parallel (%d) with model.ffn.erc_coef > 0: the ERC loss reads every expert's W_g, "
                   "which expert parallelism spreads over ranks; set one of them off", E);
+    const ScoreOps *so = score_for(c);
+    if (E > 1 && so && so->stages && so->stages(c))
+        die_input("train.expert_parallel (%d) with model.ffn.aoe_norm_at %s: every expert computes its stage for every "
+                  "token on the token's rank, which needs every expert's weights there; use aoe_norm_at down or "
+                  "expert_parallel 1", E, c->ffn.aoe_norm_at);
     if (c->batch_size % N)
         die_input("train.batch_size (%d, the global micro-batch) must be divisible by the %d MPI ranks", c->batch_size, N);
     if (N % E)
         die_input("train.expert_parallel (%d) must divide the number of MPI ranks (%d)", E, N);
     dist_ep_setup(E);
+    moe_ep_layout(E, dist_ep_rank());  // the sparse layers model_create builds hold this rank's experts
     return c->batch_size / N;
 }
 
@@ -33,7 +39,7 @@ void dp_bind(const Params *P) {
     ex.off = xcalloc(P->n, sizeof(size_t));
     ex.len = xcalloc(P->n, sizeof(size_t));
     for (int i = 0; i < P->n; i++)
-        if (moe_ep_is_expert_tensor(&P->t[i])) {
+        if (tensor_sharded(&P->t[i])) {
             ex.off[ex.n] = P->t[i].off;
             ex.len[ex.n++] = P->t[i].n;
             ex.total += P->t[i].n;
@@ -43,39 +49,49 @@ void dp_bind(const Params *P) {
 void dp_sum_grads(Params *P) {
     if (!ex.n) { dist_sum_f(P->g, P->total); return; }
     // runs of non-expert tensors over all ranks, expert slices over their replicas
-    size_t at = 0, E = dist_ep_size(), me = dist_ep_rank();
+    size_t at = 0;
     for (int i = 0; i <= ex.n; i++) {
         size_t end = i < ex.n ? ex.off[i] : P->total;
         if (end > at) dist_sum_f(P->g + at, end - at);
         if (i == ex.n) break;
-        size_t per = ex.len[i] / E;
-        dist_rep_sum_f(P->g + ex.off[i] + me * per, per);
+        dist_rep_sum_f(P->g + ex.off[i], ex.len[i]);
         at = ex.off[i] + ex.len[i];
     }
 }
 
 double dp_grad_norm(const Params *P) {
     if (!ex.n) return grad_norm(P);
-    // Σ g² of everything but expert slices (the same on every rank) + Σ over the group of each
-    // rank's own slices (other slices are zero here)
+    // Σ g² of the replicated tensors (the same on every rank) + Σ over the group of each rank's
+    // expert slices
     double all = grad_norm(P), mine = 0;
-    size_t E = dist_ep_size(), me = dist_ep_rank();
     for (int i = 0; i < ex.n; i++) {
-        size_t per = ex.len[i] / E;
-        const float *g = P->g + ex.off[i] + me * per;
-        for (size_t k = 0; k < per; k++) mine += (double)g[k] * g[k];
+        const float *g = P->g + ex.off[i];
+        for (size_t k = 0; k < ex.len[i]; k++) mine += (double)g[k] * g[k];
     }
     double rest = all * all - mine;
     dist_ep_sum_d(&mine, 1);
     return sqrt(fmax(rest, 0) + mine);
 }
 
-void dp_gather_experts(Params *P, Optim *o) {
-    size_t E = dist_ep_size();
-    for (int i = 0; i < ex.n; i++) {
-        dist_ep_allgather_f(P->w + ex.off[i], ex.len[i] / E);
-        for (int k = 0; k < o->ops->n_state; k++) dist_ep_allgather_f(o->s[k] + ex.off[i], ex.len[i] / E);
-    }
+void dp_ckpt_gather(const float *local, const TensorInfo *t, float *whole) {
+    dist_ep_gather_f(local + t->off, t->n, whole);
+}
+
+void dp_ckpt_send(const Params *P, const Optim *o) {
+    int R = dist_rank();
+    if (!ex.n || R == 0 || R >= dist_ep_size()) return;  // only rank 0's group feeds the writer
+    const float *arr[1 + OPT_MAX_STATE] = {P->w};
+    for (int k = 0; k < o->ops->n_state; k++) arr[1 + k] = o->s[k];
+    for (int a = 0; a < 1 + o->ops->n_state; a++)  // the writer's order: arrays, then tensors
+        for (int i = 0; i < P->n; i++)
+            if (tensor_sharded(&P->t[i])) dist_ep_gather_f(arr[a] + P->t[i].off, P->t[i].n, NULL);
+}
+
+size_t dp_expert_floats(void) { return ex.total; }
+
+double dp_ring_bytes(size_t n_params) {
+    int N = dist_size(), Rp = N / dist_ep_size();
+    return 4.0 * (n_params - ex.total) * 2 * (N - 1) / N + 4.0 * ex.total * 2 * (Rp - 1) / Rp;
 }
 
 void dp_step_stats(double *loss, double *aux) {
@@ -105,14 +121,12 @@ void dp_report_comm(const Config *c, size_t n_params, long tokens_per_micro, lon
     DistStats s;
     dist_stats(&s);
     // ring all-reduce: non-expert floats over N ranks, each rank's expert slices over N/E replicas
-    int E = dist_ep_size(), Rp = N / E;
-    size_t mine = ex.total / E;
-    double ring = 4.0 * (n_params - ex.total) * 2 * (N - 1) / N + 4.0 * mine * 2 * (Rp - 1) / Rp;
+    int Rp = N / dist_ep_size();
     double a2a = c->grad_accum * moe_ep_uniform_bytes(c, c->expert_parallel, tokens_per_micro);
     printf("communication per step (rank %d of %d): all-reduce %.3f MB (ring formula 4 B x 2(N-1)/N x %zu "
            "parameters", dist_rank(), N, s.allreduce_bytes / steps / 1e6, n_params - ex.total);
-    if (ex.total) printf(" + 4 B x 2(R-1)/R x %zu expert parameters of this rank over its R (%d) replicas", mine, Rp);
+    if (ex.total) printf(" + 4 B x 2(R-1)/R x %zu expert parameters of this rank over its R (%d) replicas", ex.total, Rp);
     printf(" = %.3f MB; the rest is batch statistics), all-to-all %.3f MB (uniform-routing formula %.3f MB), "
-           "%.1f%% of the time in MPI\n", ring / 1e6, s.alltoall_bytes / steps / 1e6, a2a / 1e6,
+           "%.1f%% of the time in MPI\n", dp_ring_bytes(n_params) / 1e6, s.alltoall_bytes / steps / 1e6, a2a / 1e6,
            wall > 0 ? 100 * s.sec / wall : 0);
 }

@@ -4,10 +4,11 @@
 // gradients are summed, so the sum is the gradient of the global mean loss. Batch statistics
 // (loss, balancing-loss counts, load.jsonl counts, validation loss) are reduced before use.
 // Expert parallelism (train.expert_parallel = E) is set up here and runs in model/moe_ep.c: a
-// rank computes and trains only its experts' slices of the expert tensors. Their gradients are
-// summed over the N/E replicas only; every other gradient over all N ranks. Parameters and
-// optimizer state are allocated whole on every rank (the other experts' slices go stale between
-// checkpoints and are never read); dp_gather_experts makes them whole before a checkpoint.
+// rank holds, computes and trains only its experts' slices of the expert tensors (parameters,
+// gradients, optimizer state and bf16 copies are allocated for those slices only; the other
+// parameters are replicated). Expert gradients are summed over the N/E replicas only, every other
+// gradient over all N ranks. A checkpoint holds the whole model: rank 0's writer gathers each
+// expert tensor from its group, one tensor at a time (dp_ckpt_gather / dp_ckpt_send).
 #ifndef AOE_DP_H
 #define AOE_DP_H
 
@@ -26,9 +27,16 @@ void dp_bind(const Params *P);
 void dp_sum_grads(Params *P);
 // The global gradient norm after dp_sum_grads (grad_norm, plus the other ranks' expert slices).
 double dp_grad_norm(const Params *P);
-// Expert parallelism: copies every expert slice (weights and optimizer state) from its owner to
-// the group, so rank 0 holds the whole model for a checkpoint. Collective; no-op without EP.
-void dp_gather_experts(Params *P, Optim *o);
+// The checkpoint writer's gather (ckpt.h CkptGatherFn) on rank 0: the whole tensor t from rank
+// 0's slices in `local` and its group's; the group's other ranks call dp_ckpt_send meanwhile,
+// which feeds every gather in the writer's order. No-op on ranks outside rank 0's group.
+void dp_ckpt_gather(const float *local, const TensorInfo *t, float *whole);
+void dp_ckpt_send(const Params *P, const Optim *o);
+// Floats of expert slices this rank holds (0 without expert parallelism).
+size_t dp_expert_floats(void);
+// Ring all-reduce bytes one rank sends per step for a block of n_params local floats: the
+// non-expert part over all N ranks, the expert slices over their N/E replicas.
+double dp_ring_bytes(size_t n_params);
 // Averages loss and aux over the ranks.
 void dp_step_stats(double *loss, double *aux);
 // The stop decision every rank takes: this rank's signal, else SIGTERM if any other rank got one.

@@ -1,4 +1,5 @@
-// estimate.c — the memory `aoe train` will need, estimated before anything big is allocated:
+// estimate.c — the memory one process of `aoe train` will need, estimated before anything big is
+// allocated (under MPI: one rank's share of the batch and, with expert parallelism, its experts):
 // the model (parameters, gradients, activations and buffers), the optimizer state and the batch
 // buffers are built in a dry child (util/mem.h) that counts every allocation without touching
 // it; bf16 weight copies (made by the kernels on the first weight update) and what the process
@@ -9,35 +10,38 @@
 
 #include "model/kernels.h"
 #include "model/model.h"
+#include "model/moe_ep.h"
 #include "train/optim.h"
 #include "train/train.h"
 #include "util/mem.h"
 
-typedef struct { const Config *c; int V; } Build;
+typedef struct { const Config *c; int V, B, E; } Build;
 
-// Everything cmd_train allocates per run, in the same calls.
+// Everything cmd_train allocates per run (per rank), in the same calls.
 static void build_train(void *ctx) {
     const Build *b = ctx;
-    Model *m = model_create(b->c, b->V, b->c->batch_size, b->c->seed);
+    moe_ep_layout(b->E, 0);  // the sparse layers hold 1/E of the experts (every rank the same share)
+    Model *m = model_create(b->c, b->V, b->B, b->c->seed);
+    mem_dry_note((double)m->P.total);  // parameter floats this rank holds
     Optim o;
     optim_init(&o, optim_for_config(b->c, "config"), &m->P);
-    int T = b->c->batch_size * b->c->seq_len;
+    int T = b->B * b->c->seq_len;
     xmalloc(sizeof(int32_t) * T);
     xmalloc(sizeof(int32_t) * T);
 }
 
-int train_mem_estimate(const Config *c, int V, MemEstimate *e) {
+int train_mem_estimate(const Config *c, int V, int ranks, MemEstimate *e) {
     memset(e, 0, sizeof *e);
-    double tot, act, fl;
-    model_count(c, V, &tot, &act, &fl);
-    Build b = {c, V};
+    Build b = {c, V, (c->batch_size + ranks - 1) / ranks, c->expert_parallel};
     MemCount mc;
     if (mem_count(build_train, &b, &mc)) return -1;
     const OptimOps *ops = optim_for_config(c, "config");
-    e->params = 4 * tot;
-    e->grads = 4 * tot;
-    e->optim = 4 * tot * ops->n_state;
-    e->bf16 = precision_parse(c->precision) == PREC_BF16 ? 2 * tot : 0;
+    double held = mc.note;  // parameter floats of one rank (all of them without expert parallelism)
+    e->ranks = ranks;
+    e->params = 4 * held;
+    e->grads = 4 * held;
+    e->optim = 4 * held * ops->n_state;
+    e->bf16 = precision_parse(c->precision) == PREC_BF16 ? 2 * held : 0;
     e->acts = mc.counted - e->params - e->grads - e->optim;
     if (e->acts < 0) e->acts = 0;
     e->base = mc.base;
@@ -55,16 +59,20 @@ void mem_estimate_line(const MemEstimate *e, char *buf, size_t n) {
              mem_fmt(e->bf16, t[5], 32), mem_fmt(e->base, t[6], 32));
 }
 
-void train_mem_check(const Config *c, int V, int dry_run) {
+void train_mem_check(const Config *c, int V, int ranks, int dry_run) {
     MemEstimate e;
-    if (train_mem_estimate(c, V, &e)) {
+    if (train_mem_estimate(c, V, ranks, &e)) {
         if (dry_run) fprintf(stderr, "memory estimate: unavailable (could not start the estimating process)\n");
         return;
     }
     char line[512], av[32];
     mem_estimate_line(&e, line, sizeof line);
     if (dry_run) {
-        fprintf(stderr, "memory estimate: %s; available: %s (%s)\n", line,
+        char who[96] = "";
+        if (ranks > 1)
+            snprintf(who, sizeof who, " per rank of %d (%d sequences each, expert parallel %d)", ranks,
+                     (c->batch_size + ranks - 1) / ranks, c->expert_parallel);
+        fprintf(stderr, "memory estimate%s: %s; available: %s (%s)\n", who, line,
                 e.avail >= 0 ? mem_fmt(e.avail, av, sizeof av) : "unknown", e.avail_what);
         return;
     }

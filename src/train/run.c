@@ -14,6 +14,8 @@
 
 #include "train/run.h"
 
+#include "train/dp.h"
+
 // ---------------------------------------------------------------- checkpoint contents
 static void state_of(const Optim *opt, CkptState *st) {
     memset(st, 0, sizeof *st);
@@ -42,7 +44,7 @@ int run_ckpt_save(const char *path, const Model *m, const Optim *opt, const Trai
     ckpt_meta_put_i64(&cm, "ranks", mt->ranks > 0 ? mt->ranks : 1);
     CkptState st;
     state_of(opt, &st);
-    return ckpt_save(path, m, &st, &cm, compress, err, errlen);
+    return ckpt_save_gather(path, m, &st, &cm, compress, dp_ckpt_gather, err, errlen);  // experts from rank 0's group
 }
 
 void run_ckpt_load(const char *path, Model *m, Optim *opt, TrainMeta *mt) {

@@ -154,7 +154,9 @@ int cmd_train(int argc, char **argv) {
             model_count(&c, V, &tot, &act, &fl);
             fprintf(stderr, "parameters: %.0f total (%.2fM), %.0f active per token (%.2fM), vocab %d\n", tot, tot / 1e6,
                     act, act / 1e6, V);
-            train_mem_check(&c, V, 1);
+            // one rank's share: of the mpirun ranks, or without mpirun of a run on E ranks
+            int ranks = dist_size() > 1 ? dist_size() : c.expert_parallel;
+            if (!dist_rank()) train_mem_check(&c, V, ranks, 1);
         } else {
             fprintf(stderr, "parameters and memory estimate: need the vocabulary size (model.vocab_size, or the "
                     "tokenizer %s)\n", c.tokenizer);
@@ -196,7 +198,7 @@ int cmd_train(int argc, char **argv) {
     // Bytes per target token of exactly the windows a validation pass scores: each val_loss is
     // logged with its bits per byte, so `aoe report` never reopens shards or the tokenizer.
     double val_bpt = val ? loader_bytes_per_token(val, tok, (uint64_t)val_batches(&c, val) * c.batch_size) : NAN;
-    train_mem_check(&c, V, 0);  // before anything big is allocated or anything is written
+    train_mem_check(&c, V, N, 0);  // before anything big is allocated or anything is written
     // rank 0 alone writes the run directory (every rank reads it: shared or identical paths)
     if (!R && mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
     if (!R) run_lock(c.out);  // before looking at checkpoints: another live writer is named first
@@ -226,8 +228,9 @@ int cmd_train(int argc, char **argv) {
            c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
     if (dist_mpi())
         printf("MPI: %d ranks x %d threads, %d of the %d sequences per micro-batch on each rank, expert parallel %d "
-               "(each rank runs %d of %d experts per sparse layer)\n", N, kernels_threads(), B, c.batch_size,
-               c.expert_parallel, c.ffn.n_experts / c.expert_parallel, c.ffn.n_experts);
+               "(each rank holds %d of %d experts per sparse layer: %zu of the %zu parameter floats)\n", N,
+               kernels_threads(), B, c.batch_size, c.expert_parallel, c.ffn.n_experts / c.expert_parallel,
+               c.ffn.n_experts, m->P.total, m->P.gtotal);
     fflush(stdout);
     if (!R) {  // model.json: what `aoe report` shows of the model without opening the tokenizer or a checkpoint
         char mj[256], mp[CFG_STR + 64];
@@ -354,13 +357,14 @@ int cmd_train(int argc, char **argv) {
                                .aux_acc = aux_acc, .n_acc = n_acc, .tok_log = tok_log, .elapsed = now_sec() - t0,
                                .skipped = skipped, .ranks = N};
             loader_get_pos(tr, &meta.pos);
-            dp_gather_experts(&m->P, &opt);  // expert parallelism: every rank gets every expert
-            const char *bad = run_nonfinite_param(&m->P);  // `latest` never names non-finite weights
+            // `latest` never names non-finite weights (each rank checks what it holds)
+            const char *bad = run_nonfinite_param(&m->P);
             if (bad) die("step %ld: parameters of %s are not finite: not saved, training stopped; the last checkpoint is "
                          "intact (lower train.lr)", step + 1, bad);
             char err[CFG_STR + 256];
             if (!R && run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
+            if (R) dp_ckpt_send(&m->P, &opt);  // expert parallelism: rank 0's group sends its experts
         }
         if (stop && !last) {
             printf("stopped by %s after step %ld: saved %s/ckpt-%ld.aoec (continue with: aoe train --resume %s); "

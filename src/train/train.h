@@ -16,17 +16,22 @@ double evaluate(Model *m, Loader *val, int32_t *x, int32_t *y);
 
 // Memory a run needs, estimated before allocating (estimate.c). Bytes.
 typedef struct {
-    double total, params, grads, optim, acts, bf16, base;
+    double total, params, grads, optim, acts, bf16, base;  // one process (rank)
+    int ranks;               // the MPI ranks the batch is split over
     int complete;            // 0: the estimate ran out of address space (total is a lower bound)
     double avail;            // what the machine allows (< 0 unknown), and where that came from
     const char *avail_what;
 } MemEstimate;
-// Returns 0, or -1 if no estimate could be made.
-int train_mem_estimate(const Config *c, int V, MemEstimate *e);
+// One rank of a run on `ranks` MPI ranks (1 = no MPI): its B/ranks sequences and, with
+// train.expert_parallel = E, its 1/E of the experts (parameters, gradients, optimizer state,
+// bf16 copies) and the E-fold buffers for the rows other ranks send. Returns 0, or -1 if no
+// estimate could be made.
+int train_mem_estimate(const Config *c, int V, int ranks, MemEstimate *e);
 // "412.00 MiB (parameters ..., ...)" into buf.
 void mem_estimate_line(const MemEstimate *e, char *buf, size_t n);
 // dry_run: prints "memory estimate: ...; available: ..." on stderr. Otherwise exits 2 with one
-// line naming the estimate and the limit if the run cannot fit.
-void train_mem_check(const Config *c, int V, int dry_run);
+// line naming the estimate and the limit if the run cannot fit. The estimate is one rank's (see
+// train_mem_estimate); the check assumes the machine's memory is this rank's alone.
+void train_mem_check(const Config *c, int V, int ranks, int dry_run);
 
 #endif

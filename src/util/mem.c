@@ -13,15 +13,17 @@
 #include "util/common.h"
 
 int mem_dry;
-static double dry_bytes;
+static double dry_bytes, dry_note;
 static int dry_fd = -1;
 
 // Reports the count so far to the parent and ends the child (the build cannot go on).
 static void dry_finish(int complete) {
-    double msg[2] = {dry_bytes, complete};
+    double msg[3] = {dry_bytes, complete, dry_note};
     if (write(dry_fd, msg, sizeof msg) != (ssize_t)sizeof msg) _exit(3);
     _exit(0);
 }
+
+void mem_dry_note(double v) { dry_note = v; }
 
 void *mem_dry_alloc(size_t bytes) {
     dry_bytes += (double)bytes;
@@ -68,7 +70,7 @@ int mem_count(void (*build)(void *ctx), void *ctx, MemCount *out) {
         dry_finish(1);
     }
     close(fd[1]);
-    double msg[2];
+    double msg[3];
     ssize_t got = read(fd[0], msg, sizeof msg);
     close(fd[0]);
     int st;
@@ -76,6 +78,7 @@ int mem_count(void (*build)(void *ctx), void *ctx, MemCount *out) {
     if (got != (ssize_t)sizeof msg) return -1;
     out->counted = msg[0];
     out->complete = msg[1] != 0;
+    out->note = msg[2];
     return 0;
 }
 

@@ -16,7 +16,11 @@ typedef struct {
     double base;     // bytes resident before the build (code, libraries, tokenizer, loaders)
     double counted;  // bytes the build allocated
     int complete;    // 0: the address space ran out first (counted is a lower bound)
+    double note;     // what the build passed to mem_dry_note (0 if nothing)
 } MemCount;
+// Inside a build: one number to hand back to the parent with the count (e.g. a size the build
+// computed).
+void mem_dry_note(double v);
 
 // Runs build(ctx) in a forked child in dry mode and returns what it allocated. build must only
 // allocate and write small things (no memset of big buffers; params_init is skipped in dry mode).
