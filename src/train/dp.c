@@ -18,11 +18,6 @@ int dp_setup(const Config *c) {
     if (E > 1 && c->ffn.erc_coef > 0)
         die_input("train.expert_parallel (%d) with model.ffn.erc_coef > 0: the ERC loss reads every expert's W_g, "
                   "which expert parallelism spreads over ranks; set one of them off", E);
-    const ScoreOps *so = score_for(c);
-    if (E > 1 && so && so->stages && so->stages(c))
-        die_input("train.expert_parallel (%d) with model.ffn.aoe_norm_at %s: every expert computes its stage for every "
-                  "token on the token's rank, which needs every expert's weights there; use aoe_norm_at down or "
-                  "expert_parallel 1", E, c->ffn.aoe_norm_at);
     if (c->batch_size % N)
         die_input("train.batch_size (%d, the global micro-batch) must be divisible by the %d MPI ranks", c->batch_size, N);
     if (N % E)
