@@ -157,6 +157,65 @@ TEST(eval_limit_applies_to_each_subtask) {
     free(js);
 }
 
+static double jnum(const cJSON *o, const char *path) {  // "a.b.c" (array items by index)
+    char buf[200];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *k = strtok(buf, "."); k && o; k = strtok(NULL, "."))
+        o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, atoi(k)) : cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(o) ? o->valuedouble : -1;
+}
+
+// --dry-run checks as a real run does, prints the plan (what would be scored, with the memory
+// estimate) and writes nothing; its counts are those the real run then scores.
+TEST(eval_dry_run_prints_the_plan) {
+    const char *run = test_tiny_run();
+    REQUIRE(run);
+    char task[700], out[700], args[2400], p[800];
+    snprintf(task, sizeof task, "%s/dry-grouped.jsonl", test_tmpdir());
+    snprintf(out, sizeof out, "%s/ev-dry", test_tmpdir());
+    Buf t = {0};
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; i < 3; i++)
+            bprintf(&t, "{\"query\":\"a dog %d\",\"choices\":[\"sat\",\"ran\"],\"gold\":%d,\"group\":\"g%d\"}\n", i, i % 2, g);
+    put_text(task, t.s);
+    free(t.s);
+    snprintf(args, sizeof args, "eval %s --tasks %s,'shards:%s/val-*.shard' --limit 2 --out %s --threads 1", run, task,
+             test_tiny_data(), out);
+    char *o = NULL, *e = NULL;
+    CHECK_EQ_INT(aoe_run(&o, &e, "%s --dry-run", args), 0);
+    CHECK(!is_directory(out));  // nothing written
+    CHECK_STR_CONTAINS(e, "memory estimate: ");
+    CHECK_STR_CONTAINS(e, "available: ");
+    CHECK(!strstr(e, "acc_norm ="));
+    cJSON *plan = cJSON_Parse(o);
+    REQUIRE(plan);
+    CHECK_EQ_INT((int)jnum(plan, "checkpoints.0.step"), 4);
+    CHECK(jnum(plan, "checkpoints.0.memory_bytes") > 1e6);
+    CHECK(jnum(plan, "checkpoints.0.params_total") > jnum(plan, "checkpoints.0.params_active"));
+    snprintf(p, sizeof p, "%s/results.json", out);
+    CHECK_STR_CONTAINS(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(plan, "checkpoints"), 0),
+                                                                "results")), p);
+    CHECK_EQ_INT((int)jnum(plan, "tasks.0.total"), 9);
+    CHECK_EQ_INT((int)jnum(plan, "tasks.0.scored"), 6);  // 2 of each of the 3 sub-tasks
+    CHECK_EQ_INT((int)jnum(plan, "tasks.0.sub_tasks"), 3);
+    CHECK_EQ_INT((int)jnum(plan, "limit"), 2);
+    double windows = jnum(plan, "checkpoints.0.shards_windows.shards.scored");
+    CHECK_EQ_INT((int)windows, 2);
+    CHECK(jnum(plan, "checkpoints.0.shards_windows.shards.total") >= 2);
+    free(o); free(e);
+    // the real run scores what the plan said
+    CHECK_EQ_INT(aoe_run(&o, &e, "%s", args), 0);
+    free(o); free(e);
+    size_t len;
+    char *js = file_exists(p) ? read_file(p, &len) : NULL;
+    cJSON *res = js ? cJSON_Parse(js) : NULL;
+    REQUIRE(res);
+    CHECK_EQ_INT((int)jnum(res, "n-samples.dry-grouped.effective"), (int)jnum(plan, "tasks.0.scored"));
+    CHECK_EQ_INT((int)jnum(res, "n-samples.shards.effective"), (int)windows);
+    cJSON_Delete(res); cJSON_Delete(plan);
+    free(js);
+}
+
 // `aoe eval A B --out X` writes X/<label>/results.json; `aoe report A B --eval X` uses each for
 // the run that holds its checkpoint (nothing without --eval: those runs have no RUN/eval).
 TEST(report_finds_multi_checkpoint_eval_results) {

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "ckpt/ckpt.h"
 #include "cli.h"
 #include "data/loader.h"
@@ -24,7 +26,7 @@ static void usage(FILE *f) {
             "usage: aoe eval CKPT|RUN_DIR... [--tasks LIST] [--limit N] [--shots K] [--out DIR]\n"
             "                [--data-dir DIR] [--seed N] [--batch-tokens N] [--threads N]\n"
             "                [--tokenizer PATH] [--precision fp32|bf16|auto] [--load-stats] [--log-samples]\n"
-            "                [--select-override NODE] [--list-tasks]\n"
+            "                [--select-override NODE] [--list-tasks] [--dry-run]\n"
             "\n"
             "Scores checkpoints the way lm-evaluation-harness does (docs/eval.md).\n"
             "  --tasks LIST       comma-separated: task names, groups (paper, small, all), blimp_<paradigm>,\n"
@@ -56,7 +58,11 @@ static void usage(FILE *f) {
             "  --log-samples      also write samples_<task>.jsonl beside results.json: per document its\n"
             "                     (context, continuation) requests, per-choice [loglikelihood, is_greedy],\n"
             "                     target and metrics, as lm-evaluation-harness's --log_samples\n"
-            "  --list-tasks       print the registered tasks and whether their data was found, and exit\n");
+            "  --list-tasks       print the registered tasks and whether their data was found, and exit\n"
+            "  --dry-run          check every task and checkpoint as a real run does, print the plan as JSON\n"
+            "                     (checkpoints: step, parameters, precision, tokenizer, memory estimate,\n"
+            "                     results path; tasks: items total and scored under --limit) and, on\n"
+            "                     stderr, each memory estimate; score and write nothing\n");
 }
 
 static int parse_int(const char *opt, const char *v, long lo, long hi) {
@@ -102,8 +108,10 @@ static char *make_label(const char *path) {
 // Everything about one checkpoint that can fail, checked before any checkpoint is scored (a bad
 // third checkpoint must not cost the first two their work): the whole file with every CRC, its
 // config with the probe's overrides, the tokenizer it was trained with, and the shards tasks
-// against that tokenizer. Exits 2 with the load's own message.
-static void check_ckpt(const char *path, const char *const *sets, int nsets, const char *tok_path, Task **tasks, int nt) {
+// against that tokenizer. Exits 2 with the load's own message. plan (--dry-run, else NULL) gets
+// what was found: step, shapes, parameter counts, precision, tokenizer, shards windows.
+static void check_ckpt(const char *path, const char *const *sets, int nsets, const char *tok_path, Task **tasks, int nt,
+                       int limit, const char *prec, cJSON *plan) {
     Config c;
     int V;
     CkptMeta meta;
@@ -113,14 +121,69 @@ static void check_ckpt(const char *path, const char *const *sets, int nsets, con
     if (nsets && score_for(&c) != &score_expert_norm)
         die_input("%s: --select-override probes a router MoE (model.ffn.type moe with a router), not "
                   "model.ffn.type %s, select %s", path, c.ffn.type, c.ffn.select);
-    Tokenizer *tk = eval_open_tokenizer(&c, V, &meta, path, tok_path, NULL);
+    char *tp;
+    Tokenizer *tk = eval_open_tokenizer(&c, V, &meta, path, tok_path, &tp);
+    cJSON *win = cJSON_CreateObject();
     for (int i = 0; i < nt; i++)
         if (tasks[i]->shards) {
             Loader *L = loader_open(tasks[i]->shards, c.seq_len, 1, 0, 0, 0, 1);
             loader_require(L, 0, tok_hash(tk));
+            double all = (double)loader_total_windows(L);
+            cJSON *w = cJSON_AddObjectToObject(win, tasks[i]->name);
+            cJSON_AddNumberToObject(w, "total", all);
+            cJSON_AddNumberToObject(w, "scored", limit > 0 && limit < all ? limit : all);
             loader_close(L);
         }
     tok_free(tk);
+    if (plan) {
+        double tot, act, fl;
+        model_count(&c, V, &tot, &act, &fl);
+        cJSON_AddStringToObject(plan, "path", path);
+        cJSON_AddNumberToObject(plan, "step", (double)ckpt_meta_step(&meta));
+        cJSON_AddStringToObject(plan, "ffn", c.ffn.type);
+        cJSON_AddNumberToObject(plan, "seq_len", c.seq_len);
+        cJSON_AddNumberToObject(plan, "vocab_size", V);
+        cJSON_AddNumberToObject(plan, "params_total", tot);
+        cJSON_AddNumberToObject(plan, "params_active", act);
+        cJSON_AddStringToObject(plan, "precision", precision_name(model_precision(&c, prec)));
+        cJSON_AddStringToObject(plan, "tokenizer", tp);
+        cJSON_AddItemToObject(plan, "shards_windows", win);
+    } else {
+        cJSON_Delete(win);
+    }
+    free(tp);
+}
+
+// --dry-run: the settings and tasks of the plan (the checkpoints are already in it).
+static void plan_tasks(cJSON *plan, Task **tasks, char **specs, int nt, const EvalSettings *st, const char *out_dir,
+                       const char *override, int log_samples, int load_stats) {
+    cJSON *ta = cJSON_AddArrayToObject(plan, "tasks");
+    for (int i = 0; i < nt; i++) {
+        const Task *t = tasks[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddStringToObject(o, "spec", specs[i]);
+        cJSON_AddStringToObject(o, "path", t->shards ? t->shards : t->path);
+        cJSON_AddStringToObject(o, "unit", t->shards ? "windows" : t->kind == TK_PPL ? "documents" : "items");
+        if (!t->shards) {  // windows depend on the checkpoint's seq_len: under each checkpoint
+            int total, scored = eval_task_limit(t, st->limit, &total);
+            cJSON_AddNumberToObject(o, "total", total);
+            cJSON_AddNumberToObject(o, "scored", scored);
+        }
+        cJSON_AddNumberToObject(o, "sub_tasks", t->n_groups > 1 ? t->n_groups : 0);
+        cJSON_AddItemToArray(ta, o);
+    }
+    if (st->limit > 0) cJSON_AddNumberToObject(plan, "limit", st->limit);
+    else cJSON_AddNullToObject(plan, "limit");
+    cJSON_AddNumberToObject(plan, "shots", st->shots);
+    cJSON_AddNumberToObject(plan, "seed", (double)st->seed);
+    cJSON_AddNumberToObject(plan, "batch_tokens", st->tok_budget);
+    cJSON_AddNumberToObject(plan, "threads", st->threads);
+    cJSON_AddStringToObject(plan, "out", out_dir);
+    cJSON_AddBoolToObject(plan, "log_samples", log_samples);
+    cJSON_AddBoolToObject(plan, "load_stats", load_stats);
+    if (override) cJSON_AddStringToObject(plan, "select_override", override);
+    else cJSON_AddNullToObject(plan, "select_override");
 }
 
 static void write_text(const char *dir, const char *name, const char *text) {
@@ -134,7 +197,7 @@ static void write_text(const char *dir, const char *name, const char *text) {
 int cmd_eval(int argc, char **argv) {
     if (wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *tasks_arg = "small", *out_dir = "eval-out", *data_dir = NULL, *tok_path = NULL, *prec = NULL;
-    int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0, log_samples = 0;
+    int limit = 0, shots = 0, budget = 2048, threads = 0, list = 0, log_samples = 0, dry = 0;
     uint64_t seed = 1234;
     int load_stats = 0;
     // --select-override norm: config overrides applied at load (the training-only losses that need
@@ -150,6 +213,7 @@ int cmd_eval(int argc, char **argv) {
         if (!strcmp(a, "--list-tasks")) { list = 1; continue; }
         if (!strcmp(a, "--load-stats")) { load_stats = 1; continue; }
         if (!strcmp(a, "--log-samples")) { log_samples = 1; continue; }
+        if (!strcmp(a, "--dry-run")) { dry = 1; continue; }
         if (a[0] == '-' && a[1]) {
             if (!v) { fprintf(stderr, "aoe eval: %s needs a value\n", a); usage(stderr); return 2; }
             if (!strcmp(a, "--tasks")) tasks_arg = v;
@@ -223,12 +287,19 @@ int cmd_eval(int argc, char **argv) {
     task_check_unique(tasks, specs, nspec);
     // every checkpoint checked before any model work
     char **paths = xcalloc(nck, sizeof(char *));
+    cJSON *plan = dry ? cJSON_CreateObject() : NULL, *pck = dry ? cJSON_AddArrayToObject(plan, "checkpoints") : NULL;
     for (int k = 0; k < nck; k++) {
         paths[k] = eval_resolve_ckpt(ckpts[k]);
-        check_ckpt(paths[k], probe, n_over, tok_path, tasks, nspec);
-        eval_mem_check(paths[k], budget, prec);  // before any checkpoint is loaded
+        cJSON *o = dry ? cJSON_CreateObject() : NULL;
+        check_ckpt(paths[k], probe, n_over, tok_path, tasks, nspec, limit, prec, o);
+        double need = eval_mem_check(paths[k], budget, prec, dry);  // before any checkpoint is loaded
+        if (o) {
+            if (need >= 0) cJSON_AddNumberToObject(o, "memory_bytes", need);
+            else cJSON_AddNullToObject(o, "memory_bytes");
+            cJSON_AddItemToArray(pck, o);
+        }
     }
-    if (mkdir_p(out_dir)) die("%s: cannot create the output directory", out_dir);
+    if (!dry && mkdir_p(out_dir)) die("%s: cannot create the output directory", out_dir);
     fprintf(stderr, "aoe eval: %d checkpoint(s), %d task(s), BLIS %s, %d threads\n", nck, nspec, arch, threads);
 
     EvalSettings st = {tasks_arg, limit, shots, budget, threads, seed, data_dir};
@@ -252,11 +323,27 @@ int cmd_eval(int argc, char **argv) {
             for (char *p = clean; *p; p++)
                 if (*p == '/' || *p == '#') *p = '_';
             snprintf(sub, sizeof sub, "%s/%s", out_dir, clean);
-            if (mkdir_p(sub)) die("%s: cannot create directory", sub);
+            if (!dry && mkdir_p(sub)) die("%s: cannot create directory", sub);
             dirs[k] = xstrdup(sub);
         }
     }
-    for (int k = 0; k < nck; k++) {
+    if (dry) {  // the plan on stdout, nothing scored or written
+        for (int k = 0; k < nck; k++) {
+            cJSON *o = cJSON_GetArrayItem(pck, k);
+            char *rp = path_join(dirs[k], "results.json");
+            cJSON_AddStringToObject(o, "label", cr[k].label);
+            cJSON_AddStringToObject(o, "results", rp);
+            free(rp);
+            free(dirs[k]);
+        }
+        plan_tasks(plan, tasks, specs, nspec, &st, out_dir, n_over ? probe_set + strlen("model.ffn.score_override=") : NULL,
+                   log_samples, load_stats);
+        char *js = cJSON_Print(plan);
+        printf("%s\n", js);
+        free(js);
+        cJSON_Delete(plan);
+    }
+    for (int k = 0; k < nck && !dry; k++) {
         double t0 = now_sec();
         CkptMeta meta;
         CkptResults *c = &cr[k];
@@ -264,7 +351,7 @@ int cmd_eval(int argc, char **argv) {
         c->file_hash = file_hash(paths[k]);
         // one sequence of activations here; the scorer adds a batched model sharing the weights
         Model *m = ckpt_load_model_with(paths[k], 1, &meta, probe, n_over);
-        kernels_set_precision(model_precision(m, prec));
+        kernels_set_precision(model_precision(&m->cfg, prec));
         fprintf(stderr, "aoe eval: %s: precision %s\n", paths[k], precision_name(kernels_precision()));
         Tokenizer *tk = eval_open_tokenizer(&m->cfg, m->V, &meta, paths[k], tok_path, NULL);
         c->tok_hash = tok_hash(tk);
@@ -338,13 +425,13 @@ int cmd_eval(int argc, char **argv) {
         free(json); free(md); free(dirs[k]);
     }
     free(dirs);
-    char *md = results_markdown(cr, nck, &st);
-    // the comparison table on stdout (up to the "## Checkpoints" section)
-    char *end = strstr(md, "\n## Checkpoints");
-    if (end) *end = 0;
-    printf("%s\n", md);
-    printf("aoe eval: wrote %s/report.md and %s\n", out_dir, nck == 1 ? "results.json" : "<label>/results.json");
-    free(md);
+    if (!dry) {  // the comparison table on stdout (up to the "## Checkpoints" section)
+        char *md = results_markdown(cr, nck, &st), *end = strstr(md, "\n## Checkpoints");
+        if (end) *end = 0;
+        printf("%s\n", md);
+        printf("aoe eval: wrote %s/report.md and %s\n", out_dir, nck == 1 ? "results.json" : "<label>/results.json");
+        free(md);
+    }
     for (int k = 0; k < nck; k++) {
         free((char *)cr[k].label); free(cr[k].res); free((char *)cr[k].config_json); free(cr[k].load_stats); free(paths[k]);
     }

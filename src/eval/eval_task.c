@@ -317,6 +317,26 @@ static int eval_shard_task(Scorer *sc, const Tokenizer *tk, const Task *t, int l
     return 1;
 }
 
+// --limit counts per sub-task, as lm-eval limits each BLiMP paradigm, so every paradigm is scored:
+// the first `limit` items of each, in file order. keep (may be NULL) gets them.
+static int per_subtask(const Task *t, int limit, Item *keep) {
+    int *taken = xcalloc(t->n_groups, sizeof(int)), n = 0;
+    for (int i = 0; i < t->n; i++)
+        if (taken[t->items[i].group]++ < limit) {
+            if (keep) keep[n] = t->items[i];
+            n++;
+        }
+    free(taken);
+    return n;
+}
+
+int eval_task_limit(const Task *t, int limit, int *total) {
+    int all = t->kind == TK_PPL ? t->n_docs : t->n;
+    if (total) *total = all;
+    if (limit > 0 && t->kind != TK_PPL && t->n_groups > 1) return per_subtask(t, limit, NULL);
+    return limit > 0 && limit < all ? limit : all;
+}
+
 int eval_task_count(const Task *t) { return t->kind != TK_PPL && t->n_groups > 1 ? 1 + t->n_groups : 1; }
 
 int eval_task(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, int shots, uint64_t seed,
@@ -329,28 +349,20 @@ int eval_task_logged(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, 
     int S = scorer_seq_len(sc);
     if (max_out < eval_task_count(t)) die("internal: eval_task needs room for %d results, got %d", eval_task_count(t), max_out);
     if (t->shards) return eval_shard_task(sc, tk, t, limit, out, S, samples);
-    if (t->kind == TK_PPL) {
-        int n = limit > 0 && limit < t->n_docs ? limit : t->n_docs;
-        return eval_ppl_task(sc, tk, t, n, out, S, samples);
-    }
+    int n = eval_task_limit(t, limit, NULL);
+    if (t->kind == TK_PPL) return eval_ppl_task(sc, tk, t, n, out, S, samples);
     if (limit > 0 && t->n_groups > 1) {
-        // --limit counts per sub-task, as lm-eval limits each BLiMP paradigm, so every paradigm is
-        // scored; the first `limit` items of each, in file order
         Task sub = *t;
         sub.items = xmalloc(sizeof(Item) * (t->n ? t->n : 1));
-        sub.n = 0;
-        int *taken = xcalloc(t->n_groups, sizeof(int));
-        for (int i = 0; i < t->n; i++)
-            if (taken[t->items[i].group]++ < limit) sub.items[sub.n++] = t->items[i];
+        sub.n = per_subtask(t, limit, sub.items);
         int got = eval_choice_task(sc, tk, &sub, sub.n, shots, seed, out, max_out, S, samples);
         // "original" sample counts are the file's, not the subset's (out[0] = task, 1+g = group g)
-        memset(taken, 0, sizeof(int) * t->n_groups);
-        for (int i = 0; i < t->n; i++) taken[t->items[i].group]++;
-        for (int k = 0; k < got; k++) out[k].n_original = k == 0 ? t->n : taken[k - 1];
-        free(taken);
+        int *all = xcalloc(t->n_groups, sizeof(int));
+        for (int i = 0; i < t->n; i++) all[t->items[i].group]++;
+        for (int k = 0; k < got; k++) out[k].n_original = k == 0 ? t->n : all[k - 1];
+        free(all);
         free(sub.items);
         return got;
     }
-    int n = limit > 0 && limit < t->n ? limit : t->n;
     return eval_choice_task(sc, tk, t, n, shots, seed, out, max_out, S, samples);
 }

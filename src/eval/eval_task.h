@@ -21,6 +21,9 @@ int eval_task_logged(Scorer *sc, const Tokenizer *tk, const Task *t, int limit, 
                      TaskResult *out, int max_out, FILE *samples);
 // Results eval_task writes for t: 1, plus one per sub-task (BLiMP paradigm).
 int eval_task_count(const Task *t);
+// What --limit leaves of a task that is not a shards task (windows depend on the model): the
+// items (documents for perplexity) eval_task scores, and *total (may be NULL) of the file.
+int eval_task_limit(const Task *t, int limit, int *total);
 // Builds the prompt (few-shot prefix + context) of request j of item i; cont gets the
 // continuation with its delimiter. Both malloc'd. Exposed for tests.
 void build_request(const Task *t, int i, int j, int shots, uint64_t seed, char **ctx, char **cont);

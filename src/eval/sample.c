@@ -98,7 +98,7 @@ int cmd_sample(int argc, char **argv) {
     if (!file_exists(path)) die_input("%s: no such checkpoint", path);
     CkptMeta meta;
     Model *m = ckpt_load_model(path, 1, &meta);
-    kernels_set_precision(model_precision(m, prec));
+    kernels_set_precision(model_precision(&m->cfg, prec));
     Tokenizer *tk = eval_open_tokenizer(&m->cfg, m->V, &meta, path, tok_path, NULL);
     Scorer *sc = scorer_new(m, m->S);
     int np = 0;

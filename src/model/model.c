@@ -299,8 +299,8 @@ void model_write_stats(Model *m, FILE *f, long step) {
     for (int l = 0; l < m->L; l++) m->blocks[l].ffn->write_stats(m->blocks[l].ffn_state, f, step, l);
 }
 
-int model_precision(const Model *m, const char *override) {
-    const char *rec = m->cfg.precision;
+int model_precision(const Config *cfg, const char *override) {
+    const char *rec = cfg->precision;
     int p = override ? precision_parse(override) : !strcmp(rec, "auto") ? PREC_FP32 : precision_parse(rec);
     if (p < 0) die_input("--precision: expected fp32, bf16 or auto, got '%s'", override ? override : rec);
     if (p == PREC_BF16 && !kernels_cpu_has_bf16())

@@ -77,11 +77,11 @@ void model_count(const Config *cfg, int V, double *total, double *active, double
 // Training progress in [0,1] (step / (train.steps - 1)) for layers with schedules (ETR capacity);
 // the training loop sets it before each step. Default 0.
 void model_set_progress(Model *m, float progress);
-// The precision a loaded model's products should use: `override` (fp32|bf16|auto) when given,
+// The precision the products of a model loaded with config cfg should use: `override` (fp32|bf16|auto) when given,
 // else the one its config records (train writes the choice it made; "auto" remains only in
 // checkpoints written before train.precision existed, which trained in fp32). Dies (exit 2) on
 // an override that names none; warns when bf16 has no native support on this CPU.
-int model_precision(const Model *m, const char *override);
+int model_precision(const Config *cfg, const char *override);
 // Writes one load-statistics line per sparse layer and resets the accumulators. Under data
 // parallelism every rank calls it (the counts are summed across ranks); f = NULL on all but rank 0.
 void model_write_stats(Model *m, FILE *f, long step);
