@@ -123,6 +123,16 @@ TEST(eval_checks_every_checkpoint_before_scoring) {
     free(md);
 }
 
+// A task file with 3 groups ("group": g0..g2) of 3 two-choice items.
+static void grouped_task(const char *path) {
+    Buf t = {0};
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; i < 3; i++)
+            bprintf(&t, "{\"query\":\"the cat %d\",\"choices\":[\"sat\",\"ran\"],\"gold\":%d,\"group\":\"g%d\"}\n", i, i % 2, g);
+    put_text(path, t.s);
+    free(t.s);
+}
+
 // A task with 3 groups of 3 items, --limit 2: 2 items of every group, 6 for the task.
 TEST(eval_limit_applies_to_each_subtask) {
     const char *run = test_tiny_run();
@@ -130,12 +140,7 @@ TEST(eval_limit_applies_to_each_subtask) {
     char task[700], out[700], p[800];
     snprintf(task, sizeof task, "%s/grouped.jsonl", test_tmpdir());
     snprintf(out, sizeof out, "%s/ev-lim", test_tmpdir());
-    Buf t = {0};
-    for (int g = 0; g < 3; g++)
-        for (int i = 0; i < 3; i++)
-            bprintf(&t, "{\"query\":\"the cat %d\",\"choices\":[\"sat\",\"ran\"],\"gold\":%d,\"group\":\"g%d\"}\n", i, i % 2, g);
-    put_text(task, t.s);
-    free(t.s);
+    grouped_task(task);
     char *o = NULL, *e = NULL;
     CHECK_EQ_INT(aoe_run(&o, &e, "eval %s --tasks %s --limit 2 --out %s --threads 1", run, task, out), 0);
     CHECK_STR_CONTAINS(e, "grouped: --limit 2 applies to each of its 3 sub-tasks");
@@ -173,12 +178,7 @@ TEST(eval_dry_run_prints_the_plan) {
     char task[700], out[700], args[2400], p[800];
     snprintf(task, sizeof task, "%s/dry-grouped.jsonl", test_tmpdir());
     snprintf(out, sizeof out, "%s/ev-dry", test_tmpdir());
-    Buf t = {0};
-    for (int g = 0; g < 3; g++)
-        for (int i = 0; i < 3; i++)
-            bprintf(&t, "{\"query\":\"a dog %d\",\"choices\":[\"sat\",\"ran\"],\"gold\":%d,\"group\":\"g%d\"}\n", i, i % 2, g);
-    put_text(task, t.s);
-    free(t.s);
+    grouped_task(task);
     snprintf(args, sizeof args, "eval %s --tasks %s,'shards:%s/val-*.shard' --limit 2 --out %s --threads 1", run, task,
              test_tiny_data(), out);
     char *o = NULL, *e = NULL;
