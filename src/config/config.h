@@ -58,6 +58,7 @@ typedef struct {
     // train
     int steps, batch_size, grad_accum, warmup, log_every, eval_every, eval_batches, ckpt_every,
         keep_ckpts, threads, expert_parallel;
+    int overlap_grads;        // MPI: start summing each block's gradient while the backward goes on
     float lr, min_lr, beta1, beta2, eps, weight_decay, grad_clip;
     uint64_t seed;
     char precision[8];    // auto | fp32 | bf16 (train writes the resolved choice to config.json)

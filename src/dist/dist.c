@@ -125,6 +125,38 @@ static void sum_on(MPI_Comm comm, int p, void *buf, size_t n, MPI_Datatype type,
     st.allreduce_bytes += 2.0 * (p - 1) / p * n * elem;
 }
 
+// Non-blocking sums in flight (dist_isum_*): requests of this step, grown as needed.
+static MPI_Request *reqs;
+static int n_req, cap_req;
+
+void dist_isum_f(float *buf, size_t n, int replicas) {
+    MPI_Comm comm = replicas && ep_size > 1 ? rep_comm : MPI_COMM_WORLD;
+    int p = replicas ? size / ep_size : size;
+    if (p == 1 || !n) return;
+    if (n > (size_t)INT_MAX) dist_abort(EXIT_RUNTIME, "a gradient bucket of %zu floats is too large for one MPI call", n);
+    if (n_req == cap_req) reqs = xrealloc(reqs, sizeof *reqs * (size_t)(cap_req = cap_req ? 2 * cap_req : 64));
+    double t0 = enter();
+    call_ok(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm, &reqs[n_req++]), "MPI_Iallreduce");
+    leave(t0);
+    st.allreduce_bytes += 2.0 * (p - 1) / p * n * sizeof(float);
+}
+
+void dist_isum_progress(void) {
+    if (!n_req) return;
+    int done;
+    double t0 = enter();
+    call_ok(MPI_Testall(n_req, reqs, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    leave(t0);
+}
+
+void dist_isum_wait(void) {
+    if (!n_req) return;
+    double t0 = enter();
+    call_ok(MPI_Waitall(n_req, reqs, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    leave(t0);
+    n_req = 0;
+}
+
 void dist_sum_f(float *buf, size_t n) { sum_on(MPI_COMM_WORLD, size, buf, n, MPI_FLOAT, sizeof(float)); }
 void dist_sum_d(double *buf, size_t n) { sum_on(MPI_COMM_WORLD, size, buf, n, MPI_DOUBLE, sizeof(double)); }
 void dist_rep_sum_f(float *buf, size_t n) {

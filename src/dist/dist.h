@@ -31,6 +31,14 @@ int dist_mpi(void);    // 1 if MPI is running (even with one rank)
 void dist_sum_f(float *buf, size_t n);
 void dist_sum_d(double *buf, size_t n);
 double dist_max_d(double v);  // max over the world
+// Non-blocking in-place fp32 sum over the world (replicas = 0) or over this rank's replica group
+// (replicas = 1; the world without expert parallelism), started now (MPI_Iallreduce). Open MPI
+// moves such a sum forward only inside MPI calls: dist_isum_progress (MPI_Testall) lets the
+// started sums advance between pieces of computation; dist_isum_wait completes all of them.
+// buf must not be touched until then.
+void dist_isum_f(float *buf, size_t n, int replicas);
+void dist_isum_progress(void);
+void dist_isum_wait(void);
 void dist_barrier(void);
 // Rank 0 sends buf (n bytes) to all ranks.
 void dist_bcast(void *buf, size_t n);

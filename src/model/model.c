@@ -242,6 +242,7 @@ void model_backward(Model *m, const int32_t *targets, float loss_scale) {
     memset(dres, 0, sizeof(float) * T * d);
     rmsnorm_backward(dres, G + m->final_norm, m->dlnf, m->xL, W + m->final_norm, m->rstdf, T, d);
     prof_end(PROF_ELEM, t0);
+    if (m->grad_ready) m->grad_ready(m->grad_ctx, m->final_norm, m->P.total);  // (tied: wte is not done yet)
     for (int l = m->L - 1; l >= 0; l--) {
         Block *b = &m->blocks[l];
         // FFN branch: d(ln2) from dres, then into the residual via RMSNorm
@@ -268,10 +269,13 @@ void model_backward(Model *m, const int32_t *targets, float loss_scale) {
         t0 = prof_begin();
         rmsnorm_backward(dres, G + b->attn_norm, m->dln, b->x, W + b->attn_norm, b->rstd1, T, d);
         prof_end(PROF_ELEM, t0);
+        // block l's parameters: from its attn_norm to the next block's (or the final norm)
+        if (m->grad_ready) m->grad_ready(m->grad_ctx, b->attn_norm, l + 1 < m->L ? m->blocks[l + 1].attn_norm : m->final_norm);
     }
     t0 = prof_begin();
     embedding_backward(G + m->wte, dres, m->tokens, T, d, V);
     prof_end(PROF_ELEM, t0);
+    if (m->grad_ready) m->grad_ready(m->grad_ctx, 0, m->blocks[0].attn_norm);
 }
 
 void model_count(const Config *cfg, int V, double *total, double *active, double *flops_fwd) {

@@ -36,6 +36,11 @@ typedef struct {
     // m->logits; the other rows are not written. Losses and argmax are unchanged; it saves the
     // head products of context and padding positions.
     int score_only;
+    // Optional: model_backward calls grad_ready(grad_ctx, lo, hi) for each range [lo, hi) of P.g
+    // as soon as it has finished writing it (the head and final norm, then each block from the
+    // last, then the embedding), so a data-parallel step can start summing it. NULL: not called.
+    void (*grad_ready)(void *ctx, size_t lo, size_t hi);
+    void *grad_ctx;
 } Model;
 
 // The whole config's rules, each checked once: config_validate (training keys), attention

@@ -76,6 +76,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
         double t0 = now_sec();
         params_zero_grad(&m->P);
         model_forward(m, x, y, B, S, NULL, 1, &rng);
+        dp_overlap_next_backward(m, c.overlap_grads);
         model_backward(m, y, 1.0f / N);
         dp_sum_grads(&m->P);
         double to = prof_begin();

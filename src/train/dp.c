@@ -41,7 +41,32 @@ void dp_bind(const Params *P) {
         }
 }
 
+// Overlapped sum: model_backward reports each finished range (a block, the head, the embedding);
+// its sums start at once (non-expert runs over all ranks, expert tensors over their replicas)
+// and advance at every later report; dp_sum_grads waits for them.
+static int overlap_started;
+
+static void grad_ready(void *ctx, size_t lo, size_t hi) {
+    Params *P = ctx;
+    size_t at = lo;
+    for (int i = 0; i < ex.n && at < hi; i++) {
+        if (ex.off[i] + ex.len[i] <= at || ex.off[i] >= hi) continue;
+        if (ex.off[i] > at) dist_isum_f(P->g + at, ex.off[i] - at, 0);
+        dist_isum_f(P->g + ex.off[i], ex.len[i], 1);
+        at = ex.off[i] + ex.len[i];
+    }
+    if (hi > at) dist_isum_f(P->g + at, hi - at, 0);
+    dist_isum_progress();
+    overlap_started = 1;
+}
+
+void dp_overlap_next_backward(Model *m, int on) {
+    m->grad_ready = on && dist_size() > 1 ? grad_ready : NULL;
+    m->grad_ctx = &m->P;
+}
+
 void dp_sum_grads(Params *P) {
+    if (overlap_started) { dist_isum_wait(); overlap_started = 0; return; }
     if (!ex.n) { dist_sum_f(P->g, P->total); return; }
     // runs of non-expert tensors over all ranks, expert slices over their replicas
     size_t at = 0;

@@ -13,6 +13,7 @@
 #define AOE_DP_H
 
 #include "config/config.h"
+#include "model/model.h"
 #include "model/params.h"
 #include "train/optim.h"
 
@@ -22,6 +23,10 @@
 int dp_setup(const Config *c);
 // After model_create: notes the expert tensors (expert parallelism only).
 void dp_bind(const Params *P);
+// on = 1: the next model_backward starts summing each part of the gradient as soon as it is
+// final (non-blocking, bucketed by block) and dp_sum_grads then only waits; call it with on = 1
+// before the last micro-batch's backward of a step only (the others' gradients are not final).
+void dp_overlap_next_backward(Model *m, int on);
 // Sums the gradient over the ranks in fp32: one all-reduce; with expert parallelism the expert
 // slices over their replicas and the rest over all ranks. No-op on one rank.
 void dp_sum_grads(Params *P);

@@ -174,7 +174,7 @@ void run_clean_tmp(const char *run_dir) {
 static const char *const resume_keys[] = {
     "train.steps", "train.log_every", "train.eval_every", "train.eval_batches", "train.ckpt_every",
     "train.keep_ckpts", "train.threads", "run.ckpt_compress", "data.val", "train.skip_nonfinite",
-    "train.expert_parallel",
+    "train.expert_parallel", "train.overlap_grads",
 };
 
 void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
@@ -192,7 +192,7 @@ void run_resume_config(int argc, char **argv, const char *run_dir, Config *c) {
                       "(same model, data, order and optimizer settings), and this key is fixed by config.json; start a "
                       "new run to change it; allowed: train.steps, train.log_every, train.eval_every, train.eval_batches, "
                       "train.ckpt_every, train.keep_ckpts, train.threads, run.ckpt_compress, data.val, train.skip_nonfinite, "
-                      "train.expert_parallel",
+                      "train.expert_parallel, train.overlap_grads",
                       (int)(eq - argv[i]), argv[i]);
     }
     if (!is_directory(run_dir)) die_input("%s: not a run directory (train --resume needs the run.out of a run)", run_dir);

@@ -291,6 +291,7 @@ int cmd_train(int argc, char **argv) {
             loader_next(tr, x, y);
             loss += model_forward(m, x, y, B, c.seq_len, NULL, 1, &rng) / c.grad_accum;
             aux += m->aux / c.grad_accum;
+            dp_overlap_next_backward(m, c.overlap_grads && a == c.grad_accum - 1);  // train.overlap_grads
             model_backward(m, y, 1.0f / c.grad_accum / N);  // the ranks' gradients are summed
         }
         dp_sum_grads(&m->P);
