@@ -39,7 +39,7 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 
 echo "mpi-speedup: ${#cfgs[@]} configs, $rounds rounds, $steps steps, $prec, $(nproc) cores, $(date -u +%FT%TZ)"
 printf '%-26s %5s %6s %10s %6s %12s %7s\n' config round load 1x2thr load 2ranks_x1 ratio
-summary=()
+summary=() maxload=0
 for c in "${cfgs[@]}"; do
     ratios=()
     for r in $(seq "$rounds"); do
@@ -48,6 +48,7 @@ for c in "${cfgs[@]}"; do
         ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3f", b / a; else print "n/a" }')
         printf '%-26s %5d %6s %10s %6s %12s %7s\n' "$(basename "$c")" "$r" "$l1" "$a" "$l2" "$b" "$ratio"
         [[ $ratio != n/a ]] && ratios+=("$ratio")
+        maxload=$(awk -v a="$maxload" -v b="$l1" -v c="$l2" 'BEGIN { m = a; if (b > m) m = b; if (c > m) m = c; print m }')
     done
     summary+=("$(printf '%s\n' "${ratios[@]}" | sort -g | awk -v c="$(basename "$c")" '
         { v[NR] = $1 } END {
@@ -59,3 +60,7 @@ for c in "${cfgs[@]}"; do
 done
 echo "summary (2 ranks x 1 thread / 1 process x 2 threads; load average now $(load)):"
 printf '%s\n' "${summary[@]}"
+if awk -v l="$maxload" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+    echo "note: the load average reached $maxload on $(nproc) cores: other work shared them, and a 2-thread process then waits"
+    echo "      at every OpenMP barrier for a descheduled thread, so these ratios are not the idle-machine ratio the target means"
+fi
