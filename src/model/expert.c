@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model/ffn.h"
+#include "model/kernels.h"
 
 void expert_pass_forward(const ExpertPass *p, MatmulFn mm) {
     int m = p->m, d = p->d, D = p->D;
@@ -12,10 +13,14 @@ void expert_pass_forward(const ExpertPass *p, MatmulFn mm) {
     if (p->todo & STAGE_U) mm(p->u, p->ldD, p->in, p->ldin, p->Wg, D, m, D, p->gin, 0, 0, 1, 0);
     if (p->todo & STAGE_V) mm(p->v, p->ldD, p->x, p->ldx, p->Wp, D, m, D, d, 0, 0, 1, 0);
     if (!(p->todo & STAGE_Y)) return;
+    // a feeds only products: stored in bf16 (an activation block, kernels.h) it is computed in
+    // du's rows (the backward's scratch, free during the forward) and stored row by row
+    float *af = act_out(p->a, p->du);
     for (int i = 0; i < m; i++) {
         const float *u = p->u + (size_t)i * p->ldD, *v = p->v + (size_t)i * p->ldD;
-        float *a = p->a + (size_t)i * p->ldD;
+        float *a = af + (size_t)i * p->ldD;
         for (int j = 0; j < D; j++) a[j] = silu(u[j]) * v[j];
+        act_store(p->a + (size_t)i * p->ldD, a, D);
     }
     mm(p->y, p->ldy, p->a, p->ldD, p->Wo, d, m, d, D, 0, 0, 1, 0);
 }

@@ -58,7 +58,8 @@ static void *dense_create(Params *P, const Config *c, int layer, int max_T) {
     snprintf(name, sizeof name, "layers.%d.ffn.w_out", layer);
     L->wo = params_add(P, name, 1, INIT_NORMAL, out_std, 2, L->D, L->d);
     size_t n = (size_t)max_T * L->D;
-    L->u = falloc(n); L->v = falloc(n); L->a = falloc(n); L->du = falloc(n); L->dv = falloc(n);
+    L->u = falloc(n); L->v = falloc(n); L->du = falloc(n); L->dv = falloc(n);
+    L->a = act_alloc(n);  // feeds only products (kernels.h activation block)
     return L;
 }
 
@@ -66,7 +67,9 @@ static void dense_forward(void *self, const Params *P, float *out, const float *
     (void)train; (void)rng;
     Dense *L = self;
     double t0 = prof_begin();
-    swiglu_forward(out, L->u, L->v, L->a, x, P->w + L->wg, P->w + L->wp, P->w + L->wo, T, L->d, L->D, 0);
+    float *a = act_out(L->a, L->du);  // bf16 storage: computed in du (backward scratch), then stored
+    swiglu_forward(out, L->u, L->v, a, x, P->w + L->wg, P->w + L->wp, P->w + L->wo, T, L->d, L->D, 0);
+    act_store(L->a, a, (size_t)T * L->D);
     prof_end(PROF_EXPERT, t0);
 }
 
@@ -88,7 +91,8 @@ static void dense_count(const Config *c, double *total, double *active, double *
 }
 static void dense_destroy(void *self) {
     Dense *L = self;
-    free(L->u); free(L->v); free(L->a); free(L->du); free(L->dv); free(L);
+    act_free(L->a);
+    free(L->u); free(L->v); free(L->du); free(L->dv); free(L);
 }
 
 const FfnOps ffn_dense_ops = {

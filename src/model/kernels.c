@@ -89,6 +89,8 @@ static void gemm(rntm_t *rt, float *C, int ldc, const float *A, int lda, const f
         matmul_bf16(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, alpha, beta, rt == &rntm_all || rt == &rntm_all_nosup);
         return;
     }
+    if (act_is_bf16(A) || act_is_bf16(B))  // an activation block allocated in bf16 precision has no fp32 form
+        die("internal: fp32 product on a bf16 activation block (precision changed after the model was built)");
     bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  M, N, K, &alpha, (float *)A, lda, 1, (float *)B, ldb, 1, &beta, C, ldc, 1, NULL, rt);
 }

@@ -48,6 +48,23 @@ void kernels_weights_changed(const float *w);
 // them. Serial code only; no-ops in fp32.
 void kernels_operand_begin(const float *x, size_t n);
 void kernels_operand_end(const float *x);
+// Activation blocks: an activation that feeds only matrix products, in the forward and the
+// backward (normed inputs of projections, attention's q/k/v/output, the experts' gathered inputs,
+// SiLU(U)⊙V). Allocated in bf16 precision, it is stored as bf16 only — exactly what every
+// product would round it to, so results do not change — and its fp32 form never exists: the
+// returned float address is a handle, address space reserved but never backed (reading it as
+// floats faults), which products resolve to the bf16 storage as they resolve weight copies.
+// Otherwise (fp32 precision; or the table full) it is an ordinary zeroed float block. The
+// storage is fixed at allocation: allocate after kernels_set_precision. Serial code only.
+float *act_alloc(size_t n);
+void act_free(float *a);
+// 1 if p lies in a bf16-stored activation block.
+int act_is_bf16(const float *p);
+// Where to compute n values for a[0..n) in fp32: a itself when it is fp32, else scratch.
+float *act_out(float *a, float *scratch);
+// a[0..n) = src[0..n) (a may point inside a block): rounded into bf16 storage, copied into fp32
+// storage, nothing when src == a. Uses all threads unless called inside a parallel region.
+void act_store(float *a, const float *src, size_t n);
 // fp32 -> bf16 rounding of every bf16 product: nearest even, NaN stays NaN, denormals flush to
 // zero (as the AVX512-BF16 conversion instruction does).
 uint16_t bf16_round(float f);

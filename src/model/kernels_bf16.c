@@ -22,11 +22,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "model/kernels.h"
 #include "util/common.h"
 
-enum { TILE = 64, TILE_MAX_M = 256, MAX_SHADOWS = 64, MAX_OPERANDS = 16, MAX_PRIMS = 4096 };
+enum { TILE = 64, TILE_MAX_M = 256, MAX_SHADOWS = 64, MAX_OPERANDS = 16, MAX_ACTS = 1024, MAX_PRIMS = 4096 };
 #define CONVERT_MAX (1L << 21)  // elements of an operand rounded per call (4 MB of bf16)
 
 // Round to nearest even, NaN kept quiet, denormal inputs flushed to signed zero: exactly what
@@ -118,7 +119,7 @@ void kernels_weights_changed(const float *w) {
 }
 
 void kernels_operand_begin(const float *x, size_t n) {
-    if (kernels_precision() != PREC_BF16) return;
+    if (kernels_precision() != PREC_BF16 || act_is_bf16(x)) return;  // an activation block is bf16 already
     Copy *s = NULL;
     for (int i = 0; i < MAX_OPERANDS && !s; i++)  // a free slot, one whose buffer fits first
         if (!operands[i].w && operands[i].cap >= n) s = &operands[i];
@@ -136,7 +137,54 @@ void kernels_operand_end(const float *x) {
         if (operands[i].w == x) { operands[i].w = NULL; return; }
 }
 
+// ---- activation blocks (kernels.h): handle [key, key + n) -> bf16 storage h ----
+typedef struct {
+    float *key;
+    size_t n;
+    uint16_t *h;
+} Act;
+static Act acts[MAX_ACTS];
+static int n_acts;  // slots in use are acts[0 .. n_acts)
+
+static const Act *act_find(const float *p) {
+    for (int i = 0; i < n_acts; i++)
+        if (p >= acts[i].key && p < acts[i].key + acts[i].n) return &acts[i];
+    return NULL;
+}
+
+float *act_alloc(size_t n) {
+    if (kernels_precision() != PREC_BF16 || !n || n_acts == MAX_ACTS) return falloc(n);
+    void *key = mmap(NULL, n * sizeof(float), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (key == MAP_FAILED) return falloc(n);  // fp32 storage: same results, more memory
+    // falloc: zeroed, 64-byte aligned, and counted by the memory estimate (util/mem.h)
+    acts[n_acts++] = (Act){key, n, (uint16_t *)falloc((n + 1) / 2)};
+    return key;
+}
+
+void act_free(float *a) {
+    for (int i = 0; i < n_acts; i++)
+        if (acts[i].key == a) {
+            munmap(a, acts[i].n * sizeof(float));
+            free(acts[i].h);
+            acts[i] = acts[--n_acts];
+            return;
+        }
+    free(a);
+}
+
+int act_is_bf16(const float *p) { return n_acts && act_find(p); }
+
+float *act_out(float *a, float *scratch) { return act_is_bf16(a) ? scratch : a; }
+
+void act_store(float *a, const float *src, size_t n) {
+    const Act *s = n_acts ? act_find(a) : NULL;
+    if (s) to_bf16(s->h + (a - s->key), 0, src, 0, 1, (long)n, !omp_in_parallel());
+    else if (a != src) memcpy(a, src, sizeof(float) * n);
+}
+
 static const uint16_t *copy_of(const float *p) {
+    const Act *a = n_acts ? act_find(p) : NULL;
+    if (a) return a->h + (p - a->key);
     for (int i = 0; i < MAX_OPERANDS; i++) {
         const Copy *s = &operands[i];
         if (s->w && p >= s->w && p < s->w + s->n) return s->h + (p - s->w);

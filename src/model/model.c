@@ -54,8 +54,8 @@ static Model *model_build(const Config *cfg, int V, int max_B, uint64_t seed, fl
     size_t Td = (size_t)T * d, att = (size_t)max_B * m->H * m->S * m->S;
     for (int l = 0; l < m->L; l++) {
         Block *b = &m->blocks[l];
-        b->x = falloc(Td); b->ln1 = falloc(Td); b->rstd1 = falloc(T); b->q = falloc(Td); b->k = falloc(Td);
-        b->v = falloc(Td); b->att = falloc(att); b->atty = falloc(Td); b->xmid = falloc(Td);
+        b->x = falloc(Td); b->ln1 = act_alloc(Td); b->rstd1 = falloc(T); b->q = act_alloc(Td); b->k = act_alloc(Td);
+        b->v = act_alloc(Td); b->att = falloc(att); b->atty = act_alloc(Td); b->xmid = falloc(Td);
         b->ln2 = falloc(Td); b->rstd2 = falloc(T); b->ffo = falloc(Td);
     }
     m->xL = falloc(Td); m->lnf = falloc(Td); m->rstdf = falloc(T); m->logits = falloc((size_t)T * V);
@@ -117,8 +117,9 @@ void model_free(Model *m) {
     for (int l = 0; l < m->L; l++) {
         Block *b = &m->blocks[l];
         b->ffn->destroy(b->ffn_state);
-        float *bufs[] = {b->x, b->ln1, b->rstd1, b->q, b->k, b->v, b->att, b->atty, b->xmid, b->ln2, b->rstd2, b->ffo};
+        float *bufs[] = {b->x, b->rstd1, b->att, b->xmid, b->ln2, b->rstd2, b->ffo}, *acts[] = {b->ln1, b->q, b->k, b->v, b->atty};
         for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+        for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(acts[i]);
     }
     float *bufs[] = {m->xL, m->lnf, m->rstdf, m->logits, m->cosb, m->sinb, m->dres, m->dln, m->dq, m->dk,
                      m->dv, m->datty, m->datt, m->dlnf};
@@ -185,19 +186,28 @@ double model_forward(Model *m, const int32_t *tokens, const int32_t *targets, in
     for (int l = 0; l < m->L; l++) {
         Block *b = &m->blocks[l];
         float *xnext = l + 1 < m->L ? m->blocks[l + 1].x : m->xL;
-        // attention: ln1 [T,d] -> q,k,v [T,d] -> atty [T,d] -> xmid = x + atty·Wo
+        // attention: ln1 [T,d] -> q,k,v [T,d] -> atty [T,d] -> xmid = x + atty·Wo. ln1, q, k, v and
+        // atty feed only products (activation blocks, kernels.h): when stored in bf16 they are
+        // computed in the backward scratch of the same shape (free during a forward), then stored.
+        size_t Td = (size_t)T * d;
         t0 = prof_begin();
-        rmsnorm_forward(b->ln1, b->rstd1, b->x, W + b->attn_norm, T, d, eps);
+        float *ln1 = act_out(b->ln1, m->dln);
+        rmsnorm_forward(ln1, b->rstd1, b->x, W + b->attn_norm, T, d, eps);
+        act_store(b->ln1, ln1, Td);
         prof_end(PROF_ELEM, t0);
         t0 = prof_begin();
-        kernels_operand_begin(b->ln1, (size_t)T * d);  // read by three products
-        matmul(b->q, d, b->ln1, d, W + b->wq, d, T, d, d, 0, 0, 1, 0);
-        matmul(b->k, d, b->ln1, d, W + b->wk, d, T, d, d, 0, 0, 1, 0);
-        matmul(b->v, d, b->ln1, d, W + b->wv, d, T, d, d, 0, 0, 1, 0);
+        float *q = act_out(b->q, m->dq), *k = act_out(b->k, m->dk), *v = act_out(b->v, m->dv);
+        kernels_operand_begin(b->ln1, Td);  // read by three products
+        matmul(q, d, b->ln1, d, W + b->wq, d, T, d, d, 0, 0, 1, 0);
+        matmul(k, d, b->ln1, d, W + b->wk, d, T, d, d, 0, 0, 1, 0);
+        matmul(v, d, b->ln1, d, W + b->wv, d, T, d, d, 0, 0, 1, 0);
         kernels_operand_end(b->ln1);
-        rope_apply(b->q, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
-        rope_apply(b->k, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
-        attention_forward(b->atty, b->att, b->q, b->k, b->v, B, S, m->H, m->hd);
+        rope_apply(q, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
+        rope_apply(k, m->cosb, m->sinb, B, S, m->H, m->hd, 0);
+        act_store(b->q, q, Td); act_store(b->k, k, Td); act_store(b->v, v, Td);
+        float *atty = act_out(b->atty, m->datty);
+        attention_forward(atty, b->att, b->q, b->k, b->v, B, S, m->H, m->hd);
+        act_store(b->atty, atty, Td);
         memcpy(b->xmid, b->x, sizeof(float) * T * d);
         matmul(b->xmid, d, b->atty, d, W + b->wo, d, T, d, d, 0, 0, 1, 1);
         prof_end(PROF_ATTN, t0);

@@ -1,6 +1,8 @@
 // model.h — the Llama-style decoder: token embedding, n_layer pre-RMSNorm blocks (causal MHA with
 // RoPE, then the FFN slot: dense / MoE / AoE), final RMSNorm, LM head (tied or untied). fp32.
-// All activations of a training forward are kept for the backward pass.
+// All activations of a training forward are kept for the backward pass; those that feed only
+// matrix products are activation blocks (kernels.h act_*), stored in bf16 when the model is
+// built in bf16 precision.
 #ifndef AOE_MODEL_H
 #define AOE_MODEL_H
 
@@ -15,7 +17,7 @@ typedef struct {
     size_t attn_norm, wq, wk, wv, wo, ffn_norm;  // parameter offsets
     const FfnOps *ffn;
     void *ffn_state;
-    // activations [T,d] unless noted
+    // activations [T,d] unless noted; ln1, q, k, v, atty are activation blocks (kernels.h)
     float *x, *ln1, *rstd1, *q, *k, *v, *att /*[B,H,S,S]*/, *atty, *xmid, *ln2, *rstd2, *ffo;
 } Block;
 

@@ -75,20 +75,24 @@ static void *create_common(Params *P, const Config *cfg, int layer, int max_T, i
     L->start = xcalloc(n + 1, sizeof(int));
     L->row_slot = xcalloc(R, sizeof(int));
     L->slot_row = xcalloc(R, sizeof(int));
-    L->Xe = falloc(R * d);
+    // Xe, Ce, A and dY feed only products: activation blocks (bf16 storage in bf16 precision,
+    // kernels.h) — except under expert parallelism (moe_ep.c sends and regrows fp32 rows), and dY
+    // when the source computed Y itself (it takes dY back as a stage gradient)
+    int local = moe_ep_group_size() == 1;
+    L->Xe = local ? act_alloc(R * d) : falloc(R * d);
     L->U = falloc(R * D);
     L->V = falloc(R * D);
-    L->A = falloc(R * D);
+    L->A = local ? act_alloc(R * D) : falloc(R * D);
     L->Y = falloc(R * d);
-    L->dY = falloc(R * d);
-    if (moe_ep_group_size() == 1) {  // expert parallelism shares them across layers (moe_ep.c)
+    L->dY = local && !(L->score.stages & STAGE_Y) ? act_alloc(R * d) : falloc(R * d);
+    if (local) {  // expert parallelism shares them across layers (moe_ep.c)
         L->dU = falloc(R * D);
         L->dV = falloc(R * D);
     }
     L->dXe = falloc(R * d);
     L->dgate = falloc(R);
     if (r) {
-        L->Ce = falloc(R * r);
+        L->Ce = local ? act_alloc(R * r) : falloc(R * r);
         L->dCe = falloc(R * r);
     }
     L->ex = (struct ExpertRows){L->cnt, L->start, L->Xe, L->Ce, L->Y, L->dY, L->dXe, L->dCe};
@@ -109,8 +113,9 @@ static void moe_destroy(void *self) {
     select_destroy(L->sel);
     score_destroy(&L->score);
     moe_ep_destroy(L);
-    float *fb[] = {L->Xe, L->Ce, L->U, L->V, L->A, L->Y, L->dY, L->dU, L->dV, L->dXe, L->dCe, L->dgate};
+    float *fb[] = {L->U, L->V, L->Y, L->dU, L->dV, L->dXe, L->dCe, L->dgate}, *acts[] = {L->Xe, L->Ce, L->A, L->dY};
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(fb[i]);
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) act_free(acts[i]);
     free(L->cnt); free(L->start); free(L->row_slot); free(L->slot_row);
     free(L);
 }
@@ -170,8 +175,8 @@ static void dispatch_build(MoeLayer *L, const float *x, int T) {
     for (int row = 0; row < L->rows; row++) {
         int i = L->row_slot[row], t = i / km;
         size_t te = (size_t)t * n + ex[i];  // (token, expert)
-        memcpy(L->Xe + (size_t)row * d, x + (size_t)t * d, sizeof(float) * d);
-        if (keys) memcpy(L->Ce + (size_t)row * r, sc->key + te * r, sizeof(float) * r);
+        act_store(L->Xe + (size_t)row * d, x + (size_t)t * d, d);
+        if (keys) act_store(L->Ce + (size_t)row * r, sc->key + te * r, r);
         for (int s = 0; s < N_STAGES; s++)  // what the source computed for every expert: reused
             if (sc->stages & 1 << s) {
                 size_t w = (1 << s) == STAGE_Y ? (size_t)d : (size_t)D;
@@ -296,7 +301,9 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
     if (T != L->T) die("moe_backward: %d tokens, but the last forward had %d", T, L->T);
     const float *gate = L->sel->gate;
     double t0 = prof_begin();
-    // dgate = <dout_t, y_row>; dY_row = gate·dout_t
+    // dgate = <dout_t, y_row>; dY_row = gate·dout_t (computed in dXe, free until the experts run,
+    // when dY is stored in bf16)
+    float *dYf = act_out(L->dY, L->dXe);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int j = 0; j < km; j++) {
@@ -304,13 +311,14 @@ static void moe_backward(void *self, Params *P, float *dx, const float *dout, co
             int row = L->slot_row[i];
             if (row < 0) { L->dgate[i] = 0; continue; }
             const float *g = dout + (size_t)t * d, *y = L->Y + (size_t)row * d;
-            float *dy = L->dY + (size_t)row * d;
+            float *dy = dYf + (size_t)row * d;
             double s = 0;
             float gi = gate[i];
 #pragma omp simd reduction(+ : s)
             for (int k = 0; k < d; k++) { s += (double)g[k] * y[k]; dy[k] = gi * g[k]; }
             L->dgate[i] = (float)s;
         }
+    act_store(L->dY, dYf, (size_t)L->rows * d);
     prof_end(PROF_DISPATCH, t0);
     t0 = prof_begin();
     if (L->ep) moe_ep_dispatch_grad(L);

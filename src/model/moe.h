@@ -41,6 +41,7 @@ typedef struct {
     int *cnt, *start;         // [n], [n+1]: rows of expert e are start[e] .. start[e+1]-1
     int *row_slot;            // [R] flat slot index t*kmax+j of each row (tokens ascending per expert)
     int *slot_row;            // [T,kmax] row of each slot, -1 if the slot is empty or dropped
+    // Xe, Ce, A, dY: activation blocks (kernels.h; fp32 under expert parallelism, except A)
     float *Xe, *Ce;           // [R,d] gathered inputs, [R,r] gathered keys (r > 0)
     float *U, *V, *A;         // [R,D] gate pre-activation, projection, SiLU(U)⊙V
     float *Y;                 // [R,d] expert outputs before the gate
