@@ -49,13 +49,14 @@ TEST(bf16_act_block_store_and_products) {
 
 // One training forward + backward of a small model of `type`: a model built in fp32 precision
 // and run in bf16 (fp32 blocks) against one built in bf16 precision (bf16 blocks).
-static void same_bits_check(const char *type, int expert_parallel) {
+static void same_bits_check(const char *type, const char *norm_at, int expert_parallel) {
     kernels_init(2);
     moe_set_expert_parallel(expert_parallel);
     Config c;
     config_defaults(&c);
     c.d_model = 32; c.n_layer = 2; c.n_head = 2; c.seq_len = 16;
     snprintf(c.ffn.type, sizeof c.ffn.type, "%s", type);
+    if (norm_at) snprintf(c.ffn.aoe_norm_at, sizeof c.ffn.aoe_norm_at, "%s", norm_at);
     c.ffn.d_ff = 48; c.ffn.n_experts = 4; c.ffn.top_k = 2; c.ffn.d_low = 8;
     const int V = 64, B = 4, T = B * c.seq_len;
     int32_t x[64], y[64];
@@ -74,7 +75,7 @@ static void same_bits_check(const char *type, int expert_parallel) {
         model_backward(mi, y, 1.0f);
     }
     CHECK(act_is_bf16(m->blocks[1].q) && !act_is_bf16(ref->blocks[1].q));
-    fprintf(stderr, "[%s ep%d loss %.6f] ", type, expert_parallel, l[1]);
+    fprintf(stderr, "[%s%s%s ep%d loss %.6f] ", type, norm_at ? " at " : "", norm_at ? norm_at : "", expert_parallel, l[1]);
     CHECK(l[1] == l[0]);
     CHECK(!memcmp(m->P.g, ref->P.g, m->P.n * sizeof(float)));
     CHECK(!memcmp(m->logits, ref->logits, sizeof(float) * T * V));
@@ -84,12 +85,16 @@ static void same_bits_check(const char *type, int expert_parallel) {
     moe_set_expert_parallel(-1);
 }
 
-TEST(bf16_act_blocks_same_bits_dense) { same_bits_check("dense", -1); }
+TEST(bf16_act_blocks_same_bits_dense) { same_bits_check("dense", NULL, -1); }
 TEST(bf16_act_blocks_same_bits_moe) {
-    same_bits_check("moe", 0);
-    same_bits_check("moe", 1);
+    same_bits_check("moe", NULL, 0);
+    same_bits_check("moe", NULL, 1);
 }
+// AoE, and AoE with its norm taken at a later node (the source computes stages of every expert:
+// the layer gathers them, and with the output stage hands dY back to the source)
 TEST(bf16_act_blocks_same_bits_aoe) {
-    same_bits_check("aoe", 0);
-    same_bits_check("aoe", 1);
+    same_bits_check("aoe", NULL, 0);
+    same_bits_check("aoe", NULL, 1);
+    same_bits_check("aoe", "act", 1);
+    same_bits_check("aoe", "output", 0);
 }

@@ -21,6 +21,9 @@ typedef struct { const Config *c; int V, B, E; } Build;
 static void build_train(void *ctx) {
     const Build *b = ctx;
     moe_ep_layout(b->E, 0);  // the sparse layers hold 1/E of the experts (every rank the same share)
+    // activation blocks take the storage of the precision set when they are allocated (kernels.h,
+    // bf16: half): set it as the run does (--dry-run does not set it in the parent)
+    kernels_set_precision(precision_parse(b->c->precision) == PREC_BF16 ? PREC_BF16 : PREC_FP32);
     Model *m = model_create(b->c, b->V, b->B, b->c->seed);
     mem_dry_note((double)m->P.total);  // parameter floats this rank holds
     Optim o;
