@@ -241,3 +241,20 @@ TEST(dist_expert_parallel_dry_run_counts_one_rank) {
     CHECK(o1 > 0 && fabs(o1 - o2 - 2 * half) < 0.01 * o1);
     free(err1); free(err2);
 }
+
+// The memory check before a run counts every rank on the machine: a machine with room for 1.5
+// ranks' allocations refuses 2 ranks, naming the per-rank estimate and the rank count.
+TEST(dist_memory_check_counts_the_ranks_on_the_machine) {
+    if (!have_mpirun()) return;
+    char *err = NULL, env[64];
+    CHECK_EQ_INT(train(2, "model.ffn.type=moe --dry-run", "mem-dry", NULL, NULL, &err), 0);
+    // what a rank will add: its estimate less what the process already holds
+    double per = estimate_part(err, "expert parallel 1): ") - estimate_part(err, "process so far ");
+    fprintf(stderr, "[per rank %.0f bytes] ", per);
+    free(err);
+    REQUIRE(per > 0);
+    snprintf(env, sizeof env, "AOE_TEST_MEM_AVAILABLE=%.0f", 1.5 * per);
+    CHECK(train(2, "model.ffn.type=moe", "mem-2", env, NULL, &err) != 0);
+    CHECK_STR_CONTAINS(err, " per rank, times 2 ranks on this machine, but only ");
+    free(err);
+}

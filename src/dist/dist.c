@@ -61,6 +61,7 @@ int dist_rank(void) { return rank; }
 int dist_size(void) { return size; }
 int dist_mpi(void) { return mpi_on; }
 
+
 void dist_abort(int code, const char *fmt, ...) {
     va_list ap;
     fflush(stdout);
@@ -114,6 +115,16 @@ static void call_ok(int rc, const char *what) {
     MPI_Error_string(rc, msg, &len);
     dist_abort(EXIT_RUNTIME, "%s failed (%s): another rank has probably died; stopping the job (continue from the "
                "last checkpoint with: mpirun ... aoe train --resume RUN_DIR)", what, msg);
+}
+
+int dist_local_size(void) {
+    if (size == 1) return 1;
+    MPI_Comm node;
+    int n = 1;
+    call_ok(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+    MPI_Comm_size(node, &n);
+    MPI_Comm_free(&node);
+    return n;
 }
 
 // In-place sum over a communicator of p ranks; counts the ring all-reduce volume 2(p-1)/p·bytes.

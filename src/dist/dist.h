@@ -26,6 +26,8 @@ void dist_finalize(void);
 int dist_rank(void);   // world rank (0 without MPI)
 int dist_size(void);   // world size (1 without MPI)
 int dist_mpi(void);    // 1 if MPI is running (even with one rank)
+// Ranks on this machine (sharing its memory), this one included: 1 without MPI. Collective.
+int dist_local_size(void);
 
 // In-place sums over the world (no-op with one rank).
 void dist_sum_f(float *buf, size_t n);

@@ -62,7 +62,7 @@ void mem_estimate_line(const MemEstimate *e, char *buf, size_t n) {
              mem_fmt(e->bf16, t[5], 32), mem_fmt(e->base, t[6], 32));
 }
 
-void train_mem_check(const Config *c, int V, int ranks, int dry_run) {
+void train_mem_check(const Config *c, int V, int ranks, int local, int dry_run) {
     MemEstimate e;
     if (train_mem_estimate(c, V, ranks, &e)) {
         if (dry_run) fprintf(stderr, "memory estimate: unavailable (could not start the estimating process)\n");
@@ -79,8 +79,13 @@ void train_mem_check(const Config *c, int V, int ranks, int dry_run) {
                 e.avail >= 0 ? mem_fmt(e.avail, av, sizeof av) : "unknown", e.avail_what);
         return;
     }
-    // what is already resident is part of the estimate and no longer part of "available"
-    if (e.avail >= 0 && (!e.complete || e.total - e.base > e.avail))
-        die_input("memory: this training run needs about %s but only %s are available (%s); reduce the model or "
-                  "train.batch_size", line, mem_fmt(e.avail, av, sizeof av), e.avail_what);
+    // what is already resident is part of the estimate and no longer part of "available"; the
+    // other ranks on this machine are starting the same allocation from the same free memory
+    if (e.avail >= 0 && (!e.complete || local * (e.total - e.base) > e.avail)) {
+        char per[64] = "";
+        if (local > 1) snprintf(per, sizeof per, " per rank, times %d ranks on this machine,", local);
+        die_input("memory: this training run needs about %s%s but only %s are available (%s); reduce the model or "
+                  "train.batch_size%s", line, per, mem_fmt(e.avail, av, sizeof av), e.avail_what,
+                  local > 1 ? ", or start fewer ranks per machine (or use train.expert_parallel)" : "");
+    }
 }

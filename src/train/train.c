@@ -156,7 +156,7 @@ int cmd_train(int argc, char **argv) {
                     act, act / 1e6, V);
             // one rank's share: of the mpirun ranks, or without mpirun of a run on E ranks
             int ranks = dist_size() > 1 ? dist_size() : c.expert_parallel;
-            if (!dist_rank()) train_mem_check(&c, V, ranks, 1);
+            if (!dist_rank()) train_mem_check(&c, V, ranks, 1, 1);
         } else {
             fprintf(stderr, "parameters and memory estimate: need the vocabulary size (model.vocab_size, or the "
                     "tokenizer %s)\n", c.tokenizer);
@@ -198,7 +198,7 @@ int cmd_train(int argc, char **argv) {
     // Bytes per target token of exactly the windows a validation pass scores: each val_loss is
     // logged with its bits per byte, so `aoe report` never reopens shards or the tokenizer.
     double val_bpt = val ? loader_bytes_per_token(val, tok, (uint64_t)val_batches(&c, val) * c.batch_size) : NAN;
-    train_mem_check(&c, V, N, 0);  // before anything big is allocated or anything is written
+    train_mem_check(&c, V, N, dist_local_size(), 0);  // before anything big is allocated or anything is written
     // rank 0 alone writes the run directory (every rank reads it: shared or identical paths)
     if (!R && mkdir_p(c.out)) die("%s: cannot create run directory: %s", c.out, strerror(errno));
     if (!R) run_lock(c.out);  // before looking at checkpoints: another live writer is named first

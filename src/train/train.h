@@ -31,7 +31,7 @@ int train_mem_estimate(const Config *c, int V, int ranks, MemEstimate *e);
 void mem_estimate_line(const MemEstimate *e, char *buf, size_t n);
 // dry_run: prints "memory estimate: ...; available: ..." on stderr. Otherwise exits 2 with one
 // line naming the estimate and the limit if the run cannot fit. The estimate is one rank's (see
-// train_mem_estimate); the check assumes the machine's memory is this rank's alone.
-void train_mem_check(const Config *c, int V, int ranks, int dry_run);
+// train_mem_estimate); the check counts it `local` times (the ranks on this machine).
+void train_mem_check(const Config *c, int V, int ranks, int local, int dry_run);
 
 #endif
