@@ -178,8 +178,13 @@ float *act_out(float *a, float *scratch) { return act_is_bf16(a) ? scratch : a; 
 
 void act_store(float *a, const float *src, size_t n) {
     const Act *s = n_acts ? act_find(a) : NULL;
-    if (s) to_bf16(s->h + (a - s->key), 0, src, 0, 1, (long)n, !omp_in_parallel());
-    else if (a != src) memcpy(a, src, sizeof(float) * n);
+    if (!s) {
+        if (a != src) memcpy(a, src, sizeof(float) * n);
+    } else if (n > 65536 && !omp_in_parallel()) {
+        to_bf16(s->h + (a - s->key), 0, src, 0, 1, (long)n, 1);
+    } else {  // rows stored one by one inside parallel loops: no OpenMP region per call
+        round_row(s->h + (a - s->key), src, (long)n);
+    }
 }
 
 static const uint16_t *copy_of(const float *p) {
