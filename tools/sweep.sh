@@ -148,8 +148,13 @@ run_logged() {
     child=$!
     while :; do
         wait "$child" && rc=0 || rc=$?
-        kill -0 "$child" 2>/dev/null || break  # wait returned early for a trapped signal
+        kill -0 "$child" 2>/dev/null || break  # alive: wait returned early for a trapped signal
     done
+    # A trapped signal can end wait (status 128+n) just before the child exits; bash keeps the
+    # child's status, so wait once more to get it rather than the signal's.
+    local again=0
+    wait "$child" 2>/dev/null || again=$?
+    ((again == 127)) || rc=$again
     child=
     return "$rc"
 }
