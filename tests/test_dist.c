@@ -80,14 +80,16 @@ static double loss_diff(const char *a, const char *b, int steps, int *identical)
 // gradient (ring formula) plus a few batch statistics; the all-to-all depends on the routing, so
 // it is checked against the uniform-routing formula within a factor (the balancing loss keeps
 // the load near uniform).
-static void check_comm_line(const char *out, int ep) {
-    const char *p = out ? strstr(out, "communication per step (rank 0 of 2): all-reduce ") : NULL;
+static void check_comm_line(const char *out, int ep, int np) {
+    char head[96];
+    snprintf(head, sizeof head, "communication per step (rank 0 of %d): all-reduce ", np);
+    const char *p = out ? strstr(out, head) : NULL;
     CHECK(p != NULL);
     if (!p) return;
     double ar, ar_f, a2a, a2a_f;
     const char *q = strstr(p, "= "), *w = strstr(p, "all-to-all "), *u = strstr(p, "formula ");
     REQUIRE(q && w && (u = strstr(w, "formula ")));
-    ar = atof(p + strlen("communication per step (rank 0 of 2): all-reduce "));
+    ar = atof(p + strlen(head));
     ar_f = atof(q + 2);
     a2a = atof(w + strlen("all-to-all "));
     a2a_f = atof(u + strlen("formula "));
@@ -129,12 +131,12 @@ static void compare(const char *type, const char *extra, int np) {
     if (rc) fprintf(stderr, "  %s\n", err);
     free(err);
     REQUIRE(rc == 0);
-    check_comm_line(out, ep);
+    check_comm_line(out, ep, np);
     if (ep) check_shard_line(out);
     free(out);
     int same;
     double d = loss_diff(one, two, 50, &same);
-    fprintf(stderr, "[%s%s%s: max rel %.1e, %d/50 equal] ", type, extra[0] ? " " : "", extra, d, same);
+    fprintf(stderr, "[%s%s%s N=%d: max rel %.1e, %d/50 equal] ", type, extra[0] ? " " : "", extra, np, d, same);
     CHECK(d <= 1e-5);
     if (strcmp(type, "dense")) {
         char *a = read_counts(one), *b = read_counts(two);
@@ -143,12 +145,15 @@ static void compare(const char *type, const char *extra, int np) {
     }
 }
 
-// N = 2 data-parallel with global batch B gives the losses of one process with batch B.
+// N = 2 data-parallel with global batch B gives the losses of one process with batch B. Each rank
+// updates its part of the parameters (a ring reduce-scatter of the gradient, the weights
+// all-gathered); N = 4 (one sequence per rank) runs that ring over three steps.
 TEST(dist_data_parallel_matches_one_process) {
     if (!have_mpirun()) return;
     compare("dense", "", 2);
     compare("moe", "", 2);
     compare("aoe", "", 2);
+    compare("moe", "", 4);
     // the gradient summed block by block while the backward runs (MPI_Iallreduce): the same sums
     compare("moe", "train.overlap_grads=true", 2);
 }
@@ -172,47 +177,55 @@ TEST(dist_expert_parallel_matches_one_process) {
     compare("moe", "train.expert_parallel=2 train.overlap_grads=true", 2);
 }
 
-// kill -9 of rank 1 at step 37 (AoE, expert parallel 2, checkpoint every 10): the job stops with a
-// message, and `mpirun ... --resume` ends with the final loss of an uninterrupted run (bit-identical:
-// same ranks, same sums); resuming on one process from a 2-rank checkpoint works too and says so.
-TEST(dist_rank_killed_then_resume) {
-    if (!have_mpirun()) return;
-    char *err = NULL;
-    // AoE with expert parallelism: the checkpoints gather the experts from both ranks
-    const char *args = "model.ffn.type=aoe train.ckpt_every=10 train.expert_parallel=2";
-    int rc = train(2, args, "k-full", NULL, NULL, &err);
+// kill -9 of rank 1 at step 37 (checkpoint every 10): the job stops with a message, and `mpirun ...
+// --resume` ends with the final loss of an uninterrupted run (bit-identical: same ranks, same
+// sums); resuming on one process from a 2-rank checkpoint works too and says so.
+static void kill_resume(const char *args, const char *tag) {
+    char full[64], cut[64], cut1[64], *err = NULL;
+    snprintf(full, sizeof full, "k-full-%s", tag);
+    snprintf(cut, sizeof cut, "k-cut-%s", tag);
+    snprintf(cut1, sizeof cut1, "k-cut1-%s", tag);
+    int rc = train(2, args, full, NULL, NULL, &err);
     free(err);
     REQUIRE(rc == 0);
-    rc = train(2, args, "k-cut", "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=1", NULL, &err);
+    rc = train(2, args, cut, "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=1", NULL, &err);
     CHECK(rc != 0);
     CHECK_STR_CONTAINS(err, "rank 1");  // mpirun names the dead rank
     CHECK_STR_CONTAINS(err, "aoe: rank 0 of 2: stop signal while waiting");  // and rank 0 says what to do
     free(err);
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, MPIRUN "%s train --resume %s/k-cut", 2, aoe_bin(), test_tmpdir());
+    snprintf(cmd, sizeof cmd, MPIRUN "%s train --resume %s/%s", 2, aoe_bin(), test_tmpdir(), cut);
     rc = run_capture(cmd, &out, &err);
     if (rc) fprintf(stderr, "  %s\n", err);
     CHECK(rc == 0);
     CHECK_STR_CONTAINS(out, "resumed from");
     free(out); free(err);
     double a[128], b[128];
-    int na = read_key("k-full", "metrics.jsonl", "loss", a, 128), nb = read_key("k-cut", "metrics.jsonl", "loss", b, 128);
+    int na = read_key(full, "metrics.jsonl", "loss", a, 128), nb = read_key(cut, "metrics.jsonl", "loss", b, 128);
     REQUIRE(na == 50 && nb == 50);
-    fprintf(stderr, "[final %.6f vs %.6f] ", a[49], b[49]);
+    fprintf(stderr, "[%s: final %.6f vs %.6f] ", tag, a[49], b[49]);
     CHECK(a[49] == b[49]);
     // the same cut, resumed by one process: same global batch, so the same run within rounding
-    rc = train(2, args, "k-cut1", "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=0", NULL, &err);
+    rc = train(2, args, cut1, "AOE_TEST_KILL_AT_STEP=37 AOE_TEST_KILL_RANK=0", NULL, &err);
     CHECK(rc != 0);
     free(err);
-    rc = aoe_run(&out, &err, "train --resume %s/k-cut1 train.expert_parallel=1", test_tmpdir());
+    rc = aoe_run(&out, &err, "train --resume %s/%s train.expert_parallel=1", test_tmpdir(), cut1);
     if (rc) fprintf(stderr, "  %s\n", err);
     CHECK(rc == 0);
     CHECK_STR_CONTAINS(out, "resuming on 1 MPI rank; the checkpoint was written by 2");
     free(out); free(err);
-    nb = read_key("k-cut1", "metrics.jsonl", "loss", b, 128);
+    nb = read_key(cut1, "metrics.jsonl", "loss", b, 128);
     REQUIRE(nb == 50);
     fprintf(stderr, "[N=2 -> 1: final %.6f] ", b[49]);
     CHECK(fabs(a[49] - b[49]) <= 1e-5 * fabs(a[49]));
+}
+
+TEST(dist_rank_killed_then_resume) {
+    if (!have_mpirun()) return;
+    // AoE with expert parallelism: the checkpoints gather the experts from both ranks
+    kill_resume("model.ffn.type=aoe train.ckpt_every=10 train.expert_parallel=2", "ep");
+    // MoE, data parallel only: each rank updates its part, the checkpoints gather the optimizer state
+    kill_resume("model.ffn.type=moe train.ckpt_every=10", "dp");
 }
 
 // The memory estimate of --dry-run with train.expert_parallel = 2 (no mpirun: one rank of a run on

@@ -409,6 +409,53 @@ static void optim_check(const char *name) {
 TEST(optim_adamw_matches_naive) { optim_check("adamw"); }
 TEST(optim_sgd_matches_naive) { optim_check("sgd"); }
 
+// The split step of data-parallel ranks (train/dp.c): three "ranks" each update their part of the
+// flat block (cuts inside a tensor and at a tensor's edge) with their own optimizer state; the
+// weights and each part's state equal one update of the whole, bit for bit, and the parts' sums of
+// squares add up to the gradient norm.
+TEST(optim_parts_equal_the_whole) {
+    const char *names[] = {"adamw", "sgd"};
+    for (int o = 0; o < 2; o++) {
+        const OptimOps *ops = optim_ops_for(names[o]);
+        REQUIRE(ops);
+        Params P = {0};
+        params_add(&P, "a", 1, INIT_NORMAL, 1, 2, 300, 301);
+        params_add(&P, "norm", 0, INIT_ONES, 0, 1, 9);
+        params_add(&P, "b", 1, INIT_NORMAL, 1, 2, 7, 5);
+        params_alloc(&P);
+        Rng r;
+        rng_seed(&r, 21);
+        params_init(&P, &r);
+        Config c;
+        config_defaults(&c);
+        size_t cut[4] = {0, 40000, 300 * 301 + 9, P.total};  // inside "a"; between "norm" and "b"
+        float *w1 = P.w, *w2 = falloc(P.total);
+        memcpy(w2, P.w, sizeof(float) * P.total);
+        Optim whole, part[3];
+        optim_init(&whole, ops, &P);
+        for (int q = 0; q < 3; q++) optim_init(&part[q], ops, &P);
+        for (int step = 0; step < 3; step++) {
+            fill(P.g, P.total, &r, 1);
+            double sum = 0;
+            for (int q = 0; q < 3; q++) sum += grad_sumsq_part(&P, cut[q], cut[q + 1]);
+            double n = grad_norm(&P);
+            CHECK_NEAR(sqrt(sum), n, 1e-12 * n);
+            P.w = w1; optim_step_scaled(&whole, &P, &c, 1e-2f, 0.7f);
+            P.w = w2;
+            for (int q = 0; q < 3; q++) optim_step_part(&part[q], &P, &c, 1e-2f, 0.7f, cut[q], cut[q + 1]);
+        }
+        CHECK(!memcmp(w1, w2, sizeof(float) * P.total));
+        for (int q = 0; q < 3; q++) {
+            CHECK_EQ_INT(part[q].t, 3);
+            for (int k = 0; k < ops->n_state; k++)
+                CHECK(!memcmp(whole.s[k] + cut[q], part[q].s[k] + cut[q], sizeof(float) * (cut[q + 1] - cut[q])));
+            optim_free(&part[q]);
+        }
+        P.w = w1;
+        free(w2); optim_free(&whole); params_free(&P);
+    }
+}
+
 TEST(optim_lr_schedule) {
     Config c;
     config_defaults(&c);

@@ -4,14 +4,17 @@
 
 #include "train/optim.h"
 
-static void adamw_update(Optim *o, Params *P, const Config *c, float lr, float gscale) {
+static void adamw_update(Optim *o, Params *P, const Config *c, float lr, float gscale, size_t lo, size_t hi) {
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     float bc1 = 1.0f - powf(b1, (float)o->t), bc2 = 1.0f - powf(b2, (float)o->t);
     for (int i = 0; i < P->n; i++) {
         const TensorInfo *ti = &P->t[i];
+        size_t j0;
+        long n = (long)tensor_part(ti, lo, hi, &j0);
+        if (!n) continue;
+        size_t k = ti->off + j0;
         float wd = ti->decay ? c->weight_decay : 0;
-        float *w = P->w + ti->off, *g = P->g + ti->off, *m = o->s[0] + ti->off, *v = o->s[1] + ti->off;
-        long n = (long)ti->n;
+        float *w = P->w + k, *g = P->g + k, *m = o->s[0] + k, *v = o->s[1] + k;
 #pragma omp parallel for simd
         for (long j = 0; j < n; j++) {
             float gj = g[j] * gscale;  // exact when gscale == 1

@@ -80,7 +80,7 @@ static void run_one(const char *path, int threads, Precision prec, int steps, Be
         model_backward(m, y, 1.0f / N);
         dp_sum_grads(&m->P);
         double to = prof_begin();
-        optim_step_scaled(&opt, &m->P, &c, c.lr, clip_scale(dp_grad_norm(&m->P), c.grad_clip));
+        dp_optim_step(&opt, &m->P, &c, c.lr, clip_scale(dp_grad_norm(&m->P), c.grad_clip));
         prof_end(PROF_OPT, to);
         if (s >= 0) t_total += now_sec() - t0;
     }

@@ -1,17 +1,21 @@
 // dp.c — see dp.h.
 #include "train/dp.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dist/dist.h"
+#include "model/kernels.h"
 #include "model/moe_ep.h"
 #include "util/common.h"
 
 // Expert tensors under expert parallelism: this rank holds only its experts' slices of them
 // (TensorInfo.slices, set by the sparse layers); offsets and sizes [n] in the local block.
 static struct { int n; size_t *off, *len, total; } ex;
+// Split optimizer step (dp.h): this rank's part [lo, hi) of the flat block and every rank's count.
+static struct { int on, overlap; size_t lo, hi; int *cnt; } part;
 
 int dp_setup(const Config *c) {
     int N = dist_size(), E = c->expert_parallel;
@@ -23,13 +27,29 @@ int dp_setup(const Config *c) {
     if (N % E)
         die_input("train.expert_parallel (%d) must divide the number of MPI ranks (%d)", E, N);
     dist_ep_setup(E);
+    part.overlap = c->overlap_grads;
     moe_ep_layout(E, dist_ep_rank());  // the sparse layers model_create builds hold this rank's experts
     return c->batch_size / N;
 }
 
 void dp_bind(const Params *P) {
-    free(ex.off); free(ex.len);
+    free(ex.off); free(ex.len); free(part.cnt);
     memset(&ex, 0, sizeof ex);
+    part.on = 0;
+    part.cnt = NULL;
+    int N = dist_size();
+    if (dist_ep_size() == 1 && !part.overlap && N > 1 && P->total <= (size_t)INT_MAX) {
+        // parts of a multiple of 16 floats (whole vectors and cache lines), the last one shorter
+        size_t per = (P->total + (size_t)N - 1) / (size_t)N;
+        per = (per + 15) / 16 * 16;
+        part.cnt = xmalloc(sizeof(int) * (size_t)N);
+        for (int q = 0; q < N; q++) {
+            size_t lo = per * q < P->total ? per * q : P->total, hi = lo + per < P->total ? lo + per : P->total;
+            part.cnt[q] = (int)(hi - lo);
+            if (q == dist_rank()) part.lo = lo, part.hi = hi;
+        }
+        part.on = 1;
+    }
     if (dist_ep_size() == 1) return;
     ex.off = xcalloc(P->n, sizeof(size_t));
     ex.len = xcalloc(P->n, sizeof(size_t));
@@ -67,6 +87,7 @@ void dp_overlap_next_backward(Model *m, int on) {
 
 void dp_sum_grads(Params *P) {
     if (overlap_started) { dist_isum_wait(); overlap_started = 0; return; }
+    if (part.on) { dist_sum_part_f(P->g, part.cnt); return; }
     if (!ex.n) { dist_sum_f(P->g, P->total); return; }
     // runs of non-expert tensors over all ranks, expert slices over their replicas
     size_t at = 0;
@@ -80,6 +101,11 @@ void dp_sum_grads(Params *P) {
 }
 
 double dp_grad_norm(const Params *P) {
+    if (part.on) {
+        double s = grad_sumsq_part(P, part.lo, part.hi);
+        dist_sum_d(&s, 1);
+        return sqrt(s);
+    }
     if (!ex.n) return grad_norm(P);
     // Σ g² of the replicated tensors (the same on every rank) + Σ over the group of each rank's
     // expert slices
@@ -91,6 +117,21 @@ double dp_grad_norm(const Params *P) {
     double rest = all * all - mine;
     dist_ep_sum_d(&mine, 1);
     return sqrt(fmax(rest, 0) + mine);
+}
+
+void dp_optim_step(Optim *o, Params *P, const Config *c, float lr, float gscale) {
+    if (!part.on) { optim_step_scaled(o, P, c, lr, gscale); return; }
+    optim_step_part(o, P, c, lr, gscale, part.lo, part.hi);
+    dist_gather_parts_f(P->w, part.cnt);
+    kernels_weights_changed(P->w);  // bf16 precision: the copy follows the whole block
+}
+
+void dp_optim_gather(Optim *o) {
+    if (!part.on) return;
+    DistStats st;  // a checkpoint's traffic, like a validation pass's, is not the step's
+    dist_stats(&st);
+    for (int k = 0; k < o->ops->n_state; k++) dist_gather_parts_f(o->s[k], part.cnt);
+    dist_stats_restore(&st);
 }
 
 void dp_ckpt_gather(const float *local, const TensorInfo *t, float *whole) {

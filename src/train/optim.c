@@ -44,9 +44,13 @@ void optim_free(Optim *o) {
     memset(o, 0, sizeof *o);
 }
 
-void optim_step_scaled(Optim *o, Params *P, const Config *c, float lr, float gscale) {
+void optim_step_part(Optim *o, Params *P, const Config *c, float lr, float gscale, size_t lo, size_t hi) {
     o->t++;
-    o->ops->update(o, P, c, lr, gscale);
+    o->ops->update(o, P, c, lr, gscale, lo, hi);
+}
+
+void optim_step_scaled(Optim *o, Params *P, const Config *c, float lr, float gscale) {
+    optim_step_part(o, P, c, lr, gscale, 0, P->total);
     kernels_weights_changed(P->w);  // bf16 precision: refresh the weights' bf16 copy
 }
 
@@ -73,15 +77,15 @@ float lr_at(const Config *c, long step) {
     return (float)(c->min_lr + 0.5 * (c->lr - c->min_lr) * (1 + cos(M_PI * p)));
 }
 
-double grad_norm(const Params *P) {
+double grad_sumsq_part(const Params *P, size_t lo, size_t hi) {
     // Fixed-size blocks summed in order: the same value whatever the thread count.
     const long blk = 1 << 16;
-    long nb = ((long)P->total + blk - 1) / blk;
-    double *part = calloc(nb, sizeof(double)), s = 0;
+    long n = hi > lo ? (long)(hi - lo) : 0, nb = (n + blk - 1) / blk;
+    double *part = xcalloc(nb ? nb : 1, sizeof(double)), s = 0;
+    const float *g = P->g + lo;
 #pragma omp parallel for
     for (long b = 0; b < nb; b++) {
-        long e = (b + 1) * blk < (long)P->total ? (b + 1) * blk : (long)P->total;
-        const float *g = P->g;
+        long e = (b + 1) * blk < n ? (b + 1) * blk : n;
         double acc = 0;
 #pragma omp simd reduction(+ : acc)
         for (long i = b * blk; i < e; i++) acc += (double)g[i] * g[i];
@@ -89,8 +93,10 @@ double grad_norm(const Params *P) {
     }
     for (long b = 0; b < nb; b++) s += part[b];
     free(part);
-    return sqrt(s);
+    return s;
 }
+
+double grad_norm(const Params *P) { return sqrt(grad_sumsq_part(P, 0, P->total)); }
 
 float clip_scale(double norm, double max_norm) {
     return max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;

@@ -4,13 +4,16 @@
 // one table line (tests/test_ckpt.c trains with it and resumes bit-identically).
 #include "train/optim.h"
 
-static void sgd_update(Optim *o, Params *P, const Config *c, float lr, float gscale) {
+static void sgd_update(Optim *o, Params *P, const Config *c, float lr, float gscale, size_t lo, size_t hi) {
     float mu = c->beta1;
     for (int i = 0; i < P->n; i++) {
         const TensorInfo *ti = &P->t[i];
+        size_t j0;
+        long n = (long)tensor_part(ti, lo, hi, &j0);
+        if (!n) continue;
+        size_t k = ti->off + j0;
         float wd = ti->decay ? c->weight_decay : 0;
-        float *w = P->w + ti->off, *g = P->g + ti->off, *b = o->s[0] + ti->off;
-        long n = (long)ti->n;
+        float *w = P->w + k, *g = P->g + k, *b = o->s[0] + k;
 #pragma omp parallel for simd
         for (long j = 0; j < n; j++) {
             b[j] = mu * b[j] + g[j] * gscale;

@@ -301,7 +301,7 @@ int cmd_train(int argc, char **argv) {
         run_test_nan_hook(step + 1, &m->P);
         double gn = dp_grad_norm(&m->P);
         if (isfinite(loss) && isfinite(gn)) {
-            optim_step_scaled(&opt, &m->P, &c, lr, clip_scale(gn, c.grad_clip));
+            dp_optim_step(&opt, &m->P, &c, lr, clip_scale(gn, c.grad_clip));
             loss_acc += loss; aux_acc += aux; n_acc++;
         } else if (c.skip_nonfinite) {
             skipped++;  // no update: the weights and optimizer state stay those of the step before
@@ -363,6 +363,7 @@ int cmd_train(int argc, char **argv) {
             if (bad) die("step %ld: parameters of %s are not finite: not saved, training stopped; the last checkpoint is "
                          "intact (lower train.lr)", step + 1, bad);
             char err[CFG_STR + 256];
+            dp_optim_gather(&opt);  // a split optimizer step: rank 0 collects the whole state
             if (!R && run_save(c.out, m, &opt, &meta, c.ckpt_compress, c.keep_ckpts, err, sizeof err))
                 die("%s; training stopped at step %ld (continue with: aoe train --resume %s)", err, step + 1, c.out);
             if (R) dp_ckpt_send(&m->P, &opt);  // expert parallelism: rank 0's group sends its experts
