@@ -177,6 +177,15 @@ static void gather_parts(MPI_Comm comm, int p, float *buf, const int *cnt) {
     free(disp);
 }
 
+size_t dist_even_parts(size_t n, int p, int *cnt) {
+    size_t per = ((n + (size_t)p - 1) / (size_t)p + 15) / 16 * 16;  // whole vectors and cache lines
+    for (int q = 0; q < p; q++) {
+        size_t lo = per * q < n ? per * q : n;
+        cnt[q] = (int)((lo + per < n ? lo + per : n) - lo);
+    }
+    return per;
+}
+
 void dist_sum_part_f(float *buf, const int *cnt) {
     if (size > 1) ring_sum_part(MPI_COMM_WORLD, size, rank, buf, cnt);
 }
@@ -193,11 +202,7 @@ static void sum_on(MPI_Comm comm, int p, void *buf, size_t n, MPI_Datatype type,
     if (type == MPI_FLOAT && n >= 1024 && n <= (size_t)INT_MAX) {
         int me, *cnt = xmalloc(sizeof(int) * (size_t)p);
         MPI_Comm_rank(comm, &me);
-        size_t per = ((n + (size_t)p - 1) / (size_t)p + 15) / 16 * 16;  // whole vectors
-        for (int q = 0; q < p; q++) {
-            size_t lo = per * q < n ? per * q : n;
-            cnt[q] = (int)((lo + per < n ? lo + per : n) - lo);
-        }
+        dist_even_parts(n, p, cnt);
         ring_sum_part(comm, p, me, buf, cnt);
         gather_parts(comm, p, buf, cnt);
         free(cnt);

@@ -45,6 +45,9 @@ void dist_isum_f(float *buf, size_t n, int replicas);
 // order fixed by the ranks); dist_gather_parts_f copies every
 // rank's part to every rank. Each counts (N-1)/N of the block's bytes. No-op with one rank.
 void dist_sum_part_f(float *buf, const int *cnt);
+// Splits n floats (n <= INT_MAX) into p consecutive parts of a multiple of 16 floats, the last ones
+// shorter (or empty): cnt[q] for q < p. Returns the full part's length.
+size_t dist_even_parts(size_t n, int p, int *cnt);
 void dist_gather_parts_f(float *buf, const int *cnt);
 void dist_isum_progress(void);
 void dist_isum_wait(void);

@@ -39,15 +39,10 @@ void dp_bind(const Params *P) {
     part.cnt = NULL;
     int N = dist_size();
     if (dist_ep_size() == 1 && !part.overlap && N > 1 && P->total <= (size_t)INT_MAX) {
-        // parts of a multiple of 16 floats (whole vectors and cache lines), the last one shorter
-        size_t per = (P->total + (size_t)N - 1) / (size_t)N;
-        per = (per + 15) / 16 * 16;
         part.cnt = xmalloc(sizeof(int) * (size_t)N);
-        for (int q = 0; q < N; q++) {
-            size_t lo = per * q < P->total ? per * q : P->total, hi = lo + per < P->total ? lo + per : P->total;
-            part.cnt[q] = (int)(hi - lo);
-            if (q == dist_rank()) part.lo = lo, part.hi = hi;
-        }
+        size_t per = dist_even_parts(P->total, N, part.cnt), r = (size_t)dist_rank();
+        part.lo = per * r < P->total ? per * r : P->total;
+        part.hi = part.lo + (size_t)part.cnt[r];
         part.on = 1;
     }
     if (dist_ep_size() == 1) return;
