@@ -121,6 +121,8 @@ void dp_optim_step(Optim *o, Params *P, const Config *c, float lr, float gscale)
     kernels_weights_changed(P->w);  // bf16 precision: the copy follows the whole block
 }
 
+size_t dp_optim_share(void) { return part.on ? part.hi - part.lo : 0; }
+
 void dp_optim_gather(Optim *o) {
     if (!part.on) return;
     DistStats st;  // a checkpoint's traffic, like a validation pass's, is not the step's

@@ -45,6 +45,8 @@ void dp_optim_step(Optim *o, Params *P, const Config *c, float lr, float gscale)
 // Before a checkpoint is written (every rank): with a split step, all-gathers each optimizer state
 // array so rank 0 holds all of it. No-op otherwise.
 void dp_optim_gather(Optim *o);
+// Floats of the flat block this rank's optimizer updates with a split step, else 0.
+size_t dp_optim_share(void);
 // The checkpoint writer's gather (ckpt.h CkptGatherFn) on rank 0: the whole tensor t from rank
 // 0's slices in `local` and its group's; the group's other ranks call dp_ckpt_send meanwhile,
 // which feeds every gather in the writer's order. No-op on ranks outside rank 0's group.

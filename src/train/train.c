@@ -226,11 +226,14 @@ int cmd_train(int argc, char **argv) {
     printf("model: %s ffn, %d layers, d_model %d, vocab %d: %.2fM parameters (%.2fM active per token), "
            "%.1f MFLOPs/token forward (%.1f train)\n",
            c.ffn.type, c.n_layer, c.d_model, V, tot / 1e6, act / 1e6, fl / 1e6, 3 * fl / 1e6);
-    if (dist_mpi())
+    if (dist_mpi()) {
         printf("MPI: %d ranks x %d threads, %d of the %d sequences per micro-batch on each rank, expert parallel %d "
-               "(each rank holds %d of %d experts per sparse layer: %zu of the %zu parameter floats)\n", N,
+               "(each rank holds %d of %d experts per sparse layer: %zu of the %zu parameter floats)", N,
                kernels_threads(), B, c.batch_size, c.expert_parallel, c.ffn.n_experts / c.expert_parallel,
                c.ffn.n_experts, m->P.total, m->P.gtotal);
+        if (dp_optim_share()) printf("; optimizer step split over the ranks, %zu floats on rank 0", dp_optim_share());
+        printf("\n");
+    }
     fflush(stdout);
     if (!R) {  // model.json: what `aoe report` shows of the model without opening the tokenizer or a checkpoint
         char mj[256], mp[CFG_STR + 64];
