@@ -151,8 +151,8 @@ static void ring_sum_part(MPI_Comm comm, int p, int me, float *buf, const int *c
         int ps = ((me - s - 1) % p + p) % p, pr = ((me - s - 2) % p + p) % p;
         float *snd = buf + part_at(cnt, ps), *rcv = buf + part_at(cnt, pr);
         int ns = cnt[ps], nr = cnt[pr];
-        for (int k = 0; k < ns || k < nr; k += RING_SEG) {
-            int a = ns - k < RING_SEG ? ns - k : RING_SEG, b = nr - k < RING_SEG ? nr - k : RING_SEG;
+        for (long k = 0; k < ns || k < nr; k += RING_SEG) {
+            int a = (int)(ns - k < RING_SEG ? ns - k : RING_SEG), b = (int)(nr - k < RING_SEG ? nr - k : RING_SEG);
             if (a < 0) a = 0;
             if (b < 0) b = 0;
             call_ok(MPI_Sendrecv(snd + k, a, MPI_FLOAT, to, s, tmp, b, MPI_FLOAT, from, s, comm, MPI_STATUS_IGNORE),

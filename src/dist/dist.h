@@ -39,15 +39,15 @@ double dist_max_d(double v);  // max over the world
 // started sums advance between pieces of computation; dist_isum_wait completes all of them.
 // buf must not be touched until then.
 void dist_isum_f(float *buf, size_t n, int replicas);
-// The two halves of a ring all-reduce, for a float block split into consecutive parts, cnt[q]
-// floats for rank q in rank order: dist_sum_part_f leaves in this rank's part the sum over the
-// world of that part (the rest of buf is scratch afterwards; a ring of MPI_Sendrecv, the sum's
-// order fixed by the ranks); dist_gather_parts_f copies every
-// rank's part to every rank. Each counts (N-1)/N of the block's bytes. No-op with one rank.
-void dist_sum_part_f(float *buf, const int *cnt);
 // Splits n floats (n <= INT_MAX) into p consecutive parts of a multiple of 16 floats, the last ones
 // shorter (or empty): cnt[q] for q < p. Returns the full part's length.
 size_t dist_even_parts(size_t n, int p, int *cnt);
+// The two halves of a ring all-reduce, for a float block split into consecutive parts, cnt[q]
+// floats for rank q in rank order: dist_sum_part_f leaves in this rank's part the sum over the
+// world of that part (the rest of buf is scratch afterwards; a ring of MPI_Sendrecv, the sum's
+// order fixed by the ranks); dist_gather_parts_f copies every rank's part to every rank. Each
+// counts (N-1)/N of the block's bytes. No-op with one rank.
+void dist_sum_part_f(float *buf, const int *cnt);
 void dist_gather_parts_f(float *buf, const int *cnt);
 void dist_isum_progress(void);
 void dist_isum_wait(void);
