@@ -42,6 +42,9 @@ const char *aoe_bin(void);
 // Runs `$AOE_BIN <args>` (printf-style); stdout/stderr into *out/*err (caller frees; NULL = drop).
 int aoe_run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *test_tmpdir(void);
+// The numbers after each "key": in a JSONL file (e.g. the losses of metrics.jsonl), in order, at
+// most cap; 0 if the file is absent.
+int test_jsonl_numbers(const char *path, const char *key, double *v, int cap);
 // aoe_bin() as an absolute path (for commands that change directory).
 const char *test_aoe_abs(void);
 // Runs a printf-formatted shell command like run_capture (test_fixtures.c).

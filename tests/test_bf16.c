@@ -1,5 +1,6 @@
 // test_bf16.c — the bf16 precision: rounding, oneDNN products against the naive twins with a
 // tolerance derived from bf16's precision, weight copies, and the precision choice.
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,4 +214,51 @@ TEST(bf16_precision_choice) {
     CHECK_STR_CONTAINS(err, "train.precision");
     CHECK_STR_CONTAINS(err, "auto|fp32|bf16");
     free(out); free(err);
+}
+
+// A CPU without native bf16, stood in for by oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA): with AVX512
+// but no bf16 instructions oneDNN emulates the products and training gives the native run's
+// losses; below AVX512 it has no bf16 product, and an explicit bf16 run stops before it creates
+// its run directory with one line saying to use fp32 (exit 2). A CPU that has no AVX512 at all
+// checks only the refusal.
+static int tiny_bf16(const char *isa, const char *run, char **err) {
+    const char *d = test_tiny_data();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s%s %s train configs/quickstart.json model.d_model=32 model.n_layer=1 model.n_head=2 model.seq_len=32 "
+             "model.ffn.d_ff=64 model.ffn.n_experts=4 model.ffn.d_low=8 train.steps=3 train.batch_size=2 "
+             "train.log_every=1 train.eval_every=0 train.threads=1 train.precision=bf16 data.train='%s/train-*.shard' "
+             "data.val='%s/val-*.shard' data.tokenizer=%s/tokenizer.bpe run.out=%s/%s",
+             isa ? "ONEDNN_MAX_CPU_ISA=" : "", isa ? isa : "", aoe_bin(), d, d, d, test_tmpdir(), run);
+    return run_capture(cmd, NULL, err);
+}
+
+static const char no_bf16_line[] = "has no bf16 matrix product on this CPU";
+
+TEST(bf16_without_native_support) {
+    char *err = NULL, p[700];
+    int native = tiny_bf16(NULL, "isa-native", &err);
+    if (native) {  // this CPU has no AVX512: the refusal is all there is to see
+        CHECK_EQ_INT(native, 2);
+        CHECK_STR_CONTAINS(err, no_bf16_line);
+        free(err);
+        return;
+    }
+    free(err);
+    CHECK_EQ_INT(tiny_bf16("AVX512_CORE", "isa-emulated", &err), 0);
+    free(err);
+    double a[8], b[8];
+    snprintf(p, sizeof p, "%s/isa-native/metrics.jsonl", test_tmpdir());
+    int na = test_jsonl_numbers(p, "loss", a, 8);
+    snprintf(p, sizeof p, "%s/isa-emulated/metrics.jsonl", test_tmpdir());
+    int nb = test_jsonl_numbers(p, "loss", b, 8);
+    CHECK(na == 3 && nb == 3);
+    for (int i = 0; i < na && i < nb; i++) CHECK(fabs(a[i] - b[i]) <= 1e-5 * fabs(a[i]));
+    if (na == 3 && nb == 3) fprintf(stderr, "[step 3 loss native %.6f, emulated %.6f] ", a[2], b[2]);
+    CHECK_EQ_INT(tiny_bf16("AVX2", "isa-avx2", &err), 2);
+    CHECK_STR_CONTAINS(err, no_bf16_line);
+    CHECK_STR_CONTAINS(err, "train.precision=fp32");
+    free(err);
+    snprintf(p, sizeof p, "%s/isa-avx2", test_tmpdir());
+    CHECK(!file_exists(p));
 }

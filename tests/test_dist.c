@@ -34,16 +34,9 @@ static int train(int np, const char *args, const char *run, const char *env, cha
 
 // Values of "key": in order from a JSONL file of the test run directory.
 static int read_key(const char *run, const char *file, const char *key, double *v, int cap) {
-    char path[700], pat[64];
+    char path[700];
     snprintf(path, sizeof path, "%s/%s/%s", test_tmpdir(), run, file);
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    size_t len;
-    if (!file_exists(path)) return 0;  // read_file would end the test runner
-    char *s = read_file(path, &len);
-    int n = 0;
-    for (char *p = s; (p = strstr(p, pat)) && n < cap; p += strlen(pat)) v[n++] = atof(p + strlen(pat));
-    free(s);
-    return n;
+    return test_jsonl_numbers(path, key, v, cap);
 }
 
 // The "counts":[...] arrays of load.jsonl, concatenated.

@@ -3,7 +3,9 @@
 #include "test.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "util/common.h"
@@ -67,6 +69,18 @@ int aoe_run(char **out, char **err, const char *fmt, ...) {
     va_end(ap);
     snprintf(cmd, sizeof cmd, "%s %s", aoe_bin(), args);
     return run_capture(cmd, out, err);
+}
+
+int test_jsonl_numbers(const char *path, const char *key, double *v, int cap) {
+    if (!file_exists(path)) return 0;  // read_file would end the test runner
+    size_t len, k;
+    char pat[80], *s = read_file(path, &len);
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    k = strlen(pat);
+    int n = 0;
+    for (char *p = s; (p = strstr(p, pat)) && n < cap; p += k) v[n++] = atof(p + k);
+    free(s);
+    return n;
 }
 
 static char tmpdir[256];

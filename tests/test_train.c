@@ -46,16 +46,6 @@ TEST(train_grad_accum_equals_full_batch) {
     accum_check("aoe");
 }
 
-// Losses logged in metrics.jsonl ("loss": values of the training lines), in order.
-static int read_losses(const char *path, double *v, int cap) {
-    size_t len;
-    char *s = read_file(path, &len);
-    if (!s) return 0;
-    int n = 0;
-    for (char *p = s; (p = strstr(p, "\"loss\":")) && n < cap; p += 7) v[n++] = atof(p + 7);
-    free(s);
-    return n;
-}
 
 TEST(train_cli_lowers_loss_deterministically) {
     const char *tmp = test_tmpdir();
@@ -89,7 +79,7 @@ TEST(train_cli_lowers_loss_deterministically) {
         CHECK_STR_CONTAINS(out, "tok/s");
         free(out); free(err);
         snprintf(path, sizeof path, "%s/tr-run%d/metrics.jsonl", tmp, run);
-        if (run == 0) na = read_losses(path, a, 64); else nb = read_losses(path, b, 64);
+        if (run == 0) na = test_jsonl_numbers(path, "loss", a, 64); else nb = test_jsonl_numbers(path, "loss", b, 64);
     }
     REQUIRE(na >= 8 && na == nb);
     fprintf(stderr, "[loss %.3f -> %.3f] ", a[0], a[na - 1]);

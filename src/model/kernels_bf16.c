@@ -26,6 +26,7 @@
 
 #include "model/kernels.h"
 #include "util/common.h"
+#include "util/mem.h"
 
 enum { TILE = 64, TILE_MAX_M = 256, MAX_SHADOWS = 64, MAX_OPERANDS = 16, MAX_ACTS = 1024, MAX_PRIMS = 4096 };
 #define CONVERT_MAX (1L << 21)  // elements of an operand rounded per call (4 MB of bf16)
@@ -221,10 +222,35 @@ static char last_impl[64] = "none";
 #define DNNL_OK(call) do { dnnl_status_t st_ = (call); \
     if (st_ != dnnl_success) die("oneDNN: %s failed (status %d)", #call, (int)st_); } while (0)
 
+static void md_init(dnnl_memory_desc_t *md, long rows, long cols, long ld, int t, dnnl_data_type_t dt);
+
+// Whether oneDNN can build a bf16 matmul on this CPU at all: natively (AVX512_BF16, AMX-BF16) or
+// emulated on AVX512; below that (or with ONEDNN_MAX_CPU_ISA capping it) it cannot, and the run
+// stops here with one line instead of at its first product.
+static void bf16_probe(void) {
+    dnnl_memory_desc_t a, b, c;
+    md_init(&a, 16, 16, 16, 0, dnnl_bf16);
+    md_init(&b, 16, 16, 16, 0, dnnl_bf16);
+    md_init(&c, 16, 16, 16, 0, dnnl_f32);
+    dnnl_matmul_desc_t desc;
+    DNNL_OK(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c));
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL);
+    if (st == dnnl_unimplemented) {
+        const dnnl_version_t *v = dnnl_version();
+        die_input("bf16 precision: oneDNN %d.%d has no bf16 matrix product on this CPU (it needs AVX512_BF16 or "
+                  "AMX-BF16, or AVX512 to emulate them); use fp32 (train.precision=fp32, or --precision fp32 for "
+                  "eval, sample and bench)", v->major, v->minor);
+    }
+    DNNL_OK(st);
+    dnnl_primitive_desc_destroy(pd);
+}
+
 void kernels_bf16_init(void) {
     if (engine) return;
     DNNL_OK(dnnl_engine_create(&engine, dnnl_cpu, 0));
     omp_init_lock(&prim_lock);
+    if (!mem_dry) bf16_probe();  // a memory estimate runs no product
 }
 
 // Row-major [rows, cols] with leading dimension ld, stored transposed when t (as [cols, rows]);

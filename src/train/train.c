@@ -164,10 +164,10 @@ int cmd_train(int argc, char **argv) {
         return 0;
     }
     const char *arch = kernels_init(c.threads);
+    kernels_set_precision(prec);  // stops here if oneDNN cannot do bf16 on this CPU at all
     if (prec == PREC_BF16 && !kernels_cpu_has_bf16())
         warnf("train.precision bf16: this CPU has no native bf16 dot products (AVX512_BF16/AMX-BF16); "
               "oneDNN emulates them, slowly");
-    kernels_set_precision(prec);
     int R = dist_rank(), N = dist_size(), B = dp_setup(&c);  // B: this rank's share of the batch
 
     // Inputs first: nothing is written until the tokenizer and shards check out.
