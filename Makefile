@@ -22,7 +22,7 @@ DEPS_PKGS = build-essential libblis-dev libdnnl-dev libcjson-dev zlib1g-dev gnup
 
 PREFIX  ?= /usr/local
 
-.PHONY: all deps deps-interop test asan ubsan bench clean data install
+.PHONY: all deps deps-interop test asan ubsan bench mpi-collectives clean data install
 all: aoe
 
 aoe: $(OBJDIR)/src/main.o $(OBJ)
@@ -58,9 +58,9 @@ install: aoe
 
 # The test runner drives ./aoe for CLI tests, so both are built with the same flags.
 # check-includes.sh: src/ folders follow the layer order, no shared file names (fails the test).
-test: aoe $(OBJDIR)/aoe_tests
+test: aoe $(OBJDIR)/aoe_tests $(OBJDIR)/mpi-collectives
 	tools/check-includes.sh
-	AOE_BIN=./aoe OMP_NUM_THREADS=2 $(OBJDIR)/aoe_tests $(T)
+	AOE_BIN=./aoe AOE_MPI_COLLECTIVES=$(OBJDIR)/mpi-collectives OMP_NUM_THREADS=2 $(OBJDIR)/aoe_tests $(T)
 
 asan:
 	$(MAKE) OBJDIR=build-asan OPT="-O1 -fsanitize=address -fno-omit-frame-pointer" \
@@ -69,13 +69,18 @@ ubsan:
 	$(MAKE) OBJDIR=build-ubsan OPT="-O1 -fsanitize=undefined -fno-sanitize-recover=undefined" test-san
 
 # sanitizer builds write their own binary so they never replace ./aoe
-test-san: $(OBJDIR)/aoe $(OBJDIR)/aoe_tests
-	ASAN_OPTIONS=detect_leaks=0 AOE_BIN=$(OBJDIR)/aoe OMP_NUM_THREADS=2 $(OBJDIR)/aoe_tests $(T)
+test-san: $(OBJDIR)/aoe $(OBJDIR)/aoe_tests $(OBJDIR)/mpi-collectives
+	ASAN_OPTIONS=detect_leaks=0 AOE_BIN=$(OBJDIR)/aoe AOE_MPI_COLLECTIVES=$(OBJDIR)/mpi-collectives OMP_NUM_THREADS=2 $(OBJDIR)/aoe_tests $(T)
 $(OBJDIR)/aoe: $(OBJDIR)/src/main.o $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: aoe
 	./aoe bench
+
+# The timing behind src/dist's ring (docs/distributed.md): mpirun -np 2 build/mpi-collectives
+mpi-collectives: $(OBJDIR)/mpi-collectives
+$(OBJDIR)/mpi-collectives: tools/mpi-collectives.c $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The shipped corpus (data/text, see data/README.md) -> data/prepared/tokenizer.bpe,
 # train-*.shard, val-*.shard: BPE vocab 4096, 5% of documents held out (seed 1). ~1 s on 2 cores.

@@ -151,6 +151,24 @@ TEST(dist_data_parallel_matches_one_process) {
     compare("moe", "train.overlap_grads=true", 2);
 }
 
+// src/dist's ring (reduce-scatter by MPI_Sendrecv, all-gather) gives exact sums on 2 and 3 ranks,
+// with parts of unequal length (tools/mpi-collectives.c checks every element; make test builds it
+// and names it in AOE_MPI_COLLECTIVES).
+TEST(dist_ring_sums_are_exact) {
+    if (!have_mpirun()) return;
+    const char *bin = getenv("AOE_MPI_COLLECTIVES");
+    if (!bin || !*bin) { fprintf(stderr, "[skipped: AOE_MPI_COLLECTIVES not set; run through make test] "); return; }
+    for (int np = 2; np <= 3; np++) {
+        char cmd[1024], *out = NULL, *err = NULL;
+        snprintf(cmd, sizeof cmd, MPIRUN "%s 100003", np, bin);
+        int rc = run_capture(cmd, &out, &err);
+        if (rc) fprintf(stderr, "  %s\n", err);
+        CHECK_EQ_INT(rc, 0);
+        CHECK_STR_CONTAINS(out, "results exact");
+        free(out); free(err);
+    }
+}
+
 // Commands that do not split their work refuse several ranks instead of writing N copies.
 TEST(dist_other_commands_refuse_ranks) {
     if (!have_mpirun()) return;

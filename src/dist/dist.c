@@ -135,8 +135,8 @@ static int part_at(const int *cnt, int q) {
 }
 
 // A ring reduce-scatter written out with MPI_Sendrecv, over the p ranks of comm (this one: me):
-// Open MPI 4.1's MPI_Reduce_scatter took 107 ms on 2 ranks for a 134 MB block where this takes
-// 14 ms (and its MPI_Allreduce 52-86 ms). In p-1 steps each rank passes a running sum one rank
+// Open MPI 4.1's MPI_Reduce_scatter took 110 ms on 2 ranks for a 134 MB block where this takes
+// 14 ms, and its MPI_Allreduce 55 ms (tools/mpi-collectives.c). In p-1 steps each rank passes a running sum one rank
 // on: at step s rank r sends its sum of part (r-s-1) mod p to rank r+1 and adds what rank r-1
 // sends into part (r-s-2) mod p, which after the last step is part r. Segments of RING_SEG floats
 // keep the receive buffer small and the added data in cache. Counts (p-1)/p of the block's bytes.
