@@ -107,15 +107,16 @@ static void check_shard_line(const char *out) {
     CHECK(mine > 0.3 * whole && held == whole - mine);
 }
 
-static void compare(const char *type, const char *extra, int np) {
+// type and `both` for the one process and the N ranks, `extra` for the N ranks only.
+static void compare_with(const char *type, const char *both, const char *extra, int np) {
     char one[64], two[64], args[256], *err = NULL;
     int ep = strstr(extra, "expert_parallel") != NULL;
     static int runs;  // a fresh run directory per comparison
     snprintf(one, sizeof one, "d1-%s-%d", type, runs);
     snprintf(two, sizeof two, "d2-%s-%d", type, runs++);
-    snprintf(args, sizeof args, "model.ffn.type=%s", type);
+    snprintf(args, sizeof args, "model.ffn.type=%s %s", type, both);
     int rc = train(0, args, one, NULL, NULL, &err);  // one process: no expert parallelism
-    snprintf(args, sizeof args, "model.ffn.type=%s %s", type, extra);
+    snprintf(args, sizeof args, "model.ffn.type=%s %s %s", type, both, extra);
     if (rc) fprintf(stderr, "  %s\n", err);
     free(err);
     REQUIRE(rc == 0);
@@ -129,7 +130,8 @@ static void compare(const char *type, const char *extra, int np) {
     free(out);
     int same;
     double d = loss_diff(one, two, 50, &same);
-    fprintf(stderr, "[%s%s%s N=%d: max rel %.1e, %d/50 equal] ", type, extra[0] ? " " : "", extra, np, d, same);
+    fprintf(stderr, "[%s%s%s%s%s N=%d: max rel %.1e, %d/50 equal] ", type, both[0] ? " " : "", both, extra[0] ? " " : "",
+            extra, np, d, same);
     CHECK(d <= 1e-5);
     if (strcmp(type, "dense")) {
         char *a = read_counts(one), *b = read_counts(two);
@@ -137,6 +139,8 @@ static void compare(const char *type, const char *extra, int np) {
         free(a); free(b);
     }
 }
+
+static void compare(const char *type, const char *extra, int np) { compare_with(type, "", extra, np); }
 
 // N = 2 data-parallel with global batch B gives the losses of one process with batch B. Each rank
 // updates its part of the parameters (a ring reduce-scatter of the gradient, the weights
@@ -147,6 +151,9 @@ TEST(dist_data_parallel_matches_one_process) {
     compare("moe", "", 2);
     compare("aoe", "", 2);
     compare("moe", "", 4);
+    // expert choice ranks the tokens of the whole global batch: the ranks pool their candidates
+    compare_with("moe", "model.ffn.select=expert_choice", "", 2);
+    compare_with("aoe", "model.ffn.select=expert_choice", "", 2);
     // the gradient summed block by block while the backward runs (MPI_Iallreduce): the same sums
     compare("moe", "train.overlap_grads=true", 2);
 }

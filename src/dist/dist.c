@@ -262,6 +262,15 @@ void dist_ep_gather_f(const float *mine, size_t per, float *all) {
     leave(t0);
 }
 
+void dist_allgather_f(const float *mine, size_t per, float *all) {
+    if (size == 1) { if (per) memcpy(all, mine, sizeof(float) * per); return; }
+    if (per > (size_t)INT_MAX) dist_abort(EXIT_RUNTIME, "an all-gather of %zu floats per rank is too large", per);
+    double t0 = enter();
+    call_ok(MPI_Allgather(mine, (int)per, MPI_FLOAT, all, (int)per, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
+    leave(t0);
+    st.allreduce_bytes += (double)(size - 1) * per * sizeof(float);
+}
+
 double dist_max_d(double v) {
     if (size == 1) return v;
     double t0 = enter();

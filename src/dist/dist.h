@@ -33,6 +33,9 @@ int dist_local_size(void);
 void dist_sum_f(float *buf, size_t n);
 void dist_sum_d(double *buf, size_t n);
 double dist_max_d(double v);  // max over the world
+// Every rank's `per` floats to every rank: all [N·per], rank q's at all + q·per (a copy with one
+// rank). Counted with the sums' bytes ((N-1)·per floats sent around the ring).
+void dist_allgather_f(const float *mine, size_t per, float *all);
 // Non-blocking in-place fp32 sum over the world (replicas = 0) or over this rank's replica group
 // (replicas = 1; the world without expert parallelism), started now (MPI_Iallreduce). Open MPI
 // moves such a sum forward only inside MPI calls: dist_isum_progress (MPI_Testall) lets the

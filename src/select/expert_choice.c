@@ -14,12 +14,15 @@
 // The selection is batch-level: whether expert e takes token t depends on every other token of
 // the micro-batch, including later positions of the same sequence, so in a causal LM a token's
 // output depends on future tokens (information leak; evaluation forwards select the same way over
-// their own batch). Auxiliary losses: the standard ones; with equal loads the balancing loss is
+// their own batch). On data-parallel ranks the batch is the global micro-batch: C comes from the
+// ranks' token count together and each expert takes the global top C (ec_select_global), so N
+// ranks select what one process would (ties between ranks go to the lower rank). Auxiliary losses: the standard ones; with equal loads the balancing loss is
 // the constant n·C/T (no gradient), Zhou et al. use none.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "select/select.h"
 
 typedef struct {
@@ -28,6 +31,7 @@ typedef struct {
     int *idx;    // [n,max_T] the tokens it takes (scratch)
     int *sel;    // [n] experts that took one token (scratch)
     float *gs;   // [n] their gates (scratch)
+    float *cand, *all;  // data-parallel ranks: [n,max_T] this rank's candidates, [N,n,max_T] everyone's
 } ExpertChoice;
 
 static int ec_slots(const FfnConfig *c) { return c->n_experts; }
@@ -54,7 +58,51 @@ static void ec_free(Selection *s) {
     free(p->idx);
     free(p->sel);
     free(p->gs);
+    free(p->cand);
+    free(p->all);
     free(p);
+}
+
+// A candidate of the global choice: its score and where it ranks among equal scores.
+typedef struct { float v; int rank, j; } Cand;
+static int cand_cmp(const void *a, const void *b) {
+    const Cand *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->rank != y->rank ? x->rank - y->rank : x->j - y->j;
+}
+
+// Data-parallel ranks (all with T tokens): expert e takes the C tokens of the N·T with the largest
+// p. A token in the global top C is in its own rank's top min(C, T), so each rank sends only
+// those scores (n·k floats, descending per expert) and every rank ranks the N·k candidates of each
+// expert the same way; this rank keeps its candidates among the first C. Sets s->load.
+static void ec_select_global(Selection *s, ExpertChoice *p) {
+    int n = s->n, T = s->T, N = dist_size(), me = dist_rank();
+    long c = select_capacity_slots(p->factor, (double)T * N, n);
+    int C = c < (long)T * N ? (int)c : T * N, k = C < T ? C : T;
+    if (!p->cand) {
+        p->cand = falloc((size_t)n * s->max_T);
+        p->all = falloc((size_t)N * n * s->max_T);
+    }
+    for (int e = 0; e < n; e++) {
+        float *col = p->col + (size_t)e * s->max_T;
+        int *idx = p->idx + (size_t)e * s->max_T;
+        for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
+        select_topk_row(col, T, k, idx);
+        for (int j = 0; j < k; j++) p->cand[(size_t)e * k + j] = col[idx[j]];
+    }
+    dist_allgather_f(p->cand, (size_t)n * k, p->all);
+    Cand *cs = xmalloc(sizeof(Cand) * (size_t)N * k);
+    for (int e = 0; e < n; e++) {
+        for (int q = 0; q < N; q++)
+            for (int j = 0; j < k; j++) cs[q * k + j] = (Cand){p->all[((size_t)q * n + e) * k + j], q, j};
+        qsort(cs, (size_t)N * k, sizeof *cs, cand_cmp);
+        int mine = 0;
+        for (int i = 0; i < C; i++) mine += cs[i].rank == me;  // my first `mine` candidates are taken
+        const int *idx = p->idx + (size_t)e * s->max_T;
+        for (int j = 0; j < mine; j++) s->choice[(size_t)idx[j] * n + e] = e;
+        s->load[e] = mine;
+    }
+    free(cs);
 }
 
 static void ec_select(Selection *s, Rng *rng) {
@@ -64,14 +112,19 @@ static void ec_select(Selection *s, Rng *rng) {
     long c = select_capacity_slots(p->factor, T, n);
     int C = c < T ? (int)c : T;
     for (long i = 0; i < (long)T * n; i++) s->choice[i] = -1;
-    // threads only pay off for real batches (a parallel region costs more than a small one)
+    if (dist_size() > 1) {
+        ec_select_global(s, p);
+    } else {
+        // threads only pay off for real batches (a parallel region costs more than a small one)
 #pragma omp parallel for schedule(static) if ((long)T * C > 65536)
-    for (int e = 0; e < n; e++) {
-        float *col = p->col + (size_t)e * s->max_T;
-        int *idx = p->idx + (size_t)e * s->max_T;
-        for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
-        select_topk_row(col, T, C, idx);
-        for (int j = 0; j < C; j++) s->choice[(size_t)idx[j] * n + e] = e;  // column e: no race
+        for (int e = 0; e < n; e++) {
+            float *col = p->col + (size_t)e * s->max_T;
+            int *idx = p->idx + (size_t)e * s->max_T;
+            for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
+            select_topk_row(col, T, C, idx);
+            for (int j = 0; j < C; j++) s->choice[(size_t)idx[j] * n + e] = e;  // column e: no race
+            s->load[e] = C;
+        }
     }
     int *sel = p->sel;
     float *gs = p->gs;
@@ -87,7 +140,6 @@ static void ec_select(Selection *s, Rng *rng) {
         for (int j = 0; j < m; j++) g[sel[j]] = gs[j];
     }
     memcpy(s->expert, s->choice, sizeof(int) * (size_t)T * n);
-    for (int e = 0; e < n; e++) s->load[e] = C;
     s->dropped = 0;
 }
 
