@@ -193,6 +193,7 @@ TEST(dist_expert_parallel_matches_one_process) {
     compare("moe", "train.expert_parallel=2", 2);
     compare("aoe", "train.expert_parallel=2", 2);
     compare("moe", "train.expert_parallel=2 train.overlap_grads=true", 2);
+    compare_with("aoe", "model.ffn.select=expert_choice", "train.expert_parallel=2", 2);
 }
 
 // kill -9 of rank 1 at step 37 (checkpoint every 10): the job stops with a message, and `mpirun ...
