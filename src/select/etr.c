@@ -24,6 +24,10 @@
 //        slot j of a token is expert j, so a token gets 0..n experts (like expert choice, the
 //        selection is batch-level and sees future tokens; it runs the same way in evaluation).
 //   Gates: model.ffn.etr_renorm renormalises them over the experts a token keeps (top-1: 1).
+//   Data-parallel ranks: the expert side ranks the global micro-batch (capacity from all ranks'
+//        tokens, τ's Σ max(δ,0) and candidate counts summed, candidates pooled by
+//        select_pool_candidates) and L_loc's group sums and counts are summed over the ranks, so
+//        N ranks train what one process would (when etr_groups divides each rank's sequences).
 // Not done: dropping at
 // evaluation (eval forwards are dropless, so a token's output never depends on other tokens of
 // the batch; in training, as with expert choice, the drops do see future tokens of a causal LM),
@@ -33,6 +37,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dist/dist.h"
 
 typedef struct {
     float key;  // δ of the (token, expert) pair
@@ -79,6 +85,7 @@ static void etr_init(Selection *s, const FfnConfig *c) {
     e->loc_coef = c->etr_loc_coef;
     e->groups = c->etr_groups;
     e->cap_factor = etr_cap_factor(e, 0);
+    e->tscale = 1;
     e->cand = xmalloc(sizeof(Cand) * (size_t)s->max_T * s->kmax);
     e->start = xcalloc(s->n + 1, sizeof(int));
     e->dc = xcalloc((size_t)e->groups * s->n, sizeof(double));
@@ -106,17 +113,53 @@ static int cand_cmp(const void *pa, const void *pb) {
     return (a->slot > b->slot) - (a->slot < b->slot);
 }
 
-// How many of an expert's m candidates (sorted by δ descending) it keeps: at most cap, and with
-// τ < 1 the shortest prefix whose Σ max(δ,0) reaches τ·Σ max(δ,0) of all m (at least one).
-static int keep_count(const Cand *c, int m, long cap, float tau) {
-    int lim = m < cap ? m : (int)cap;
-    if (tau >= 1) return lim;
-    double tot = 0, acc = 0;
-    for (int j = 0; j < m; j++) tot += fmax(c[j].key, 0);
-    if (!(tot > 0)) return lim;
+// How many of an expert's m candidates it keeps, their δ in key[0], key[inc], ... descending: at
+// most cap, and with τ < 1 the shortest prefix whose Σ max(δ,0) reaches τ·tot, tot = Σ max(δ,0)
+// over all m candidates (at least one).
+static int keep_prefix(const float *key, int inc, long m, long cap, float tau, double tot) {
+    int lim = (int)(m < cap ? m : cap);
+    if (tau >= 1 || !(tot > 0)) return lim;
+    double acc = 0;
     int j = 0;
-    for (; j < lim && acc < tau * tot; j++) acc += fmax(c[j].key, 0);
+    for (; j < lim && acc < tau * tot; j++) acc += fmax(key[(size_t)j * inc], 0);
     return j;
+}
+
+static double positive_sum(const Cand *c, int m) {
+    double tot = 0;
+    for (int j = 0; j < m; j++) tot += fmax(c[j].key, 0);
+    return tot;
+}
+
+_Static_assert(sizeof(Cand) == 2 * sizeof(float), "Cand: key, then one 4-byte slot");
+static int keep_count(const Cand *c, int m, long cap, float tau) {
+    return keep_prefix(&c->key, 2, m, cap, tau, tau < 1 ? positive_sum(c, m) : 0);
+}
+
+// ---- data-parallel ranks: the expert side ranks the global micro-batch (select_pool_candidates)
+typedef struct { long cap; float tau; double *m, *tot; } EtrPool;  // m, tot [n]: global per expert
+
+static int etr_pool_keep(int i, const float *keys, int merged, void *ctx) {
+    const EtrPool *p = ctx;
+    (void)merged;  // ≥ min(cap, m): every rank offers its first min(cap, own m)
+    return keep_prefix(keys, 1, (long)p->m[i], p->cap, p->tau, p->tot[i]);
+}
+
+// The candidates of expert i are c + start[i] .. (sorted, this rank's); returns in keep[i] how many
+// of them this rank keeps. cap is the global capacity; each rank offers at most k ≤ cap of them.
+static void pool_keep(const Etr *e, int n, const Cand *c, const int *start, long cap, int k, int *keep) {
+    double *red = xcalloc(2 * (size_t)n, sizeof(double));
+    float *mine = falloc((size_t)n * k);
+    for (int i = 0; i < n; i++) {
+        int m = start[i + 1] - start[i];
+        red[i] = m;
+        red[n + i] = positive_sum(c + start[i], m);
+        for (int j = 0; j < k; j++) mine[(size_t)i * k + j] = j < m ? c[start[i] + j].key : -INFINITY;
+    }
+    dist_sum_d(red, 2 * (size_t)n);
+    EtrPool p = {cap, e->tau, red, red + n};
+    select_pool_candidates(mine, n, k, etr_pool_keep, &p, keep);
+    free(red); free(mine);
 }
 
 static void etr_select(Selection *s, Rng *rng) {
@@ -132,8 +175,10 @@ static void etr_select(Selection *s, Rng *rng) {
     select_apply_capacity(s);  // capacity is 0 (check): load from the choices, expert = choice
     if (!s->train) return;     // evaluation: dropless
     // ECR: bucket the slots by expert (load = bucket sizes), sort each by δ, keep the first cap
+    // (of the global micro-batch on data-parallel ranks: the capacity from all ranks' tokens)
+    int N = dist_size();
     e->cap_factor = etr_cap_factor(e, s->progress);
-    e->cap = etr_capacity(e->cap_factor, K, T, n);
+    e->cap = etr_capacity(e->cap_factor, K, T * N, n);
     Cand *cand = e->cand;
     e->start[0] = 0;
     for (int i = 0; i < n; i++) e->start[i + 1] = e->start[i] + (int)s->load[i];
@@ -143,15 +188,20 @@ static void etr_select(Selection *s, Rng *rng) {
         cand[e->start[i] + fill[i]++] = (Cand){aff[(size_t)t * n + i], q};
     }
     free(fill);
+    int *keep = xmalloc(sizeof(int) * n);
     for (int i = 0; i < n; i++) {
         int m = e->start[i + 1] - e->start[i];
-        if (m <= e->cap && e->tau >= 1) continue;
+        if (N == 1 && m <= e->cap && e->tau >= 1) { keep[i] = m; continue; }
         qsort(cand + e->start[i], m, sizeof(Cand), cand_cmp);
-        for (int j = keep_count(cand + e->start[i], m, e->cap, e->tau); j < m; j++) {
+        if (N == 1) keep[i] = keep_count(cand + e->start[i], m, e->cap, e->tau);
+    }
+    if (N > 1) pool_keep(e, n, cand, e->start, e->cap, (int)(e->cap < T ? e->cap : T), keep);
+    for (int i = 0; i < n; i++)
+        for (int j = keep[i]; j < e->start[i + 1] - e->start[i]; j++) {
             s->expert[cand[e->start[i] + j].slot] = -1;
             s->dropped++;
         }
-    }
+    free(keep);
 }
 
 // ECR only: expert i takes the first keep_count of all T tokens sorted by δ[t,i]; slot i of token t.
@@ -160,19 +210,28 @@ static void ecr_select(Selection *s, Rng *rng) {
     Etr *e = s->priv;
     int n = s->n, T = s->T;
     const float *aff = s->aff ? s->aff : s->S;
+    int N = dist_size(), Tg = T * N;  // data-parallel ranks: every expert ranks the global batch
     e->cap_factor = etr_cap_factor(e, s->progress);
-    long c = etr_capacity(e->cap_factor, s->K, T, n);
-    e->cap = c < T ? c : T;
+    long c = etr_capacity(e->cap_factor, s->K, Tg, n);
+    e->cap = c < Tg ? c : Tg;
     Cand *cand = e->cand;  // [n·T]: kmax = n slots per token
+    int *keep = xmalloc(sizeof(int) * n), *start = xmalloc(sizeof(int) * (n + 1));
     for (long q = 0; q < (long)T * n; q++) s->choice[q] = -1;
     for (int i = 0; i < n; i++) {
         Cand *ci = cand + (size_t)i * T;
         for (int t = 0; t < T; t++) ci[t] = (Cand){aff[(size_t)t * n + i], t * n + i};
         qsort(ci, T, sizeof(Cand), cand_cmp);
-        int k = keep_count(ci, T, e->cap, e->tau);
-        for (int j = 0; j < k; j++) s->choice[ci[j].slot] = i;
-        s->load[i] = k;
+        if (N == 1) keep[i] = keep_count(ci, T, e->cap, e->tau);
+        start[i] = i * T;
     }
+    start[n] = n * T;
+    if (N > 1) pool_keep(e, n, cand, start, e->cap, (int)(e->cap < T ? e->cap : T), keep);
+    for (int i = 0; i < n; i++) {
+        const Cand *ci = cand + (size_t)i * T;
+        for (int j = 0; j < keep[i]; j++) s->choice[ci[j].slot] = i;
+        s->load[i] = keep[i];
+    }
+    free(keep); free(start);
     for (int t = 0; t < T; t++) {
         int *ch = s->choice + (size_t)t * n, m = 0;
         float *g = s->gate + (size_t)t * n;
@@ -189,6 +248,9 @@ static void ecr_select(Selection *s, Rng *rng) {
 }
 
 // Locality loss of the last forward (see the top); caches D_c and a = ln(D_c/D_l) for backward.
+// On data-parallel ranks the group sums and counts are summed over the ranks: group g of a rank
+// holds global sequences of group g when etr_groups divides the rank's sequences (the loader
+// gives rank r sequences r, r+N, ...), so D_c is the one process's.
 static double loc_forward(const Selection *s, Etr *e) {
     int n = s->n, T = s->T, G = e->groups, per = n / G;
     memset(e->dc, 0, sizeof(double) * G * n);
@@ -197,6 +259,18 @@ static double loc_forward(const Selection *s, Etr *e) {
         int g = (int)((long)t * G / T);
         e->tg[g]++;
         for (int i = 0; i < n; i++) e->dc[g * n + i] += s->prob[(size_t)t * n + i];
+    }
+    e->tscale = 1;
+    if (dist_size() > 1) {
+        double *r = xmalloc(sizeof(double) * ((size_t)G * n + G + 1));
+        memcpy(r, e->dc, sizeof(double) * G * n);
+        for (int g = 0; g < G; g++) r[G * n + g] = e->tg[g];
+        r[G * n + G] = T;
+        dist_sum_d(r, (size_t)G * n + G + 1);
+        memcpy(e->dc, r, sizeof(double) * G * n);
+        for (int g = 0; g < G; g++) e->tg[g] = (int)r[G * n + g];
+        e->tscale = r[G * n + G] / T;
+        free(r);
     }
     double L = 0;
     e->ne = 0;
@@ -215,14 +289,15 @@ static double loc_forward(const Selection *s, Etr *e) {
 }
 
 // dS_tj += scale · (1/(ne·T_g)) · p_tj (a_gj − Σ_i p_ti a_gi), g = group of t: the softmax Jacobian
-// applied to d(D ln(D/D_l))/dD = a + 1, whose +1 cancels because Σ_i p_ti = 1.
+// applied to d(D ln(D/D_l))/dD = a + 1, whose +1 cancels because Σ_i p_ti = 1. On N ranks T_g counts
+// all ranks' tokens and scale carries the ranks' 1/N (a rank's own mean), undone by tscale.
 static void loc_backward(const Selection *s, const Etr *e, float *dS, double scale) {
     int n = s->n, T = s->T, G = e->groups;
     for (int t = 0; t < T; t++) {
         int g = (int)((long)t * G / T);
         const float *p = s->prob + (size_t)t * n;
         const double *a = e->a + g * n;
-        double c = scale / ((double)e->ne * e->tg[g]), pa = 0;
+        double c = scale * e->tscale / ((double)e->ne * e->tg[g]), pa = 0;
         for (int i = 0; i < n; i++) pa += p[i] * a[i];
         for (int j = 0; j < n; j++) dS[(size_t)t * n + j] += (float)(c * p[j] * (a[j] - pa));
     }

@@ -20,7 +20,8 @@ typedef struct {
     void *cand;         // [max_T·kmax] ECR candidates
     int *start;         // [n+1] bucket of each expert in cand
     double *dc, *a;     // [G,n] D_c per token group, ln(D_c/D_l)
-    int *tg, ne;        // [G] tokens per group, non-empty groups
+    int *tg, ne;        // [G] tokens per group (of all data-parallel ranks), non-empty groups
+    double tscale;      // tokens of all ranks / this rank's (1 on one process)
     int *sel;           // [n] experts a token keeps (ECR only)
     float *gs;          // [n] their gates
 } Etr;

@@ -31,7 +31,7 @@ typedef struct {
     int *idx;    // [n,max_T] the tokens it takes (scratch)
     int *sel;    // [n] experts that took one token (scratch)
     float *gs;   // [n] their gates (scratch)
-    float *cand, *all;  // data-parallel ranks: [n,max_T] this rank's candidates, [N,n,max_T] everyone's
+    float *cand;  // data-parallel ranks: [n,max_T] this rank's candidates' scores
 } ExpertChoice;
 
 static int ec_slots(const FfnConfig *c) { return c->n_experts; }
@@ -59,30 +59,22 @@ static void ec_free(Selection *s) {
     free(p->sel);
     free(p->gs);
     free(p->cand);
-    free(p->all);
     free(p);
 }
 
-// A candidate of the global choice: its score and where it ranks among equal scores.
-typedef struct { float v; int rank, j; } Cand;
-static int cand_cmp(const void *a, const void *b) {
-    const Cand *x = a, *y = b;
-    if (x->v != y->v) return x->v > y->v ? -1 : 1;
-    return x->rank != y->rank ? x->rank - y->rank : x->j - y->j;
+static int keep_first(int e, const float *keys, int m, void *ctx) {
+    (void)e; (void)keys;
+    int C = *(const int *)ctx;
+    return m < C ? m : C;
 }
 
 // Data-parallel ranks (all with T tokens): expert e takes the C tokens of the N·T with the largest
-// p. A token in the global top C is in its own rank's top min(C, T), so each rank sends only
-// those scores (n·k floats, descending per expert) and every rank ranks the N·k candidates of each
-// expert the same way; this rank keeps its candidates among the first C. Sets s->load.
+// p, C from the N·T tokens; each rank offers its top min(C, T) (select_pool_candidates). Sets load.
 static void ec_select_global(Selection *s, ExpertChoice *p) {
-    int n = s->n, T = s->T, N = dist_size(), me = dist_rank();
+    int n = s->n, T = s->T, N = dist_size();
     long c = select_capacity_slots(p->factor, (double)T * N, n);
-    int C = c < (long)T * N ? (int)c : T * N, k = C < T ? C : T;
-    if (!p->cand) {
-        p->cand = falloc((size_t)n * s->max_T);
-        p->all = falloc((size_t)N * n * s->max_T);
-    }
+    int C = c < (long)T * N ? (int)c : T * N, k = C < T ? C : T, *taken = xmalloc(sizeof(int) * n);
+    if (!p->cand) p->cand = falloc((size_t)n * s->max_T);
     for (int e = 0; e < n; e++) {
         float *col = p->col + (size_t)e * s->max_T;
         int *idx = p->idx + (size_t)e * s->max_T;
@@ -90,19 +82,13 @@ static void ec_select_global(Selection *s, ExpertChoice *p) {
         select_topk_row(col, T, k, idx);
         for (int j = 0; j < k; j++) p->cand[(size_t)e * k + j] = col[idx[j]];
     }
-    dist_allgather_f(p->cand, (size_t)n * k, p->all);
-    Cand *cs = xmalloc(sizeof(Cand) * (size_t)N * k);
+    select_pool_candidates(p->cand, n, k, keep_first, &C, taken);
     for (int e = 0; e < n; e++) {
-        for (int q = 0; q < N; q++)
-            for (int j = 0; j < k; j++) cs[q * k + j] = (Cand){p->all[((size_t)q * n + e) * k + j], q, j};
-        qsort(cs, (size_t)N * k, sizeof *cs, cand_cmp);
-        int mine = 0;
-        for (int i = 0; i < C; i++) mine += cs[i].rank == me;  // my first `mine` candidates are taken
         const int *idx = p->idx + (size_t)e * s->max_T;
-        for (int j = 0; j < mine; j++) s->choice[(size_t)idx[j] * n + e] = e;
-        s->load[e] = mine;
+        for (int j = 0; j < taken[e]; j++) s->choice[(size_t)idx[j] * n + e] = e;
+        s->load[e] = taken[e];
     }
-    free(cs);
+    free(taken);
 }
 
 static void ec_select(Selection *s, Rng *rng) {

@@ -263,6 +263,35 @@ void select_write_stats(const Selection *s, FILE *f) {
 }
 
 // ---- building blocks ----
+typedef struct { float v; int rank, j; } PoolCand;
+static int pool_cmp(const void *a, const void *b) {
+    const PoolCand *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->rank != y->rank ? x->rank - y->rank : x->j - y->j;
+}
+
+void select_pool_candidates(const float *mine, int n, int k, SelectKeepFn keep, void *ctx, int *taken) {
+    int N = dist_size(), me = dist_rank();
+    float *all = falloc((size_t)N * n * k), *keys = falloc((size_t)N * k);
+    PoolCand *c = xmalloc(sizeof *c * (size_t)N * k);
+    dist_allgather_f(mine, (size_t)n * k, all);
+    for (int e = 0; e < n; e++) {
+        int m = 0;
+        for (int q = 0; q < N; q++)
+            for (int j = 0; j < k; j++) {
+                float v = all[((size_t)q * n + e) * k + j];
+                if (v == -INFINITY) break;  // past rank q's candidates
+                c[m++] = (PoolCand){v, q, j};
+            }
+        qsort(c, m, sizeof *c, pool_cmp);
+        for (int i = 0; i < m; i++) keys[i] = c[i].v;
+        int K = keep(e, keys, m, ctx), t = 0;
+        for (int i = 0; i < K && i < m; i++) t += c[i].rank == me;
+        taken[e] = t;
+    }
+    free(all); free(keys); free(c);
+}
+
 void select_topk_row(const float *row, int n, int K, int *idx) {
     // insertion into a sorted list of K; strict '>' keeps the lower index first on ties
     int m = 0;

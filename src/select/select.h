@@ -171,6 +171,15 @@ void select_stats_reduce(Selection *s);
 // ---- shared building blocks for methods (select.c) ----
 // The K largest of row[0..n-1], descending, ties to the lower index; idx [K].
 void select_topk_row(const float *row, int n, int K, int *idx);
+// Batch-level methods on data-parallel ranks (expert choice, ETR's expert side) rank the tokens
+// of the global micro-batch. Each rank passes, per expert e, its best candidates' keys in
+// mine[e·k .. e·k+k), descending, -INFINITY after its last one (a global top-C candidate is
+// always among its own rank's top C, so k = C suffices). The ranks' candidates are merged in one
+// order every rank agrees on (key descending, ties to the lower rank, then the rank's own order);
+// keep(e, keys, m, ctx) gets the m merged keys of expert e and says how many of the first it
+// keeps; taken[e] = how many of this rank's first candidates are among those. Collective.
+typedef int (*SelectKeepFn)(int e, const float *keys, int m, void *ctx);
+void select_pool_candidates(const float *mine, int n, int k, SelectKeepFn keep, void *ctx, int *taken);
 // Gate weights of m selected experts idx [m] of one token (s->gate_kind), into g [m].
 void select_gates_row(const Selection *s, int t, const int *idx, int m, float *g);
 // Backward of select_gates_row for every token over its non-empty choice slots.
