@@ -108,7 +108,9 @@ int main(int argc, char **argv) {
         if (test_failures) { failed++; fprintf(stderr, "FAIL\n"); }
         else { passed++; fprintf(stderr, "ok (%.2fs)\n", now_sec() - t0); }
     }
-    if (tmpdir[0]) { char cmd[300]; snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir); if (system(cmd)) {} }
+    const char *keep = getenv("AOE_TEST_KEEP_TMP");  // debugging: leave the runs for a look
+    if (tmpdir[0] && keep && *keep) fprintf(stderr, "test files kept in %s\n", tmpdir);
+    else if (tmpdir[0]) { char cmd[300]; snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir); if (system(cmd)) {} }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

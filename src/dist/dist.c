@@ -262,14 +262,16 @@ void dist_ep_gather_f(const float *mine, size_t per, float *all) {
     leave(t0);
 }
 
-void dist_allgather_f(const float *mine, size_t per, float *all) {
-    if (size == 1) { if (per) memcpy(all, mine, sizeof(float) * per); return; }
-    if (per > (size_t)INT_MAX) dist_abort(EXIT_RUNTIME, "an all-gather of %zu floats per rank is too large", per);
+static void allgather(const void *mine, size_t per, void *all, MPI_Datatype type, size_t elem) {
+    if (size == 1) { if (per) memcpy(all, mine, elem * per); return; }
+    if (per > (size_t)INT_MAX) dist_abort(EXIT_RUNTIME, "an all-gather of %zu elements per rank is too large", per);
     double t0 = enter();
-    call_ok(MPI_Allgather(mine, (int)per, MPI_FLOAT, all, (int)per, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
+    call_ok(MPI_Allgather(mine, (int)per, type, all, (int)per, type, MPI_COMM_WORLD), "MPI_Allgather");
     leave(t0);
-    st.allreduce_bytes += (double)(size - 1) * per * sizeof(float);
+    st.gather_bytes += (double)(size - 1) * per * elem;
 }
+void dist_allgather_f(const float *mine, size_t per, float *all) { allgather(mine, per, all, MPI_FLOAT, sizeof(float)); }
+void dist_allgather_i(const int *mine, size_t per, int *all) { allgather(mine, per, all, MPI_INT, sizeof(int)); }
 
 double dist_max_d(double v) {
     if (size == 1) return v;

@@ -33,9 +33,10 @@ int dist_local_size(void);
 void dist_sum_f(float *buf, size_t n);
 void dist_sum_d(double *buf, size_t n);
 double dist_max_d(double v);  // max over the world
-// Every rank's `per` floats to every rank: all [N·per], rank q's at all + q·per (a copy with one
-// rank). Counted with the sums' bytes ((N-1)·per floats sent around the ring).
+// Every rank's `per` floats (ints) to every rank: all [N·per], rank q's at all + q·per (a copy with
+// one rank). Counted apart from the sums, as gather bytes ((N-1)·per elements around the ring).
 void dist_allgather_f(const float *mine, size_t per, float *all);
+void dist_allgather_i(const int *mine, size_t per, int *all);
 // Non-blocking in-place fp32 sum over the world (replicas = 0) or over this rank's replica group
 // (replicas = 1; the world without expert parallelism), started now (MPI_Iallreduce). Open MPI
 // moves such a sum forward only inside MPI calls: dist_isum_progress (MPI_Testall) lets the
@@ -88,7 +89,7 @@ void dist_ep_alltoall_i(const int *send, int *recv, int per);
 // Communication counters since the last dist_stats_reset: seconds inside MPI calls, and bytes this
 // rank sent: ring all-reduce model 2(N-1)/N · bytes for sums, the exact off-rank payload for
 // all-to-all.
-typedef struct { double sec, allreduce_bytes, alltoall_bytes; long calls; } DistStats;
+typedef struct { double sec, allreduce_bytes, alltoall_bytes, gather_bytes; long calls; } DistStats;
 void dist_stats(DistStats *s);
 void dist_stats_reset(void);
 void dist_stats_restore(const DistStats *s);  // leave a stretch (a validation pass) out of the counters

@@ -50,6 +50,7 @@ static void *create_common(Params *P, const Config *cfg, int layer, int max_T, i
     L->gin = L->r ? L->r : L->d;
     L->sel = select_create(f, &so->info, max_T);
     L->sel->aff = L->score.rank;
+    L->sel->seq_len = c->seq_len;
     // parameter aux losses (ERC) are averaged over the sparse layers: each carries 1/#sparse
     int n_sparse = 0;
     for (int l = 0; l < c->n_layer; l++) n_sparse += ffn_is_sparse_layer(c, l);

@@ -145,21 +145,29 @@ static int etr_pool_keep(int i, const float *keys, int merged, void *ctx) {
     return keep_prefix(keys, 1, (long)p->m[i], p->cap, p->tau, p->tot[i]);
 }
 
-// The candidates of expert i are c + start[i] .. (sorted, this rank's); returns in keep[i] how many
-// of them this rank keeps. cap is the global capacity; each rank offers at most k ≤ cap of them.
-static void pool_keep(const Etr *e, int n, const Cand *c, const int *start, long cap, int k, int *keep) {
+// The candidates of expert i are c + start[i] .. (sorted, this rank's; slot = token·kmax + j);
+// returns in keep[i] how many of them this rank keeps. cap is the global capacity; each rank
+// offers at most k ≤ cap of them.
+static void pool_keep(const Selection *s, const Cand *c, const int *start, long cap, int k, int *keep) {
+    const Etr *e = s->priv;
+    int n = s->n;
     double *red = xcalloc(2 * (size_t)n, sizeof(double));
     float *mine = falloc((size_t)n * k);
+    int *tok = xcalloc((size_t)n * k, sizeof(int));
     for (int i = 0; i < n; i++) {
         int m = start[i + 1] - start[i];
         red[i] = m;
         red[n + i] = positive_sum(c + start[i], m);
-        for (int j = 0; j < k; j++) mine[(size_t)i * k + j] = j < m ? c[start[i] + j].key : -INFINITY;
+        for (int j = 0; j < k && j < m; j++) {
+            mine[(size_t)i * k + j] = c[start[i] + j].key;
+            tok[(size_t)i * k + j] = c[start[i] + j].slot / s->kmax;
+        }
+        for (int j = m; j < k; j++) mine[(size_t)i * k + j] = -INFINITY;
     }
     dist_sum_d(red, 2 * (size_t)n);
     EtrPool p = {cap, e->tau, red, red + n};
-    select_pool_candidates(mine, n, k, etr_pool_keep, &p, keep);
-    free(red); free(mine);
+    select_pool_candidates(s, mine, tok, k, etr_pool_keep, &p, keep);
+    free(red); free(mine); free(tok);
 }
 
 static void etr_select(Selection *s, Rng *rng) {
@@ -195,7 +203,7 @@ static void etr_select(Selection *s, Rng *rng) {
         qsort(cand + e->start[i], m, sizeof(Cand), cand_cmp);
         if (N == 1) keep[i] = keep_count(cand + e->start[i], m, e->cap, e->tau);
     }
-    if (N > 1) pool_keep(e, n, cand, e->start, e->cap, (int)(e->cap < T ? e->cap : T), keep);
+    if (N > 1) pool_keep(s, cand, e->start, e->cap, (int)(e->cap < T ? e->cap : T), keep);
     for (int i = 0; i < n; i++)
         for (int j = keep[i]; j < e->start[i + 1] - e->start[i]; j++) {
             s->expert[cand[e->start[i] + j].slot] = -1;
@@ -225,7 +233,7 @@ static void ecr_select(Selection *s, Rng *rng) {
         start[i] = i * T;
     }
     start[n] = n * T;
-    if (N > 1) pool_keep(e, n, cand, start, e->cap, (int)(e->cap < T ? e->cap : T), keep);
+    if (N > 1) pool_keep(s, cand, start, e->cap, (int)(e->cap < T ? e->cap : T), keep);
     for (int i = 0; i < n; i++) {
         const Cand *ci = cand + (size_t)i * T;
         for (int j = 0; j < keep[i]; j++) s->choice[ci[j].slot] = i;

@@ -16,7 +16,7 @@
 // output depends on future tokens (information leak; evaluation forwards select the same way over
 // their own batch). On data-parallel ranks the batch is the global micro-batch: C comes from the
 // ranks' token count together and each expert takes the global top C (ec_select_global), so N
-// ranks select what one process would (ties between ranks go to the lower rank). Auxiliary losses: the standard ones; with equal loads the balancing loss is
+// ranks select what one process would, ties included. Auxiliary losses: the standard ones; with equal loads the balancing loss is
 // the constant n·C/T (no gradient), Zhou et al. use none.
 #include <math.h>
 #include <stdlib.h>
@@ -74,15 +74,17 @@ static void ec_select_global(Selection *s, ExpertChoice *p) {
     int n = s->n, T = s->T, N = dist_size();
     long c = select_capacity_slots(p->factor, (double)T * N, n);
     int C = c < (long)T * N ? (int)c : T * N, k = C < T ? C : T, *taken = xmalloc(sizeof(int) * n);
+    int *tok = xmalloc(sizeof(int) * (size_t)n * k);
     if (!p->cand) p->cand = falloc((size_t)n * s->max_T);
     for (int e = 0; e < n; e++) {
         float *col = p->col + (size_t)e * s->max_T;
         int *idx = p->idx + (size_t)e * s->max_T;
         for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
         select_topk_row(col, T, k, idx);
-        for (int j = 0; j < k; j++) p->cand[(size_t)e * k + j] = col[idx[j]];
+        for (int j = 0; j < k; j++) p->cand[(size_t)e * k + j] = col[idx[j]], tok[(size_t)e * k + j] = idx[j];
     }
-    select_pool_candidates(p->cand, n, k, keep_first, &C, taken);
+    select_pool_candidates(s, p->cand, tok, k, keep_first, &C, taken);
+    free(tok);
     for (int e = 0; e < n; e++) {
         const int *idx = p->idx + (size_t)e * s->max_T;
         for (int j = 0; j < taken[e]; j++) s->choice[(size_t)idx[j] * n + e] = e;

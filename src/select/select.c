@@ -5,6 +5,7 @@
 
 #include "dist/dist.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,25 +264,35 @@ void select_write_stats(const Selection *s, FILE *f) {
 }
 
 // ---- building blocks ----
-typedef struct { float v; int rank, j; } PoolCand;
+typedef struct { float v; int g, rank; } PoolCand;  // key, place in the global batch, owner
 static int pool_cmp(const void *a, const void *b) {
     const PoolCand *x = a, *y = b;
     if (x->v != y->v) return x->v > y->v ? -1 : 1;
-    return x->rank != y->rank ? x->rank - y->rank : x->j - y->j;
+    return (x->g > y->g) - (x->g < y->g);
 }
 
-void select_pool_candidates(const float *mine, int n, int k, SelectKeepFn keep, void *ctx, int *taken) {
-    int N = dist_size(), me = dist_rank();
-    float *all = falloc((size_t)N * n * k), *keys = falloc((size_t)N * k);
+void select_pool_candidates(const Selection *s, const float *key, const int *tok, int k, SelectKeepFn keep, void *ctx,
+                            int *taken) {
+    int n = s->n, N = dist_size(), me = dist_rank(), S = s->seq_len, T = s->T;
+    if (!(S > 0 && T % S == 0) || (long)T * N > INT_MAX)
+        die("internal: pooled selection of %d tokens per rank with sequences of %d", T, S);
+    size_t per = (size_t)n * k;
+    float *all = falloc(N * per), *keys = falloc((size_t)N * k);
+    int *g = xmalloc(sizeof(int) * per), *gall = xmalloc(sizeof(int) * N * per);
+    for (size_t i = 0; i < per; i++) {  // local token t: sequence t/S of this rank is global t/S·N + me
+        int t = key[i] == -INFINITY ? 0 : tok[i];
+        g[i] = ((t / S) * N + me) * S + t % S;
+    }
     PoolCand *c = xmalloc(sizeof *c * (size_t)N * k);
-    dist_allgather_f(mine, (size_t)n * k, all);
+    dist_allgather_f(key, per, all);
+    dist_allgather_i(g, per, gall);
     for (int e = 0; e < n; e++) {
         int m = 0;
         for (int q = 0; q < N; q++)
             for (int j = 0; j < k; j++) {
-                float v = all[((size_t)q * n + e) * k + j];
-                if (v == -INFINITY) break;  // past rank q's candidates
-                c[m++] = (PoolCand){v, q, j};
+                size_t at = ((size_t)q * n + e) * k + j;
+                if (all[at] == -INFINITY) break;  // past rank q's candidates
+                c[m++] = (PoolCand){all[at], gall[at], q};
             }
         qsort(c, m, sizeof *c, pool_cmp);
         for (int i = 0; i < m; i++) keys[i] = c[i].v;
@@ -289,7 +300,7 @@ void select_pool_candidates(const float *mine, int n, int k, SelectKeepFn keep, 
         for (int i = 0; i < K && i < m; i++) t += c[i].rank == me;
         taken[e] = t;
     }
-    free(all); free(keys); free(c);
+    free(all); free(keys); free(g); free(gall); free(c);
 }
 
 void select_topk_row(const float *row, int n, int K, int *idx) {

@@ -92,6 +92,9 @@ typedef struct Selection {
     // layers; the layer sets it after select_create, default 1).
     Erc *erc;
     float layer_share;
+    // model.seq_len (set by the layer): a forward of T = B·seq_len tokens holds B whole sequences,
+    // which places this rank's tokens in the global micro-batch (select_pool_candidates).
+    int seq_len;
 } Selection;
 
 // A selection method. Required: name, summary, slots, select, gate_backward. NULL aux_* means
@@ -172,14 +175,17 @@ void select_stats_reduce(Selection *s);
 // The K largest of row[0..n-1], descending, ties to the lower index; idx [K].
 void select_topk_row(const float *row, int n, int K, int *idx);
 // Batch-level methods on data-parallel ranks (expert choice, ETR's expert side) rank the tokens
-// of the global micro-batch. Each rank passes, per expert e, its best candidates' keys in
-// mine[e·k .. e·k+k), descending, -INFINITY after its last one (a global top-C candidate is
-// always among its own rank's top C, so k = C suffices). The ranks' candidates are merged in one
-// order every rank agrees on (key descending, ties to the lower rank, then the rank's own order);
-// keep(e, keys, m, ctx) gets the m merged keys of expert e and says how many of the first it
-// keeps; taken[e] = how many of this rank's first candidates are among those. Collective.
+// of the global micro-batch. Each rank passes, per expert e, its best candidates in
+// key[e·k .. e·k+k) (descending, ties in token order; -INFINITY after its last one) with their
+// tokens tok[..] (a global top-C candidate is always among its own rank's top C, so k = C
+// suffices). The candidates of all ranks are merged in one process's order: key descending, then
+// the token's place in the global micro-batch (rank r holds global sequences r, r+N, ...: the
+// loader's striding; s->seq_len says where sequences end). keep(e, keys, m, ctx) gets the m merged
+// keys of expert e and says how many of the first it keeps; taken[e] = how many of this rank's
+// first candidates are among those. Collective.
 typedef int (*SelectKeepFn)(int e, const float *keys, int m, void *ctx);
-void select_pool_candidates(const float *mine, int n, int k, SelectKeepFn keep, void *ctx, int *taken);
+void select_pool_candidates(const Selection *s, const float *key, const int *tok, int k, SelectKeepFn keep, void *ctx,
+                            int *taken);
 // Gate weights of m selected experts idx [m] of one token (s->gate_kind), into g [m].
 void select_gates_row(const Selection *s, int t, const int *idx, int m, float *g);
 // Backward of select_gates_row for every token over its non-empty choice slots.

@@ -184,7 +184,9 @@ void dp_report_comm(const Config *c, size_t n_params, long tokens_per_micro, lon
     printf("communication per step (rank %d of %d): all-reduce %.3f MB (ring formula 4 B x 2(N-1)/N x %zu "
            "parameters", dist_rank(), N, s.allreduce_bytes / steps / 1e6, n_params - ex.total);
     if (ex.total) printf(" + 4 B x 2(R-1)/R x %zu expert parameters of this rank over its R (%d) replicas", ex.total, Rp);
-    printf(" = %.3f MB; the rest is batch statistics), all-to-all %.3f MB (uniform-routing formula %.3f MB), "
-           "%.1f%% of the time in MPI\n", dp_ring_bytes(n_params) / 1e6, s.alltoall_bytes / steps / 1e6, a2a / 1e6,
-           wall > 0 ? 100 * s.sec / wall : 0);
+    printf(" = %.3f MB; the rest is batch statistics), all-to-all %.3f MB (uniform-routing formula %.3f MB), ",
+           dp_ring_bytes(n_params) / 1e6, s.alltoall_bytes / steps / 1e6, a2a / 1e6);
+    if (s.gather_bytes > 0)  // expert choice / ETR: each expert's best candidates of every rank
+        printf("selection candidates %.3f MB, ", s.gather_bytes / steps / 1e6);
+    printf("%.1f%% of the time in MPI\n", wall > 0 ? 100 * s.sec / wall : 0);
 }

@@ -326,8 +326,8 @@ int cmd_train(int argc, char **argv) {
             double eta = (c.steps - step - 1) * (now - t0) / (step + 1);
             DistStats cs;  // communication since the last line (global tokens/s above)
             dist_stats(&cs);
-            double comm_s = cs.sec - comm0.sec, comm_b = cs.allreduce_bytes + cs.alltoall_bytes -
-                                                         comm0.allreduce_bytes - comm0.alltoall_bytes;
+            double comm_s = cs.sec - comm0.sec, comm_b = cs.allreduce_bytes + cs.alltoall_bytes + cs.gather_bytes -
+                                                         comm0.allreduce_bytes - comm0.alltoall_bytes - comm0.gather_bytes;
             comm0 = cs;
             printf("step %5ld/%d | loss %.4f | aux %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %.0fs",
                    step + 1, c.steps, loss_acc / n_acc, aux_acc / n_acc, lr, gn, tps, eta);
