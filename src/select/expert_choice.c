@@ -15,9 +15,9 @@
 // the micro-batch, including later positions of the same sequence, so in a causal LM a token's
 // output depends on future tokens (information leak; evaluation forwards select the same way over
 // their own batch). On data-parallel ranks the batch is the global micro-batch: C comes from the
-// ranks' token count together and each expert takes the global top C (ec_select_global), so N
-// ranks select what one process would, ties included. Auxiliary losses: the standard ones; with equal loads the balancing loss is
-// the constant n·C/T (no gradient), Zhou et al. use none.
+// ranks' token count together and each expert takes the global top C (ec_pool), so N ranks
+// select what one process would, ties included. Auxiliary losses: the standard ones; with equal
+// loads the balancing loss is the constant n·C/T (no gradient), Zhou et al. use none.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,6 @@ typedef struct {
     int *idx;    // [n,max_T] the tokens it takes (scratch)
     int *sel;    // [n] experts that took one token (scratch)
     float *gs;   // [n] their gates (scratch)
-    float *cand;  // data-parallel ranks: [n,max_T] this rank's candidates' scores
 } ExpertChoice;
 
 static int ec_slots(const FfnConfig *c) { return c->n_experts; }
@@ -58,7 +57,6 @@ static void ec_free(Selection *s) {
     free(p->idx);
     free(p->sel);
     free(p->gs);
-    free(p->cand);
     free(p);
 }
 
@@ -68,52 +66,44 @@ static int keep_first(int e, const float *keys, int m, void *ctx) {
     return m < C ? m : C;
 }
 
-// Data-parallel ranks (all with T tokens): expert e takes the C tokens of the N·T with the largest
-// p, C from the N·T tokens; each rank offers its top min(C, T) (select_pool_candidates). Sets load.
-static void ec_select_global(Selection *s, ExpertChoice *p) {
-    int n = s->n, T = s->T, N = dist_size();
-    long c = select_capacity_slots(p->factor, (double)T * N, n);
-    int C = c < (long)T * N ? (int)c : T * N, k = C < T ? C : T, *taken = xmalloc(sizeof(int) * n);
+// Data-parallel ranks (all with T tokens): C comes from the N·T tokens, each rank offers its top
+// min(C, T) per expert, and select_pool_candidates says how many of them are in the global top C.
+static void ec_pool(Selection *s, ExpertChoice *p, int C, int k, int *take) {
+    int n = s->n;
+    float *key = falloc((size_t)n * k);
     int *tok = xmalloc(sizeof(int) * (size_t)n * k);
-    if (!p->cand) p->cand = falloc((size_t)n * s->max_T);
     for (int e = 0; e < n; e++) {
-        float *col = p->col + (size_t)e * s->max_T;
-        int *idx = p->idx + (size_t)e * s->max_T;
-        for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
-        select_topk_row(col, T, k, idx);
-        for (int j = 0; j < k; j++) p->cand[(size_t)e * k + j] = col[idx[j]], tok[(size_t)e * k + j] = idx[j];
-    }
-    select_pool_candidates(s, p->cand, tok, k, keep_first, &C, taken);
-    free(tok);
-    for (int e = 0; e < n; e++) {
+        const float *col = p->col + (size_t)e * s->max_T;
         const int *idx = p->idx + (size_t)e * s->max_T;
-        for (int j = 0; j < taken[e]; j++) s->choice[(size_t)idx[j] * n + e] = e;
-        s->load[e] = taken[e];
+        for (int j = 0; j < k; j++) key[(size_t)e * k + j] = col[idx[j]], tok[(size_t)e * k + j] = idx[j];
     }
-    free(taken);
+    select_pool_candidates(s, key, tok, k, keep_first, &C, take);
+    free(key); free(tok);
 }
 
 static void ec_select(Selection *s, Rng *rng) {
     (void)rng;
     ExpertChoice *p = s->priv;
-    int n = s->n, T = s->T;
-    long c = select_capacity_slots(p->factor, T, n);
-    int C = c < T ? (int)c : T;
+    int n = s->n, T = s->T, N = dist_size();
+    long c = select_capacity_slots(p->factor, (double)T * N, n);  // of the global micro-batch
+    int C = c < (long)T * N ? (int)c : T * N, k = C < T ? C : T;   // k: the best of this rank's
     for (long i = 0; i < (long)T * n; i++) s->choice[i] = -1;
-    if (dist_size() > 1) {
-        ec_select_global(s, p);
-    } else {
-        // threads only pay off for real batches (a parallel region costs more than a small one)
-#pragma omp parallel for schedule(static) if ((long)T * C > 65536)
-        for (int e = 0; e < n; e++) {
-            float *col = p->col + (size_t)e * s->max_T;
-            int *idx = p->idx + (size_t)e * s->max_T;
-            for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
-            select_topk_row(col, T, C, idx);
-            for (int j = 0; j < C; j++) s->choice[(size_t)idx[j] * n + e] = e;  // column e: no race
-            s->load[e] = C;
-        }
+    // threads only pay off for real batches (a parallel region costs more than a small one)
+#pragma omp parallel for schedule(static) if ((long)T * k > 65536)
+    for (int e = 0; e < n; e++) {
+        float *col = p->col + (size_t)e * s->max_T;
+        for (int t = 0; t < T; t++) col[t] = s->prob[(size_t)t * n + e];
+        select_topk_row(col, T, k, p->idx + (size_t)e * s->max_T);
     }
+    int *take = xmalloc(sizeof(int) * n);
+    if (N > 1) ec_pool(s, p, C, k, take);
+    else for (int e = 0; e < n; e++) take[e] = k;
+    for (int e = 0; e < n; e++) {
+        const int *idx = p->idx + (size_t)e * s->max_T;
+        for (int j = 0; j < take[e]; j++) s->choice[(size_t)idx[j] * n + e] = e;
+        s->load[e] = take[e];
+    }
+    free(take);
     int *sel = p->sel;
     float *gs = p->gs;
     for (int t = 0; t < T; t++) {
